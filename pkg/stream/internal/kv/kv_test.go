@@ -1,0 +1,422 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+type backend struct {
+	name string
+	open func(t testing.TB) Store
+}
+
+// backends lists every Store implementation; each test runs against all of
+// them so the backends stay interchangeable.
+func backends() []backend {
+	return []backend{
+		{"memory", func(t testing.TB) Store { return closeLater(t, NewMemory()) }},
+		{"pebble", func(t testing.TB) Store { return openPebble(t, t.TempDir()) }},
+		{"pebble-memfs", func(t testing.TB) Store { return openPebble(t, "db", PebbleMemFS()) }},
+	}
+}
+
+func openPebble(t testing.TB, dir string, opts ...PebbleOpt) Store {
+	t.Helper()
+	s, clean, err := OpenPebble(dir, opts...)
+	require.NoError(t, err)
+	require.False(t, clean, "a fresh directory has no clean marker")
+	// Tests want ApproximateLen to reflect each write immediately.
+	s.(*pebbleStore).lenRefresh = 0
+	return closeLater(t, s)
+}
+
+func closeLater(t testing.TB, s Store) Store {
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+func forEachBackend(t *testing.T, fn func(t *testing.T, s Store)) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.open(t)) })
+	}
+}
+
+type kvPair struct{ k, v string }
+
+func collect(t *testing.T, it Iterator) []kvPair {
+	t.Helper()
+	var out []kvPair
+	for it.Next() {
+		out = append(out, kvPair{string(it.Key()), string(it.Value())})
+	}
+	require.NoError(t, it.Err())
+	require.NoError(t, it.Close())
+	return out
+}
+
+func TestGetPutDelete(t *testing.T) {
+	type op struct {
+		kind    string // put, del, get
+		k, v    string
+		found   bool
+		wantLen int64
+	}
+	cases := []struct {
+		name string
+		ops  []op
+	}{
+		{"missing", []op{{kind: "get", k: "a", found: false}}},
+		{"put then get", []op{
+			{kind: "put", k: "a", v: "1", wantLen: 1},
+			{kind: "get", k: "a", v: "1", found: true},
+		}},
+		{"overwrite", []op{
+			{kind: "put", k: "a", v: "1", wantLen: 1},
+			{kind: "put", k: "a", v: "2", wantLen: 1},
+			{kind: "get", k: "a", v: "2", found: true},
+		}},
+		{"delete", []op{
+			{kind: "put", k: "a", v: "1", wantLen: 1},
+			{kind: "put", k: "b", v: "2", wantLen: 2},
+			{kind: "del", k: "a", wantLen: 1},
+			{kind: "get", k: "a", found: false},
+			{kind: "get", k: "b", v: "2", found: true},
+		}},
+		{"delete missing", []op{{kind: "del", k: "zz", wantLen: 0}}},
+		{"empty value", []op{
+			{kind: "put", k: "a", v: "", wantLen: 1},
+			{kind: "get", k: "a", v: "", found: true},
+		}},
+		{"re-put after delete", []op{
+			{kind: "put", k: "a", v: "1", wantLen: 1},
+			{kind: "del", k: "a", wantLen: 0},
+			{kind: "put", k: "a", v: "3", wantLen: 1},
+			{kind: "get", k: "a", v: "3", found: true},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, s Store) {
+				for i, o := range tc.ops {
+					switch o.kind {
+					case "put":
+						require.NoError(t, s.Put([]byte(o.k), []byte(o.v)), "op %d", i)
+						require.Equal(t, o.wantLen, s.ApproximateLen(), "op %d", i)
+					case "del":
+						require.NoError(t, s.Delete([]byte(o.k)), "op %d", i)
+						require.Equal(t, o.wantLen, s.ApproximateLen(), "op %d", i)
+					case "get":
+						v, ok, err := s.Get([]byte(o.k))
+						require.NoError(t, err, "op %d", i)
+						require.Equal(t, o.found, ok, "op %d", i)
+						if o.found {
+							require.NotNil(t, v, "op %d: found values are non-nil", i)
+							require.Equal(t, o.v, string(v), "op %d", i)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestCopies(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		k, v := []byte("key"), []byte("value")
+		require.NoError(t, s.Put(k, v))
+		// The store must not alias the caller's buffers.
+		k[0], v[0] = 'X', 'X'
+		got, ok, err := s.Get([]byte("key"))
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "value", string(got))
+		// Nor may the caller's copy alias the store.
+		got[0] = 'Y'
+		again, _, _ := s.Get([]byte("key"))
+		require.Equal(t, "value", string(again))
+	})
+}
+
+func TestRange(t *testing.T) {
+	keys := []string{"d", "b", "a", "e", "c", "bb", "", "\xff"}
+	all := []kvPair{{"", "v"}, {"a", "va"}, {"b", "vb"}, {"bb", "vbb"}, {"c", "vc"}, {"d", "vd"}, {"e", "ve"}, {"\xff", "v\xff"}}
+	cases := []struct {
+		name     string
+		from, to []byte
+		want     []kvPair
+	}{
+		{"all", nil, nil, all},
+		{"from", []byte("b"), nil, all[2:]},
+		{"to", nil, []byte("c"), all[:4]},
+		{"both", []byte("b"), []byte("d"), all[2:5]},
+		{"between keys", []byte("ba"), []byte("cc"), all[3:5]},
+		{"empty from is start", []byte{}, []byte("a"), all[:1]},
+		{"past end", []byte("\xff\x00"), nil, nil},
+		{"equal bounds", []byte("c"), []byte("c"), nil},
+		{"inverted", []byte("d"), []byte("b"), nil},
+	}
+	forEachBackend(t, func(t *testing.T, s Store) {
+		for _, k := range keys {
+			require.NoError(t, s.Put([]byte(k), []byte("v"+k)))
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				it, err := s.Range(tc.from, tc.to)
+				require.NoError(t, err)
+				require.Equal(t, tc.want, collect(t, it))
+			})
+		}
+	})
+}
+
+// TestRangeLarge crosses the memory iterator's chunk boundaries.
+func TestRangeLarge(t *testing.T) {
+	const n = 1000
+	forEachBackend(t, func(t *testing.T, s Store) {
+		for i := range n {
+			require.NoError(t, s.Put(fmt.Appendf(nil, "k%05d", i), fmt.Appendf(nil, "%d", i)))
+		}
+		for _, lim := range []struct{ from, to, want int }{{0, n, n}, {10, 138, 128}, {63, 64 * 3, 64*3 - 63}, {500, 501, 1}} {
+			it, err := s.Range(fmt.Appendf(nil, "k%05d", lim.from), fmt.Appendf(nil, "k%05d", lim.to))
+			require.NoError(t, err)
+			got := collect(t, it)
+			require.Len(t, got, lim.want)
+			for j, p := range got {
+				require.Equal(t, fmt.Sprintf("k%05d", lim.from+j), p.k)
+			}
+		}
+	})
+}
+
+func TestRangeSnapshot(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		for _, k := range []string{"a", "b", "c"} {
+			require.NoError(t, s.Put([]byte(k), []byte("old")))
+		}
+		it, err := s.Range(nil, nil)
+		require.NoError(t, err)
+		require.True(t, it.Next())
+		require.Equal(t, "a", string(it.Key()))
+
+		require.NoError(t, s.Put([]byte("b"), []byte("new")))
+		require.NoError(t, s.Delete([]byte("c")))
+		require.NoError(t, s.Put([]byte("d"), []byte("new")))
+
+		rest := collect(t, it)
+		require.Equal(t, []kvPair{{"b", "old"}, {"c", "old"}}, rest)
+
+		it, err = s.Range(nil, nil)
+		require.NoError(t, err)
+		require.Equal(t, []kvPair{{"a", "old"}, {"b", "new"}, {"d", "new"}}, collect(t, it))
+	})
+}
+
+// TestConcurrentReadersAndWriter is mostly for -race: the task goroutine
+// writes while query goroutines iterate and Get.
+func TestConcurrentReadersAndWriter(t *testing.T) {
+	const keys = 500
+	forEachBackend(t, func(t *testing.T, s Store) {
+		key := func(i int) []byte { return fmt.Appendf(nil, "k%04d", i%keys) }
+		for i := range keys {
+			require.NoError(t, s.Put(key(i), []byte("0")))
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for r := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if r%2 == 0 {
+						if _, _, err := s.Get(key(r * 7)); err != nil {
+							errs <- err
+							return
+						}
+						_ = s.ApproximateLen()
+					}
+					it, err := s.Range(nil, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					var prev []byte
+					for it.Next() {
+						k := it.Key()
+						_ = it.Value()
+						if prev != nil && bytes.Compare(prev, k) >= 0 {
+							errs <- fmt.Errorf("out of order: %q after %q", k, prev)
+						}
+						prev = append(prev[:0], k...)
+					}
+					if err := errors.Join(it.Err(), it.Close()); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		for i := range 5000 {
+			if i%3 == 0 {
+				require.NoError(t, s.Delete(key(i*13)))
+			} else {
+				require.NoError(t, s.Put(key(i*13), fmt.Appendf(nil, "%d", i)))
+			}
+			if i%1000 == 0 {
+				require.NoError(t, s.Flush())
+			}
+		}
+		close(stop)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	})
+}
+
+func TestClose(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		require.NoError(t, s.Put([]byte("a"), []byte("1")))
+		require.NoError(t, s.Put([]byte("b"), []byte("2")))
+		open, err := s.Range(nil, nil)
+		require.NoError(t, err)
+		require.True(t, open.Next())
+
+		require.NoError(t, s.Close())
+
+		// Iterators left open are invalidated rather than left dangling.
+		require.False(t, open.Next())
+		require.ErrorIs(t, open.Err(), ErrClosed)
+		require.NoError(t, open.Close())
+
+		_, _, err = s.Get([]byte("a"))
+		require.ErrorIs(t, err, ErrClosed)
+		require.ErrorIs(t, s.Put([]byte("a"), nil), ErrClosed)
+		require.ErrorIs(t, s.Delete([]byte("a")), ErrClosed)
+		_, err = s.Range(nil, nil)
+		require.ErrorIs(t, err, ErrClosed)
+		require.ErrorIs(t, s.Flush(), ErrClosed)
+		require.Zero(t, s.ApproximateLen())
+		require.ErrorIs(t, s.Close(), ErrClosed)
+	})
+}
+
+func TestIteratorCloseTwice(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		require.NoError(t, s.Put([]byte("a"), []byte("1")))
+		it, err := s.Range(nil, nil)
+		require.NoError(t, err)
+		require.Nil(t, it.Key(), "no current entry before Next")
+		require.NoError(t, it.Close())
+		require.NoError(t, it.Close())
+		require.False(t, it.Next())
+		// The store still closes fine once its iterators are gone.
+		require.NoError(t, s.Close())
+	})
+}
+
+func TestPebbleCleanReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, clean, err := OpenPebble(dir, PebbleCacheSize(1<<20))
+	require.NoError(t, err)
+	require.False(t, clean)
+	require.NoError(t, s.Put([]byte("a"), []byte("1")))
+	require.NoError(t, s.Put([]byte("checkpoint"), []byte("42")))
+	require.NoError(t, s.Close())
+	require.FileExists(t, filepath.Join(dir, markerName))
+
+	s, clean, err = OpenPebble(dir)
+	require.NoError(t, err)
+	closeLater(t, s)
+	require.True(t, clean)
+	require.NoFileExists(t, filepath.Join(dir, markerName), "marker must be consumed so a crash is detectable")
+	v, ok, err := s.Get([]byte("checkpoint"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "42", string(v))
+	require.EqualValues(t, 2, s.ApproximateLen())
+}
+
+func TestPebbleCrashWipes(t *testing.T) {
+	t.Run("copy of live dir", func(t *testing.T) {
+		dir := t.TempDir()
+		s := openPebble(t, dir)
+		require.NoError(t, s.Put([]byte("a"), []byte("1")))
+		require.NoError(t, s.Flush())
+		// Copying the directory of a store that was never closed is what a
+		// crash leaves on disk.
+		crashed := filepath.Join(t.TempDir(), "crashed")
+		require.NoError(t, os.CopyFS(crashed, os.DirFS(dir)))
+
+		s2, clean, err := OpenPebble(crashed)
+		require.NoError(t, err)
+		closeLater(t, s2)
+		require.False(t, clean)
+		_, ok, err := s2.Get([]byte("a"))
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.Zero(t, s2.ApproximateLen())
+	})
+	t.Run("marker removed", func(t *testing.T) {
+		dir := t.TempDir()
+		s, _, err := OpenPebble(dir)
+		require.NoError(t, err)
+		require.NoError(t, s.Put([]byte("a"), []byte("1")))
+		require.NoError(t, s.Close())
+		require.NoError(t, os.Remove(filepath.Join(dir, markerName)))
+
+		s, clean, err := OpenPebble(dir)
+		require.NoError(t, err)
+		closeLater(t, s)
+		require.False(t, clean)
+		it, err := s.Range(nil, nil)
+		require.NoError(t, err)
+		require.Empty(t, collect(t, it))
+	})
+}
+
+func TestPebbleDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := openPebble(t, dir)
+	require.NoError(t, s.Put([]byte("a"), []byte("1")))
+
+	// A second open must fail instead of wiping the live database.
+	_, _, err := OpenPebble(dir)
+	require.Error(t, err)
+	v, ok, err := s.Get([]byte("a"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "1", string(v))
+}
+
+func TestPebbleApproximateLenCached(t *testing.T) {
+	s := openPebble(t, t.TempDir()).(*pebbleStore)
+	s.lenRefresh = defaultLenRefresh
+	require.NoError(t, s.Put([]byte("a"), nil))
+	require.EqualValues(t, 1, s.ApproximateLen())
+	// Within the refresh window the count may lag behind writes...
+	require.NoError(t, s.Put([]byte("b"), nil))
+	require.EqualValues(t, 1, s.ApproximateLen())
+	// ...and is recomputed once the window has passed.
+	s.lenMu.Lock()
+	s.lenAt = s.lenAt.Add(-defaultLenRefresh)
+	s.lenMu.Unlock()
+	require.EqualValues(t, 2, s.ApproximateLen())
+}

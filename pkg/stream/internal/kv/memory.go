@@ -1,0 +1,225 @@
+package kv
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/btree"
+)
+
+// memDegree is the B-tree degree. 32 keeps nodes around a few cache lines of
+// item headers, a common sweet spot for google/btree.
+const memDegree = 32
+
+// memChunk is how many entries a memory iterator pulls from the tree at a
+// time. google/btree only offers callback iteration, so the iterator resumes
+// with a fresh descent per chunk; larger chunks amortise that descent.
+const memChunk = 64
+
+type memItem struct {
+	key, value []byte
+}
+
+func memLess(a, b memItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+
+// memStore is the in-memory Store. Items are immutable once inserted (an
+// overwrite replaces the item), which lets iterators hand out the stored
+// slices without copying.
+type memStore struct {
+	mu     sync.RWMutex
+	tree   *btree.BTreeG[memItem] // nil once closed
+	closed atomic.Bool            // shared with iterators so they can stop after Close
+}
+
+// NewMemory returns an empty in-memory Store backed by a B-tree. Range
+// iterates a copy-on-write clone of the tree, so iterators never block or
+// race with the writer.
+func NewMemory() Store {
+	return &memStore{tree: btree.NewG(memDegree, memLess)}
+}
+
+func (s *memStore) Get(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.tree == nil {
+		return nil, false, ErrClosed
+	}
+	it, ok := s.tree.Get(memItem{key: key})
+	if !ok {
+		return nil, false, nil
+	}
+	// Stored values are shared with open iterators, so the caller gets its
+	// own copy to mutate.
+	return cloneBytes(it.value), true, nil
+}
+
+func (s *memStore) Put(key, value []byte) error {
+	// Copy outside the lock to keep the critical section short for readers.
+	item := memItem{key: cloneBytes(key), value: cloneBytes(value)}
+	if item.key == nil {
+		item.key = []byte{}
+	}
+	if item.value == nil {
+		item.value = []byte{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tree == nil {
+		return ErrClosed
+	}
+	s.tree.ReplaceOrInsert(item)
+	return nil
+}
+
+func (s *memStore) Delete(key []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tree == nil {
+		return ErrClosed
+	}
+	s.tree.Delete(memItem{key: key})
+	return nil
+}
+
+func (s *memStore) Range(from, to []byte) (Iterator, error) {
+	// Clone rewrites the tree's copy-on-write context, so it needs the write
+	// lock even though Range is logically a read. It is O(1).
+	s.mu.Lock()
+	if s.tree == nil {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if emptyRange(from, to) {
+		s.mu.Unlock()
+		return emptyIter{}, nil
+	}
+	snap := s.tree.Clone()
+	s.mu.Unlock()
+	return &memIter{
+		tree:   snap,
+		closed: &s.closed,
+		resume: cloneBytes(from),
+		to:     cloneBytes(to),
+		pos:    -1,
+	}, nil
+}
+
+func (s *memStore) ApproximateLen() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.tree == nil {
+		return 0
+	}
+	return int64(s.tree.Len())
+}
+
+func (s *memStore) Flush() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.tree == nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *memStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tree == nil {
+		return ErrClosed
+	}
+	s.tree = nil
+	s.closed.Store(true)
+	return nil
+}
+
+// memIter pulls entries from a private clone of the tree in chunks.
+type memIter struct {
+	tree   *btree.BTreeG[memItem] // private snapshot; nil once closed
+	closed *atomic.Bool
+	resume []byte // first key of the next chunk (inclusive); nil = tree start
+	to     []byte
+	done   bool // the tree has no entries left in range beyond buf
+	buf    []memItem
+	pos    int
+	cur    memItem
+	err    error
+}
+
+func (it *memIter) Next() bool {
+	if it.tree == nil || it.err != nil {
+		return false
+	}
+	// Without this check the snapshot would keep working after Close; the
+	// Pebble backend cannot offer that, so both behave the same way.
+	if it.closed.Load() {
+		it.err = ErrClosed
+		it.release()
+		return false
+	}
+	it.pos++
+	if it.pos >= len(it.buf) {
+		if it.done {
+			it.cur = memItem{}
+			return false
+		}
+		it.fill()
+		if len(it.buf) == 0 {
+			it.cur = memItem{}
+			return false
+		}
+		it.pos = 0
+	}
+	it.cur = it.buf[it.pos]
+	return true
+}
+
+func (it *memIter) fill() {
+	if it.buf == nil {
+		it.buf = make([]memItem, 0, memChunk)
+	}
+	it.buf = it.buf[:0]
+	full := false
+	visit := func(x memItem) bool {
+		if it.to != nil && bytes.Compare(x.key, it.to) >= 0 {
+			return false
+		}
+		it.buf = append(it.buf, x)
+		if len(it.buf) == memChunk {
+			full = true
+			return false
+		}
+		return true
+	}
+	if it.resume == nil {
+		it.tree.Ascend(visit)
+	} else {
+		it.tree.AscendGreaterOrEqual(memItem{key: it.resume}, visit)
+	}
+	if !full {
+		it.done = true
+		return
+	}
+	// last+0x00 is the smallest key strictly greater than last, so the next
+	// descent starts right after it without re-visiting it.
+	last := it.buf[len(it.buf)-1].key
+	it.resume = append(append(make([]byte, 0, len(last)+1), last...), 0)
+}
+
+func (it *memIter) Key() []byte   { return it.cur.key }
+func (it *memIter) Value() []byte { return it.cur.value }
+func (it *memIter) Err() error    { return it.err }
+
+func (it *memIter) Close() error {
+	it.release()
+	return nil
+}
+
+// release drops the snapshot so the nodes only it still references can be
+// garbage collected even if the caller keeps the iterator around.
+func (it *memIter) release() {
+	it.tree = nil
+	it.buf = nil
+	it.cur = memItem{}
+}

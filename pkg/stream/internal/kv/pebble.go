@@ -1,0 +1,512 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// markerName is the file whose presence proves the store was closed cleanly.
+// The runtime keeps its changelog checkpoint inside the store; without the
+// marker it cannot know whether that checkpoint matches the data (writes are
+// not synced), so the only safe choice is to start empty and restore from the
+// changelog.
+const markerName = "CLEAN"
+
+// lockName is Pebble's directory lock file. It must survive a wipe: deleting
+// a held lock file would let another process lock a fresh inode while we
+// still believe we own the directory.
+const lockName = "LOCK"
+
+// defaultLenRefresh bounds how often ApproximateLen rescans the database.
+const defaultLenRefresh = 5 * time.Second
+
+// PebbleOpt configures OpenPebble.
+type PebbleOpt func(*pebbleConfig)
+
+type pebbleConfig struct {
+	fs        vfs.FS
+	cacheSize int64
+}
+
+// PebbleMemFS makes OpenPebble use a fresh in-memory filesystem (the CLEAN
+// marker lives there too). Each call to OpenPebble gets its own empty
+// filesystem, so this suits tests and examples, not persistence.
+func PebbleMemFS() PebbleOpt {
+	return func(c *pebbleConfig) { c.fs = vfs.NewMem() }
+}
+
+// PebbleCacheSize sets the size in bytes of Pebble's block cache. Values <= 0
+// keep Pebble's default (8 MiB).
+func PebbleCacheSize(bytes int64) PebbleOpt {
+	return func(c *pebbleConfig) {
+		if bytes > 0 {
+			c.cacheSize = bytes
+		}
+	}
+}
+
+// pebbleStore is the Pebble-backed Store.
+//
+// mu is held shared by every operation that touches db and exclusively by
+// Close, so Close never pulls the database out from under a running call.
+// Open iterators do not hold mu (a goroutine holding an iterator and calling
+// Get would otherwise deadlock against a pending Close); Close invalidates
+// them explicitly instead.
+type pebbleStore struct {
+	mu     sync.RWMutex
+	db     *pebble.DB // nil once closed
+	lock   *pebble.Lock
+	fs     vfs.FS
+	dir    string
+	writes atomic.Uint64 // bumped on every write; tells ApproximateLen whether its count is stale
+
+	itersMu sync.Mutex
+	iters   map[*pebbleIter]struct{}
+
+	lenMu      sync.Mutex
+	lenCount   int64
+	lenWrites  uint64 // value of writes when lenCount was computed
+	lenAt      time.Time
+	lenValid   bool
+	lenRefresh time.Duration
+}
+
+// OpenPebble opens (creating if needed) a Pebble-backed Store in dir.
+//
+// clean reports whether the previous owner closed the store cleanly, i.e.
+// whether its contents, including any changelog checkpoint stored in it, can
+// be trusted. When the CLEAN marker is missing, any existing contents of dir
+// are deleted and the store starts empty, so the caller must restore it from
+// the changelog. The marker is removed before OpenPebble returns, so a crash
+// from then on is detected at the next open.
+//
+// The directory is locked for the lifetime of the store; opening it twice,
+// even within one process, fails instead of wiping a live database.
+func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err error) {
+	cfg := pebbleConfig{fs: vfs.Default}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	fs := cfg.fs
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("kv: create %s: %w", dir, err)
+	}
+	// Lock before looking at the marker or wiping: another live instance
+	// in dir must make us fail, not lose its data.
+	lock, err := pebble.LockDirectory(dir, fs)
+	if err != nil {
+		return nil, false, fmt.Errorf("kv: lock %s: %w", dir, err)
+	}
+	defer func() {
+		if store == nil {
+			_ = lock.Close()
+		}
+	}()
+
+	marker := fs.PathJoin(dir, markerName)
+	switch _, err := fs.Stat(marker); {
+	case err == nil:
+		clean = true
+	case errors.Is(err, iofs.ErrNotExist):
+		if err := wipeDir(fs, dir); err != nil {
+			return nil, false, err
+		}
+	default:
+		return nil, false, fmt.Errorf("kv: stat %s: %w", marker, err)
+	}
+
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:                 fs,
+		Lock:               lock,
+		CacheSize:          cfg.cacheSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             slogLogger{},
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("kv: open pebble %s: %w", dir, err)
+	}
+	if clean {
+		// The marker is removed only after a successful open: opening does not
+		// change the logical contents, so until this point a crash still
+		// leaves a trustworthy store behind.
+		if err := fs.Remove(marker); err == nil {
+			err = syncDir(fs, dir)
+		}
+		if err != nil {
+			_ = db.Close()
+			return nil, false, fmt.Errorf("kv: remove clean marker in %s: %w", dir, err)
+		}
+	}
+	return &pebbleStore{
+		db:         db,
+		lock:       lock,
+		fs:         fs,
+		dir:        dir,
+		iters:      make(map[*pebbleIter]struct{}),
+		lenRefresh: defaultLenRefresh,
+	}, clean, nil
+}
+
+// wipeDir deletes everything in dir except the lock file we hold.
+func wipeDir(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return fmt.Errorf("kv: list %s: %w", dir, err)
+	}
+	removed := false
+	for _, name := range names {
+		if name == lockName {
+			continue
+		}
+		if err := fs.RemoveAll(fs.PathJoin(dir, name)); err != nil {
+			return fmt.Errorf("kv: wipe %s: %w", dir, err)
+		}
+		removed = true
+	}
+	if !removed {
+		return nil
+	}
+	// Persist the deletions so a crash right after cannot resurrect old
+	// files next to the new database.
+	return syncDir(fs, dir)
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+// writeMarker creates the CLEAN marker durably: the file content and its
+// directory entry are both synced, otherwise a power loss after Close could
+// lose the marker (harmless, forces a restore) or, worse, keep a marker
+// whose directory entry landed before the data it vouches for.
+func writeMarker(fs vfs.FS, dir string) error {
+	f, err := fs.Create(fs.PathJoin(dir, markerName), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte("clean\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(fs, dir)
+}
+
+func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, false, ErrClosed
+	}
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	// Pebble's slice is only valid until closer.Close; always allocate so
+	// an empty value still reads as present-and-non-nil like the memory backend.
+	out := make([]byte, len(v))
+	copy(out, v)
+	return out, true, closer.Close()
+}
+
+// Put writes without syncing: durability comes from the Kafka changelog, and
+// Flush syncs the WAL at commit points.
+func (s *pebbleStore) Put(key, value []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if err := s.db.Set(key, value, pebble.NoSync); err != nil {
+		return err
+	}
+	s.writes.Add(1)
+	return nil
+}
+
+// Delete writes a tombstone without syncing, for the same reason as Put.
+func (s *pebbleStore) Delete(key []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if err := s.db.Delete(key, pebble.NoSync); err != nil {
+		return err
+	}
+	s.writes.Add(1)
+	return nil
+}
+
+// Range returns a Pebble iterator; Pebble iterators already read an implicit
+// snapshot fixed at creation, so no explicit Snapshot is needed.
+func (s *pebbleStore) Range(from, to []byte) (Iterator, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	if emptyRange(from, to) {
+		return emptyIter{}, nil
+	}
+	// Pebble keeps referencing the bounds, and the caller may reuse its slices.
+	pit, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: cloneBytes(from),
+		UpperBound: cloneBytes(to),
+	})
+	if err != nil {
+		return nil, err
+	}
+	it := &pebbleIter{store: s, it: pit}
+	s.itersMu.Lock()
+	s.iters[it] = struct{}{}
+	s.itersMu.Unlock()
+	return it, nil
+}
+
+// ApproximateLen counts keys with a full key scan and caches the result.
+//
+// An exact running count would need a read before every write to tell
+// inserts from overwrites (stream stores are overwrite-heavy), and Pebble's
+// sstable statistics double count overwritten keys and ignore the memtable.
+// Instead the scan is done lazily, only when asked: the cached count is
+// returned as long as nothing was written since it was computed (then it is
+// exact) or it is younger than lenRefresh (then it may lag by the writes of
+// the last few seconds). The scan reads a snapshot and does not block
+// writers; concurrent callers share one scan.
+func (s *pebbleStore) ApproximateLen() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return 0
+	}
+	s.lenMu.Lock()
+	defer s.lenMu.Unlock()
+	writes := s.writes.Load()
+	if s.lenValid && (writes == s.lenWrites || time.Since(s.lenAt) < s.lenRefresh) {
+		return s.lenCount
+	}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return s.lenCount
+	}
+	var n int64
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		// Keep the previous estimate rather than publish a partial count.
+		return s.lenCount
+	}
+	s.lenCount, s.lenWrites, s.lenAt, s.lenValid = n, writes, time.Now(), true
+	return n
+}
+
+// Flush syncs the WAL by committing an empty, synced LogData record.
+//
+// Writes are appended to the WAL in commit order and a synced record is only
+// acknowledged once the WAL is fsynced up to and including it, so this makes
+// every earlier NoSync write durable for the price of one fsync. db.Flush
+// would instead write the memtable out as a new L0 sstable: far more I/O per
+// call, and at stream commit frequency it would litter L0 with tiny files and
+// drive needless compactions. After a crash Pebble replays the WAL, so
+// syncing it is all durability requires.
+func (s *pebbleStore) Flush() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.LogData(nil, pebble.Sync)
+}
+
+// Close invalidates open iterators, syncs the WAL, closes Pebble and, only if
+// all of that succeeded, writes the CLEAN marker so the next OpenPebble can
+// trust the contents. The directory lock is held until after the marker is
+// written so no other opener can observe a half-closed store.
+func (s *pebbleStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	db := s.db
+	s.db = nil
+
+	// Copy the set first: pebbleIter.Close takes its own mutex before
+	// itersMu, so holding itersMu while closing them would invert the order.
+	s.itersMu.Lock()
+	open := make([]*pebbleIter, 0, len(s.iters))
+	for it := range s.iters {
+		open = append(open, it)
+	}
+	clear(s.iters)
+	s.itersMu.Unlock()
+	for _, it := range open {
+		it.invalidate()
+	}
+
+	err := db.LogData(nil, pebble.Sync)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = writeMarker(s.fs, s.dir)
+	}
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	if err != nil {
+		return fmt.Errorf("kv: close pebble %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func (s *pebbleStore) forget(it *pebbleIter) {
+	s.itersMu.Lock()
+	delete(s.iters, it)
+	s.itersMu.Unlock()
+}
+
+// pebbleIter wraps a Pebble iterator. Its mutex exists only so Store.Close,
+// running on another goroutine, can close the Pebble iterator safely; the
+// iterator itself is still meant for a single goroutine.
+type pebbleIter struct {
+	mu        sync.Mutex
+	store     *pebbleStore
+	it        *pebble.Iterator // nil once closed
+	started   bool
+	exhausted bool
+	err       error
+}
+
+func (i *pebbleIter) Next() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.it == nil || i.exhausted {
+		return false
+	}
+	var ok bool
+	if !i.started {
+		i.started = true
+		ok = i.it.First()
+	} else {
+		ok = i.it.Next()
+	}
+	if !ok {
+		i.exhausted = true
+		if err := i.it.Error(); err != nil && i.err == nil {
+			i.err = err
+		}
+	}
+	return ok
+}
+
+// Key returns Pebble's buffer directly; copying every key would double the
+// cost of a scan for callers that only decode it.
+func (i *pebbleIter) Key() []byte {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.it == nil || !i.started || i.exhausted {
+		return nil
+	}
+	return i.it.Key()
+}
+
+// Value may have to fetch a separated value lazily; a failure is reported
+// through Err and ends the iteration, since Value itself has no error result.
+func (i *pebbleIter) Value() []byte {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.it == nil || !i.started || i.exhausted {
+		return nil
+	}
+	v, err := i.it.ValueAndErr()
+	if err != nil {
+		if i.err == nil {
+			i.err = err
+		}
+		i.exhausted = true
+		return nil
+	}
+	return v
+}
+
+func (i *pebbleIter) Err() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.err
+}
+
+func (i *pebbleIter) Close() error {
+	i.mu.Lock()
+	if i.it == nil {
+		i.mu.Unlock()
+		return nil
+	}
+	err := i.it.Close()
+	i.it = nil
+	i.mu.Unlock()
+	i.store.forget(i)
+	return err
+}
+
+// invalidate is called by Store.Close for iterators the caller left open;
+// Pebble refuses to close a DB with live iterators.
+func (i *pebbleIter) invalidate() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.it == nil {
+		return
+	}
+	_ = i.it.Close()
+	i.it = nil
+	if !i.exhausted && i.err == nil {
+		i.err = ErrClosed
+	}
+}
+
+// slogLogger routes Pebble's logging through slog: routine info messages
+// (flushes, compactions, WAL recycling) go to Debug so they stay out of
+// normal output, while errors remain visible.
+type slogLogger struct{}
+
+func (slogLogger) Infof(format string, args ...any) {
+	if slog.Default().Enabled(context.Background(), slog.LevelDebug) {
+		slog.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (slogLogger) Errorf(format string, args ...any) {
+	slog.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf panics rather than exiting like Pebble's default logger: a library
+// should not terminate the process itself, and Pebble requires that Fatalf
+// does not return.
+func (slogLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	slog.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}

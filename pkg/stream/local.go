@@ -1,0 +1,252 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/emostream/emostream/pkg/stream/internal/kv"
+)
+
+// LocalRunner runs a Topology in process without Kafka: every topic is an
+// in-memory list, repartition topics feed their downstream tasks directly, and
+// the wall clock moves only when told to. It is the engine of streamtest
+// (use that package in tests); it is exported for tools and benchmarks that
+// want to run a topology's logic without a broker.
+//
+// Records are processed synchronously: when Pipe returns, the record and
+// everything it caused downstream have been processed.
+type LocalRunner struct {
+	cfg    config
+	top    *Topology
+	mu     sync.Mutex
+	clock  time.Time
+	tasks  map[TaskID]*task
+	byTop  map[string][]*task // resolved source topic -> tasks by partition
+	output map[string][]RawRecord
+	queue  []*inRecord
+	offs   map[string]int64
+	met    *Metrics
+	err    error
+}
+
+// RawRecord is a serialized record as written to a topic by a LocalRunner.
+type RawRecord struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Timestamp time.Time
+	Headers   []Header
+}
+
+// NewLocalRunner builds the tasks of every sub-topology for every partition
+// (Partitions, default 1) and initialises them. Options other than
+// ApplicationID, Logger, Partitions, StartTime and OnDeserializationError are
+// ignored.
+func NewLocalRunner(top *Topology, opts ...Opt) (*LocalRunner, error) {
+	cfg := defaultConfig()
+	cfg.appID = "local"
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
+	l := &LocalRunner{
+		cfg: cfg, top: top, clock: cfg.startTime,
+		tasks: map[TaskID]*task{}, byTop: map[string][]*task{},
+		output: map[string][]RawRecord{}, offs: map[string]int64{},
+	}
+	l.met = newMetrics(cfg.appID, func() map[string]int64 { return nil })
+	for _, st := range top.subs {
+		for p := int32(0); p < cfg.partitions; p++ {
+			t, err := newTask(top, st, p, l)
+			if err != nil {
+				return nil, err
+			}
+			l.tasks[t.id] = t
+			for _, s := range st.sources {
+				rt := resolveTopic(cfg.appID, s)
+				l.byTop[rt] = append(l.byTop[rt], t)
+			}
+		}
+	}
+	return l, nil
+}
+
+// Pipe writes one record to an input topic and processes it and everything it
+// causes. A nil key is sent to partition 0.
+func (l *LocalRunner) Pipe(topic string, key, value []byte, ts time.Time, headers []Header) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	var p int32
+	if key != nil {
+		p = partitionFor(key, l.cfg.partitions)
+	}
+	l.queue = append(l.queue, &inRecord{topic: topic, partition: p, offset: l.nextOffset(topic, p), key: key, value: value, timestamp: ts, headers: headers})
+	return l.drain()
+}
+
+func (l *LocalRunner) nextOffset(topic string, p int32) int64 {
+	k := fmt.Sprintf("%s/%d", topic, p)
+	o := l.offs[k]
+	l.offs[k] = o + 1
+	return o
+}
+
+func (l *LocalRunner) drain() error {
+	for len(l.queue) > 0 {
+		r := l.queue[0]
+		l.queue = l.queue[1:]
+		ts := l.byTop[r.topic]
+		if len(ts) == 0 {
+			return l.setErr(fmt.Errorf("stream: no source reads topic %q", r.topic))
+		}
+		t := ts[r.partition]
+		start := time.Now()
+		t.mu.Lock()
+		err := t.process(r)
+		t.mu.Unlock()
+		l.met.latency.Observe(time.Since(start).Seconds())
+		l.met.recordsIn.WithLabelValues(r.topic).Inc()
+		if err != nil {
+			return l.setErr(err)
+		}
+	}
+	return nil
+}
+
+func (l *LocalRunner) setErr(err error) error {
+	if l.err == nil {
+		l.err = err
+	}
+	l.queue = nil
+	return err
+}
+
+// AdvanceWallClock moves the wall clock forward by d and runs the wall-clock
+// punctuations that became due, in task order.
+func (l *LocalRunner) AdvanceWallClock(d time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	l.clock = l.clock.Add(d)
+	ids := make([]TaskID, 0, len(l.tasks))
+	for id := range l.tasks {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if ids[i].Subtopology != ids[j].Subtopology {
+			return ids[i].Subtopology < ids[j].Subtopology
+		}
+		return ids[i].Partition < ids[j].Partition
+	})
+	for _, id := range ids {
+		t := l.tasks[id]
+		t.mu.Lock()
+		err := t.punctuate(WallClockTime, l.clock)
+		t.mu.Unlock()
+		if err != nil {
+			return l.setErr(err)
+		}
+		if err := l.drain(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WallClock returns the runner's current wall-clock time.
+func (l *LocalRunner) WallClock() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.clock
+}
+
+// Output returns and forgets the records written so far to topic (sink and
+// dead-letter topics; repartition and changelog topics are internal).
+func (l *LocalRunner) Output(topic string) []RawRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.output[topic]
+	delete(l.output, topic)
+	return out
+}
+
+// Close closes every task's processors and stores.
+func (l *LocalRunner) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, t := range l.tasks {
+		errs = append(errs, t.close())
+		for _, c := range t.stores {
+			errs = append(errs, c.backend.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *LocalRunner) localStores(name string) ([]*storeCore, int32, error) {
+	var out []*storeCore
+	for _, t := range l.tasks {
+		if c, ok := t.stores[name]; ok {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, 0, fmt.Errorf("%w: %q", ErrStoreNotFound, name)
+	}
+	return out, l.cfg.partitions, nil
+}
+
+// taskEnv implementation. Calls arrive with the task's lock held and l.mu held
+// by the Pipe or AdvanceWallClock that caused them.
+
+func (l *LocalRunner) applicationID() string { return l.cfg.appID }
+func (l *LocalRunner) now() time.Time        { return l.clock }
+func (l *LocalRunner) log() *slog.Logger     { return l.cfg.logger }
+func (l *LocalRunner) metrics() *Metrics     { return l.met }
+
+func (l *LocalRunner) partitions(string) (int32, error) { return l.cfg.partitions, nil }
+
+func (l *LocalRunner) send(t *task, r *outRecord) error {
+	if r.store != nil {
+		return nil // the in-memory store outlives the runner's tasks; no changelog needed
+	}
+	p := r.partition
+	if p < 0 {
+		p = t.id.Partition % l.cfg.partitions
+		if r.key != nil {
+			p = partitionFor(r.key, l.cfg.partitions)
+		}
+	}
+	off := l.nextOffset(r.topic, p)
+	if _, internal := l.byTop[r.topic]; internal {
+		l.queue = append(l.queue, &inRecord{topic: r.topic, partition: p, offset: off, key: r.key, value: r.value, timestamp: r.timestamp, headers: r.headers})
+		return nil
+	}
+	l.met.recordsOut.WithLabelValues(r.topic).Inc()
+	l.output[r.topic] = append(l.output[r.topic], RawRecord{Topic: r.topic, Partition: p, Offset: off, Key: r.key, Value: r.value, Timestamp: r.timestamp, Headers: r.headers})
+	return nil
+}
+
+func (l *LocalRunner) badRecord(t *task, r *inRecord, err error) error {
+	return handleBadRecord(l, l.cfg.badAction, l.cfg.dlqTopic, t, r, err)
+}
+
+func (l *LocalRunner) openBackend(*task, *storeSpec, string) (kv.Store, int64, error) {
+	return kv.NewMemory(), 0, nil
+}
+
+func (l *LocalRunner) restore(*task, *storeCore) error { return nil }

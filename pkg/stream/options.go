@@ -1,0 +1,119 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Opt configures an App or a LocalRunner.
+type Opt interface{ apply(*config) }
+
+type optFunc func(*config)
+
+func (f optFunc) apply(c *config) { f(c) }
+
+type config struct {
+	brokers           []string
+	appID             string
+	sarama            func(*sarama.Config)
+	logger            *slog.Logger
+	stateDir          string
+	commitInterval    time.Duration
+	badAction         DeserializationAction
+	dlqTopic          string
+	replication       int16
+	partitions        int32
+	wallClockInterval time.Duration
+	startTime         time.Time
+	restoreTimeout    time.Duration
+	exactlyOnce       bool
+}
+
+func defaultConfig() config {
+	return config{
+		logger:            slog.Default(),
+		commitInterval:    time.Second,
+		replication:       -1,
+		wallClockInterval: 50 * time.Millisecond,
+		partitions:        1,
+		startTime:         time.Unix(0, 0).UTC(),
+		restoreTimeout:    5 * time.Minute,
+	}
+}
+
+func (c *config) validate(needBrokers bool) error {
+	var errs []error
+	if c.appID == "" {
+		errs = append(errs, errors.New("ApplicationID is required"))
+	}
+	if needBrokers && len(c.brokers) == 0 {
+		errs = append(errs, errors.New("Brokers is required"))
+	}
+	if c.badAction == SendToDeadLetter && c.dlqTopic == "" {
+		errs = append(errs, errors.New("SendToDeadLetter needs a dead-letter topic"))
+	}
+	if c.commitInterval <= 0 {
+		errs = append(errs, fmt.Errorf("CommitInterval must be positive, got %v", c.commitInterval))
+	}
+	if c.partitions <= 0 {
+		errs = append(errs, fmt.Errorf("Partitions must be positive, got %d", c.partitions))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stream: invalid options: %w", err)
+	}
+	return nil
+}
+
+// Brokers sets the bootstrap brokers of the Kafka cluster.
+func Brokers(addrs ...string) Opt { return optFunc(func(c *config) { c.brokers = addrs }) }
+
+// ApplicationID names the application: it is the consumer group id and the
+// prefix of its internal topics (repartition and changelog). Instances with the
+// same id share the work.
+func ApplicationID(id string) Opt { return optFunc(func(c *config) { c.appID = id }) }
+
+// SaramaConfig lets the application adjust the sarama configuration of its own
+// clients (TLS, SASL, client id, versions...). The runtime sets what its
+// guarantees depend on (acks, idempotence, manual commits, isolation level)
+// after fn runs. Each App has its own configuration; nothing is global.
+func SaramaConfig(fn func(*sarama.Config)) Opt { return optFunc(func(c *config) { c.sarama = fn }) }
+
+// Logger sets the slog logger (default slog.Default()).
+func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
+
+// StateDir is where Persistent stores live (default: a directory under the
+// system's temp dir named after the application id).
+func StateDir(dir string) Opt { return optFunc(func(c *config) { c.stateDir = dir }) }
+
+// CommitInterval is how often processed offsets are committed, after the
+// records they produced were acknowledged (default 1s). A shorter interval
+// means less reprocessing after a crash.
+func CommitInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.commitInterval = d }) }
+
+// OnDeserializationError chooses what happens to input records that cannot be
+// decoded. dlqTopic is required for SendToDeadLetter.
+func OnDeserializationError(action DeserializationAction, dlqTopic string) Opt {
+	return optFunc(func(c *config) { c.badAction, c.dlqTopic = action, dlqTopic })
+}
+
+// ReplicationFactor of the internal topics the application creates
+// (default -1: the broker's default.replication.factor).
+func ReplicationFactor(n int16) Opt { return optFunc(func(c *config) { c.replication = n }) }
+
+// Partitions is the number of partitions of every topic in a LocalRunner (and
+// so in streamtest); default 1.
+func Partitions(n int32) Opt { return optFunc(func(c *config) { c.partitions = n }) }
+
+// WallClockInterval is how often wall-clock punctuations are checked
+// (default 50ms).
+func WallClockInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.wallClockInterval = d })
+}
+
+// StartTime is the initial wall-clock time of a LocalRunner (default the Unix
+// epoch).
+func StartTime(t time.Time) Opt { return optFunc(func(c *config) { c.startTime = t }) }

@@ -1,0 +1,405 @@
+package stream
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/emostream/emostream/pkg/stream/internal/kv"
+)
+
+// StateStore is the part every state store shares.
+type StateStore interface {
+	// Name is the store's name, unique in a topology.
+	Name() string
+}
+
+// ReadOnlyKeyValueStore is the query side of a key-value store. Interactive
+// queries from outside the processing loop see this interface only.
+type ReadOnlyKeyValueStore[K, V any] interface {
+	StateStore
+	// Get returns the value of key; found is false when there is none.
+	Get(key K) (v V, found bool, err error)
+	// Range iterates the keys from..to, both inclusive, in the order of their
+	// serialized bytes. The caller must Close the iterator.
+	Range(from, to K) (KeyValueIterator[K, V], error)
+	// All iterates every key in the order of the serialized bytes. The caller
+	// must Close the iterator.
+	All() (KeyValueIterator[K, V], error)
+	// ApproximateNumEntries estimates the number of keys.
+	ApproximateNumEntries() int64
+}
+
+// KeyValueStore is a task's read-write key-value store, backed by a compacted
+// changelog topic.
+//
+// Writes are deduplicated against redelivery: each stored value remembers, per
+// input origin, the position of the last input record that changed it, and a write
+// made while processing an input record that was already applied is skipped.
+// That is what keeps counts exact when Kafka redelivers input after a crash (see
+// docs/design.md). The dedup is exact when a processor's sequence of writes for
+// one input record does not depend on the state it reads; Update is the
+// primitive that makes read-modify-write safe.
+type KeyValueStore[K, V any] interface {
+	ReadOnlyKeyValueStore[K, V]
+	// Put stores v under key (skipped if the current input was already applied to key).
+	Put(key K, v V) error
+	// Delete removes key.
+	Delete(key K) error
+	// Update reads key, calls fn with the current value and stores its result.
+	// When the current input record was already applied to key (a redelivery
+	// after a crash), fn is not called and the stored value is returned with
+	// applied false. Aggregations use Update.
+	Update(key K, fn func(old V, found bool) (V, error)) (v V, applied bool, err error)
+}
+
+// KeyValueIterator iterates a store's entries. Key and Value are valid until the
+// next call to Next. The caller must call Close.
+type KeyValueIterator[K, V any] interface {
+	Next() bool
+	Key() K
+	Value() V
+	Err() error
+	Close() error
+}
+
+// StoreOpt configures a state store.
+type StoreOpt interface{ applyStore(*storeSpec) }
+
+type storeOptFunc func(*storeSpec)
+
+func (f storeOptFunc) applyStore(s *storeSpec) { f(s) }
+
+// Persistent keeps the store on disk (pebble) under the application's state
+// directory (see StateDir) instead of in memory. After a clean shutdown a
+// restart only reads the changelog's tail; after a crash the local copy is
+// discarded and rebuilt from the changelog.
+func Persistent() StoreOpt { return storeOptFunc(func(s *storeSpec) { s.persistent = true }) }
+
+// StoreBuilder describes a state store to add to a topology with
+// Builder.AddStore or through Materialized.
+type StoreBuilder interface {
+	// Name is the store's name.
+	Name() string
+	spec() *storeSpec
+}
+
+type storeSpec struct {
+	name       string
+	persistent bool
+	// open builds the typed store over a core.
+	open func(c *storeCore) StateStore
+}
+
+func (s *storeSpec) Name() string      { return s.name }
+func (s *storeSpec) spec() *storeSpec { return s }
+
+// KeyValueStoreBuilder describes a key-value store named name.
+func KeyValueStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde Serde[V], opts ...StoreOpt) StoreBuilder {
+	s := &storeSpec{name: name}
+	for _, o := range opts {
+		o.applyStore(s)
+	}
+	s.open = func(c *storeCore) StateStore {
+		return &kvStore[K, V]{core: c, ks: keySerde, vs: valueSerde}
+	}
+	return s
+}
+
+// GetKeyValueStore returns the typed key-value store named name from a
+// processor context (or anything else that hands out stores).
+func GetKeyValueStore[K, V any](p interface {
+	Store(string) (StateStore, error)
+}, name string) (KeyValueStore[K, V], error) {
+	st, err := p.Store(name)
+	if err != nil {
+		return nil, err
+	}
+	kvs, ok := st.(KeyValueStore[K, V])
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is a %T, not a KeyValueStore of the requested types", ErrStoreNotFound, name, st)
+	}
+	return kvs, nil
+}
+
+// storeCore is the untyped part of one store instance of one task.
+type storeCore struct {
+	name      string
+	changelog string
+	partition int32
+	backend   kv.Store
+	task      *task
+	closed    atomic.Bool
+	typed     StateStore
+	// restoredTo is the next changelog offset not yet reflected in backend.
+	restoredTo int64
+}
+
+func (c *storeCore) write(key, value []byte) error {
+	if c.closed.Load() {
+		return ErrStoreClosed
+	}
+	var err error
+	if value == nil {
+		err = c.backend.Delete(key)
+	} else {
+		err = c.backend.Put(key, value)
+	}
+	if err != nil {
+		return err
+	}
+	c.task.sendChangelog(c, key, value)
+	return nil
+}
+
+type kvStore[K, V any] struct {
+	core *storeCore
+	ks   Serde[K]
+	vs   Serde[V]
+}
+
+func (s *kvStore[K, V]) Name() string { return s.core.name }
+
+func (s *kvStore[K, V]) get(kb []byte) (envelope, bool, error) {
+	if s.core.closed.Load() {
+		return envelope{}, false, ErrStoreClosed
+	}
+	raw, found, err := s.core.backend.Get(kb)
+	if err != nil || !found {
+		return envelope{}, false, err
+	}
+	env, err := decodeEnvelope(raw)
+	return env, err == nil, err
+}
+
+func (s *kvStore[K, V]) Get(key K) (V, bool, error) {
+	var zero V
+	kb, err := s.ks.Serialize(key)
+	if err != nil {
+		return zero, false, err
+	}
+	env, found, err := s.get(kb)
+	if err != nil || !found {
+		return zero, false, err
+	}
+	v, err := s.vs.Deserialize(env.value)
+	return v, err == nil, err
+}
+
+func (s *kvStore[K, V]) Put(key K, v V) error {
+	_, _, err := s.Update(key, func(V, bool) (V, error) { return v, nil })
+	return err
+}
+
+func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V, bool, error) {
+	var zero V
+	kb, err := s.ks.Serialize(key)
+	if err != nil {
+		return zero, false, err
+	}
+	env, found, err := s.get(kb)
+	if err != nil {
+		return zero, false, err
+	}
+	pos := s.core.task.nextWritePosition()
+	var old V
+	if found {
+		if old, err = s.vs.Deserialize(env.value); err != nil {
+			return zero, false, err
+		}
+		if pos.dedup() && env.applied(pos) {
+			return old, false, nil
+		}
+	}
+	nv, err := fn(old, found)
+	if err != nil {
+		return zero, false, err
+	}
+	vb, err := s.vs.Serialize(nv)
+	if err != nil {
+		return zero, false, err
+	}
+	if pos.dedup() {
+		env.set(pos)
+	}
+	env.value = vb
+	if err := s.core.write(kb, env.encode()); err != nil {
+		return zero, false, err
+	}
+	return nv, true, nil
+}
+
+func (s *kvStore[K, V]) Delete(key K) error {
+	kb, err := s.ks.Serialize(key)
+	if err != nil {
+		return err
+	}
+	s.core.task.nextWritePosition()
+	return s.core.write(kb, nil)
+}
+
+func (s *kvStore[K, V]) Range(from, to K) (KeyValueIterator[K, V], error) {
+	fb, err := s.ks.Serialize(from)
+	if err != nil {
+		return nil, err
+	}
+	tb, err := s.ks.Serialize(to)
+	if err != nil {
+		return nil, err
+	}
+	// The backend's upper bound is exclusive; to+0x00 is the smallest key after to.
+	return s.iter(fb, append(append([]byte(nil), tb...), 0))
+}
+
+func (s *kvStore[K, V]) All() (KeyValueIterator[K, V], error) { return s.iter(nil, nil) }
+
+func (s *kvStore[K, V]) iter(from, to []byte) (KeyValueIterator[K, V], error) {
+	if s.core.closed.Load() {
+		return nil, ErrStoreClosed
+	}
+	it, err := s.core.backend.Range(from, to)
+	if err != nil {
+		return nil, err
+	}
+	return &kvIter[K, V]{it: it, s: s}, nil
+}
+
+func (s *kvStore[K, V]) ApproximateNumEntries() int64 {
+	if s.core.closed.Load() {
+		return 0
+	}
+	return s.core.backend.ApproximateLen()
+}
+
+type kvIter[K, V any] struct {
+	it  kv.Iterator
+	s   *kvStore[K, V]
+	k   K
+	v   V
+	err error
+}
+
+func (i *kvIter[K, V]) Next() bool {
+	if i.err != nil || !i.it.Next() {
+		return false
+	}
+	if i.k, i.err = i.s.ks.Deserialize(i.it.Key()); i.err != nil {
+		return false
+	}
+	env, err := decodeEnvelope(i.it.Value())
+	if err != nil {
+		i.err = err
+		return false
+	}
+	i.v, i.err = i.s.vs.Deserialize(env.value)
+	return i.err == nil
+}
+
+func (i *kvIter[K, V]) Key() K   { return i.k }
+func (i *kvIter[K, V]) Value() V { return i.v }
+func (i *kvIter[K, V]) Err() error {
+	if i.err != nil {
+		return i.err
+	}
+	return i.it.Err()
+}
+func (i *kvIter[K, V]) Close() error { return i.it.Close() }
+
+// writePosition identifies the store write being made: the input origin (source
+// topic-partition, plus the repartition topics the record went through), the
+// origin offset, and a sub-position counting writes and forwards within that
+// input record (16 bits per hop).
+type writePosition struct {
+	origin string
+	offset int64
+	sub    uint64
+}
+
+// dedup reports whether the write comes from an input record (not from a
+// punctuation), so it can be checked against redelivery.
+func (p writePosition) dedup() bool { return p.origin != "" }
+
+// envelope is the stored form of a value: the positions last applied per origin,
+// then the user's serialized value.
+type envelope struct {
+	positions []writePosition // origin, offset, sub
+	value     []byte
+}
+
+const envelopeVersion = 1
+
+var errBadEnvelope = errors.New("stream: corrupt stored value envelope")
+
+func (e *envelope) applied(p writePosition) bool {
+	for _, q := range e.positions {
+		if q.origin == p.origin {
+			return p.offset < q.offset || (p.offset == q.offset && p.sub <= q.sub)
+		}
+	}
+	return false
+}
+
+func (e *envelope) set(p writePosition) {
+	for i := range e.positions {
+		if e.positions[i].origin == p.origin {
+			e.positions[i] = p
+			return
+		}
+	}
+	e.positions = append(e.positions, p)
+}
+
+func (e envelope) encode() []byte {
+	n := 2 + len(e.value)
+	for _, p := range e.positions {
+		n += len(p.origin) + 3*binary.MaxVarintLen64
+	}
+	b := make([]byte, 0, n)
+	b = append(b, envelopeVersion)
+	b = binary.AppendUvarint(b, uint64(len(e.positions)))
+	for _, p := range e.positions {
+		b = binary.AppendUvarint(b, uint64(len(p.origin)))
+		b = append(b, p.origin...)
+		b = binary.AppendUvarint(b, uint64(p.offset))
+		b = binary.AppendUvarint(b, p.sub)
+	}
+	return append(b, e.value...)
+}
+
+func decodeEnvelope(b []byte) (envelope, error) {
+	var e envelope
+	if len(b) < 2 || b[0] != envelopeVersion {
+		return e, errBadEnvelope
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return e, errBadEnvelope
+	}
+	b = b[k:]
+	if n > 0 {
+		e.positions = make([]writePosition, n)
+	}
+	for i := range e.positions {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return e, errBadEnvelope
+		}
+		e.positions[i].origin = string(b[k : k+int(l)])
+		b = b[k+int(l):]
+		off, k := binary.Uvarint(b)
+		if k <= 0 {
+			return e, errBadEnvelope
+		}
+		b = b[k:]
+		sub, k := binary.Uvarint(b)
+		if k <= 0 {
+			return e, errBadEnvelope
+		}
+		b = b[k:]
+		e.positions[i].offset, e.positions[i].sub = int64(off), sub
+	}
+	e.value = b
+	return e, nil
+}

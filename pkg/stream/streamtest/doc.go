@@ -1,0 +1,13 @@
+// Package streamtest runs a stream topology in memory with deterministic time,
+// for unit tests of your own topologies, as Kafka Streams' TopologyTestDriver
+// does for Java.
+//
+// A Driver builds every task of the topology (for Partitions partitions, one by
+// default) on in-memory stores. InputTopic pipes typed records in; each Pipe
+// returns after the record and everything it caused (repartitioning included)
+// has been processed. OutputTopic reads what sinks wrote. AdvanceWallClock
+// moves the wall clock and runs due wall-clock punctuations; stream time moves
+// with record timestamps, as in production. Stores are inspected with
+// KeyValueStore. No broker and no goroutines are involved, so tests are fast
+// and repeatable.
+package streamtest

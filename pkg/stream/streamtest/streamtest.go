@@ -1,0 +1,124 @@
+package streamtest
+
+import (
+	"time"
+
+	"github.com/emostream/emostream/pkg/stream"
+)
+
+// Driver runs a topology in memory.
+type Driver struct {
+	r *stream.LocalRunner
+}
+
+// New builds a Driver for top. Useful options: stream.Partitions,
+// stream.StartTime, stream.OnDeserializationError, stream.ApplicationID.
+func New(top *stream.Topology, opts ...stream.Opt) (*Driver, error) {
+	r, err := stream.NewLocalRunner(top, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Driver{r: r}, nil
+}
+
+// AdvanceWallClock moves the wall clock by d and runs due wall-clock punctuations.
+func (d *Driver) AdvanceWallClock(dur time.Duration) error { return d.r.AdvanceWallClock(dur) }
+
+// WallClock is the driver's current wall-clock time.
+func (d *Driver) WallClock() time.Time { return d.r.WallClock() }
+
+// RawOutput returns and forgets the serialized records written to topic, with
+// their headers (for dead-letter topics, for instance).
+func (d *Driver) RawOutput(topic string) []stream.RawRecord { return d.r.Output(topic) }
+
+// Close closes the tasks and their stores.
+func (d *Driver) Close() error { return d.r.Close() }
+
+// InputTopic pipes typed records into a source topic.
+type InputTopic[K, V any] struct {
+	d     *Driver
+	topic string
+	ks    stream.Serde[K]
+	vs    stream.Serde[V]
+}
+
+// NewInputTopic returns an InputTopic for topic.
+func NewInputTopic[K, V any](d *Driver, topic string, keySerde stream.Serde[K], valueSerde stream.Serde[V]) *InputTopic[K, V] {
+	return &InputTopic[K, V]{d: d, topic: topic, ks: keySerde, vs: valueSerde}
+}
+
+// Pipe sends k, v with the current wall-clock time as its timestamp.
+func (in *InputTopic[K, V]) Pipe(k K, v V) error { return in.PipeAt(k, v, in.d.WallClock()) }
+
+// PipeAt sends k, v with timestamp ts.
+func (in *InputTopic[K, V]) PipeAt(k K, v V, ts time.Time) error {
+	return in.PipeRecord(stream.Record[K, V]{Key: k, Value: v, Timestamp: ts})
+}
+
+// PipeRecord sends rec.
+func (in *InputTopic[K, V]) PipeRecord(rec stream.Record[K, V]) error {
+	kb, err := in.ks.Serialize(rec.Key)
+	if err != nil {
+		return err
+	}
+	vb, err := in.vs.Serialize(rec.Value)
+	if err != nil {
+		return err
+	}
+	return in.d.r.Pipe(in.topic, kb, vb, rec.Timestamp, rec.Headers)
+}
+
+// PipeRaw sends already serialized bytes, e.g. to test malformed input.
+func (in *InputTopic[K, V]) PipeRaw(key, value []byte, ts time.Time) error {
+	return in.d.r.Pipe(in.topic, key, value, ts, nil)
+}
+
+// OutputTopic reads typed records written to a sink topic.
+type OutputTopic[K, V any] struct {
+	d     *Driver
+	topic string
+	ks    stream.Serde[K]
+	vs    stream.Serde[V]
+}
+
+// NewOutputTopic returns an OutputTopic for topic.
+func NewOutputTopic[K, V any](d *Driver, topic string, keySerde stream.Serde[K], valueSerde stream.Serde[V]) *OutputTopic[K, V] {
+	return &OutputTopic[K, V]{d: d, topic: topic, ks: keySerde, vs: valueSerde}
+}
+
+// ReadRecords returns the records written since the last read, in write order.
+func (o *OutputTopic[K, V]) ReadRecords() ([]stream.Record[K, V], error) {
+	raw := o.d.r.Output(o.topic)
+	out := make([]stream.Record[K, V], 0, len(raw))
+	for _, r := range raw {
+		k, err := o.ks.Deserialize(r.Key)
+		if err != nil {
+			return nil, err
+		}
+		v, err := o.vs.Deserialize(r.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, stream.Record[K, V]{Key: k, Value: v, Timestamp: r.Timestamp, Headers: r.Headers})
+	}
+	return out, nil
+}
+
+// ReadKeyValues returns the keys and values written since the last read.
+func (o *OutputTopic[K, V]) ReadKeyValues() ([]stream.KeyValue[K, V], error) {
+	recs, err := o.ReadRecords()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stream.KeyValue[K, V], len(recs))
+	for i, r := range recs {
+		out[i] = stream.KeyValue[K, V]{Key: r.Key, Value: r.Value}
+	}
+	return out, nil
+}
+
+// KeyValueStore returns a read-only view of the store named name over all
+// partitions of the driver.
+func KeyValueStore[K, V any](d *Driver, name string, keySerde stream.Serde[K]) stream.ReadOnlyKeyValueStore[K, V] {
+	return stream.QueryStore[K, V](d.r, name, keySerde)
+}

@@ -1,0 +1,363 @@
+package stream
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/emostream/emostream/pkg/stream/internal/kv"
+)
+
+// Headers the runtime puts on records in repartition topics so the downstream
+// task can deduplicate by the original input position.
+const (
+	hdrOrigin = "__stream.origin"
+	hdrPos    = "__stream.pos"
+)
+
+// inRecord is a raw input record as read from Kafka (or piped by streamtest).
+type inRecord struct {
+	topic     string
+	partition int32
+	offset    int64
+	key       []byte
+	value     []byte
+	timestamp time.Time
+	headers   []Header
+}
+
+// outRecord is a raw record for a sink or a changelog.
+type outRecord struct {
+	topic     string
+	partition int32 // -1: partition by key
+	key       []byte
+	value     []byte
+	timestamp time.Time
+	headers   []Header
+	store     *storeCore // set for changelog writes
+}
+
+// taskEnv is what a task needs from whatever runs it: the Kafka runtime or the
+// streamtest driver.
+type taskEnv interface {
+	applicationID() string
+	send(t *task, r *outRecord) error
+	partitions(topic string) (int32, error)
+	now() time.Time
+	log() *slog.Logger
+	badRecord(t *task, r *inRecord, err error) error
+	metrics() *Metrics
+	openBackend(t *task, spec *storeSpec, changelog string) (b kv.Store, restoredTo int64, err error)
+	restore(t *task, c *storeCore) error
+}
+
+// task runs one partition of one sub-topology. All calls into it hold mu.
+type task struct {
+	id      TaskID
+	sub     *subtopology
+	env     taskEnv
+	mu      sync.Mutex
+	sources map[string]func(*inRecord) // resolved topic -> source input
+	stores  map[string]*storeCore
+	closers []func() error
+	logger  *slog.Logger
+
+	streamTime time.Time
+	cur        struct {
+		meta     RecordMetadata
+		inRecord bool
+		origin   string
+		offset   int64
+		base     uint64
+		writes   uint64
+		sends    uint64
+	}
+	puncts []*punctuation
+	err    error
+	// offsets are the next offsets to commit, per resolved source topic.
+	offsets map[string]int64
+}
+
+type punctuation struct {
+	interval  time.Duration
+	typ       PunctuationType
+	fn        Punctuator
+	next      time.Time
+	cancelled bool
+	node      string
+}
+
+func (p *punctuation) Cancel() { p.cancelled = true }
+
+// newTask builds the processor instances of one sub-topology for one partition,
+// restores its stores and initialises its processors.
+func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*task, error) {
+	t := &task{
+		id:      TaskID{Subtopology: st.id, Partition: partition},
+		sub:     st,
+		env:     env,
+		sources: map[string]func(*inRecord){},
+		stores:  map[string]*storeCore{},
+		offsets: map[string]int64{},
+	}
+	t.logger = env.log().With("task", fmt.Sprintf("%d_%d", st.id, partition))
+	appID := env.applicationID()
+	for _, name := range st.stores {
+		spec := top.stores[name]
+		c := &storeCore{name: name, changelog: top.changelogTopic(appID, name), partition: partition, task: t}
+		b, restoredTo, err := env.openBackend(t, spec, c.changelog)
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("stream: open store %s for task %v: %w", name, t.id, err)
+		}
+		c.backend, c.restoredTo = b, restoredTo
+		c.typed = spec.open(c)
+		t.stores[name] = c
+		if err := env.restore(t, c); err != nil {
+			t.close()
+			return nil, fmt.Errorf("stream: restore store %s for task %v: %w", name, t.id, err)
+		}
+	}
+	// Build children before parents so each node receives its children's inputs.
+	inputs := map[*node]any{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := len(st.nodes) - 1; i >= 0; i-- {
+		n := st.nodes[i]
+		kids := make([]any, len(n.children))
+		names := make([]string, len(n.children))
+		for j, c := range n.children {
+			kids[j], names[j] = inputs[c], c.name
+		}
+		in, closer, err := n.build(t, kids, names)
+		if err != nil {
+			t.closeLocked()
+			return nil, fmt.Errorf("stream: init node %s of task %v: %w", n.name, t.id, err)
+		}
+		inputs[n] = in
+		if closer != nil {
+			t.closers = append(t.closers, closer)
+		}
+		if n.kind == kindSource {
+			t.sources[resolveTopic(appID, n)] = in.(func(*inRecord))
+		}
+	}
+	return t, nil
+}
+
+// process runs one input record through the task. The caller holds mu.
+func (t *task) process(r *inRecord) error {
+	in, ok := t.sources[r.topic]
+	if !ok {
+		return fmt.Errorf("stream: task %v has no source for topic %s", t.id, r.topic)
+	}
+	t.cur.meta = RecordMetadata{Topic: r.topic, Partition: r.partition, Offset: r.offset}
+	t.cur.inRecord = true
+	t.cur.origin, t.cur.offset, t.cur.base = fmt.Sprintf("%s/%d", r.topic, r.partition), r.offset, 0
+	t.cur.writes, t.cur.sends = 0, 0
+	// A repartitioned record keeps the position of the input it came from, so
+	// a replay upstream (which writes it again at a new offset) is recognised.
+	for i, h := range r.headers {
+		if h.Key == hdrOrigin && i+1 < len(r.headers) && r.headers[i+1].Key == hdrPos && len(r.headers[i+1].Value) == 16 {
+			p := r.headers[i+1].Value
+			t.cur.origin = string(h.Value) + ">" + r.topic
+			t.cur.offset = int64(binary.BigEndian.Uint64(p))
+			t.cur.base = binary.BigEndian.Uint64(p[8:])
+			r.headers = append(r.headers[:i:i], r.headers[i+2:]...)
+			break
+		}
+	}
+	in(r)
+	t.cur.inRecord = false
+	t.offsets[r.topic] = r.offset + 1
+	if t.err != nil {
+		return t.err
+	}
+	return t.punctuate(StreamTime, t.streamTime)
+}
+
+func (t *task) advanceStreamTime(ts time.Time) {
+	if ts.After(t.streamTime) {
+		t.streamTime = ts
+	}
+}
+
+// punctuate fires due punctuations of one type. The caller holds mu.
+func (t *task) punctuate(typ PunctuationType, now time.Time) error {
+	if now.IsZero() {
+		return nil
+	}
+	for _, p := range t.puncts {
+		if p.cancelled || p.typ != typ {
+			continue
+		}
+		if p.next.IsZero() {
+			p.next = now.Add(p.interval)
+			continue
+		}
+		if now.Before(p.next) {
+			continue
+		}
+		// Missed intervals are skipped: one call per catch-up, as Kafka Streams does.
+		for !now.Before(p.next) {
+			p.next = p.next.Add(p.interval)
+		}
+		saved := t.cur
+		t.cur.inRecord = false
+		t.cur.origin = ""
+		err := p.fn(now)
+		t.cur = saved
+		if m := t.env.metrics(); m != nil {
+			m.punctuations.WithLabelValues(typ.String()).Inc()
+		}
+		if err != nil {
+			return &ProcessError{Node: p.node, Topic: "punctuation", Partition: t.id.Partition, Offset: -1, Err: err}
+		}
+		if t.err != nil {
+			return t.err
+		}
+	}
+	t.puncts = compactPuncts(t.puncts)
+	return nil
+}
+
+func compactPuncts(ps []*punctuation) []*punctuation {
+	out := ps[:0]
+	for _, p := range ps {
+		if !p.cancelled {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (t *task) fail(err error) {
+	if t.err == nil {
+		t.err = err
+	}
+}
+
+// nextWritePosition returns the dedup position of the next store write.
+func (t *task) nextWritePosition() writePosition {
+	if !t.cur.inRecord {
+		return writePosition{}
+	}
+	t.cur.writes++
+	return writePosition{origin: t.cur.origin, offset: t.cur.offset, sub: t.cur.base<<16 | t.cur.writes}
+}
+
+// originHeaders are the headers a repartition sink adds.
+func (t *task) originHeaders() []Header {
+	if !t.cur.inRecord {
+		return nil
+	}
+	t.cur.sends++
+	p := make([]byte, 16)
+	binary.BigEndian.PutUint64(p, uint64(t.cur.offset))
+	binary.BigEndian.PutUint64(p[8:], t.cur.base<<16|t.cur.sends)
+	return []Header{{Key: hdrOrigin, Value: []byte(t.cur.origin)}, {Key: hdrPos, Value: p}}
+}
+
+func (t *task) sendChangelog(c *storeCore, key, value []byte) {
+	err := t.env.send(t, &outRecord{topic: c.changelog, partition: c.partition, key: key, value: value, timestamp: t.streamTime, store: c})
+	if err != nil {
+		t.fail(err)
+	}
+}
+
+func (t *task) close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closeLocked()
+}
+
+func (t *task) closeLocked() error {
+	var first error
+	for _, c := range t.closers {
+		if err := c(); err != nil && first == nil {
+			first = err
+		}
+	}
+	t.closers = nil
+	for _, c := range t.stores {
+		c.closed.Store(true)
+	}
+	return first
+}
+
+// procContext is the ProcessorContext of one node instance.
+type procContext[K, V any] struct {
+	t      *task
+	node   *node
+	kids   []func(Record[K, V])
+	names  []string
+	stores map[string]bool
+	logger *slog.Logger
+}
+
+func (c *procContext[K, V]) Forward(rec Record[K, V]) {
+	for _, k := range c.kids {
+		k(rec)
+	}
+}
+
+func (c *procContext[K, V]) ForwardTo(child string, rec Record[K, V]) {
+	for i, n := range c.names {
+		if n == child {
+			c.kids[i](rec)
+			return
+		}
+	}
+	c.t.fail(fmt.Errorf("stream: node %s has no child %q", c.node.name, child))
+}
+
+func (c *procContext[K, V]) Store(name string) (StateStore, error) {
+	if !c.stores[name] {
+		return nil, fmt.Errorf("%w: %q (node %s did not declare it)", ErrStoreNotFound, name, c.node.name)
+	}
+	s, ok := c.t.stores[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrStoreNotFound, name)
+	}
+	return s.typed, nil
+}
+
+func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType, fn Punctuator) Cancellable {
+	if interval <= 0 {
+		interval = time.Millisecond
+	}
+	p := &punctuation{interval: interval, typ: typ, fn: fn, node: c.node.name}
+	if typ == WallClockTime {
+		p.next = c.t.env.now().Add(interval)
+	} else if !c.t.streamTime.IsZero() {
+		p.next = c.t.streamTime.Add(interval)
+	}
+	c.t.puncts = append(c.t.puncts, p)
+	return p
+}
+
+func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
+
+func (c *procContext[K, V]) RecordMetadata() (RecordMetadata, bool) {
+	return c.t.cur.meta, c.t.cur.inRecord
+}
+
+func (c *procContext[K, V]) StreamTime() time.Time     { return c.t.streamTime }
+func (c *procContext[K, V]) WallClockTime() time.Time  { return c.t.env.now() }
+func (c *procContext[K, V]) ApplicationID() string     { return c.t.env.applicationID() }
+func (c *procContext[K, V]) Logger() *slog.Logger      { return c.logger }
+
+// typedKids converts built child inputs to typed functions.
+func typedKids[K, V any](n *node, kids []any) ([]func(Record[K, V]), error) {
+	out := make([]func(Record[K, V]), len(kids))
+	for i, k := range kids {
+		f, ok := k.(func(Record[K, V]))
+		if !ok {
+			return nil, fmt.Errorf("%w: node %s: child %s expects %T", ErrInvalidTopology, n.name, n.children[i].name, k)
+		}
+		out[i] = f
+	}
+	return out, nil
+}
