@@ -134,6 +134,18 @@ type storeCore struct {
 	typed     StateStore
 	// restoredTo is the next changelog offset not yet reflected in backend.
 	restoredTo int64
+	// lastAcked is the highest changelog offset Kafka acknowledged for this
+	// store's own writes (-1 before the first).
+	lastAcked atomic.Int64
+}
+
+func (c *storeCore) acked(off int64) {
+	for {
+		cur := c.lastAcked.Load()
+		if off <= cur || c.lastAcked.CompareAndSwap(cur, off) {
+			return
+		}
+	}
 }
 
 func (c *storeCore) write(key, value []byte) error {

@@ -76,6 +76,9 @@ type task struct {
 	}
 	puncts []*punctuation
 	err    error
+	closed bool
+	// pending counts produced records not yet acknowledged by Kafka.
+	pending sync.WaitGroup
 	// offsets are the next offsets to commit, per resolved source topic.
 	offsets map[string]int64
 }
@@ -107,6 +110,7 @@ func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*tas
 	for _, name := range st.stores {
 		spec := top.stores[name]
 		c := &storeCore{name: name, changelog: top.changelogTopic(appID, name), partition: partition, task: t}
+		c.lastAcked.Store(-1)
 		b, restoredTo, err := env.openBackend(t, spec, c.changelog)
 		if err != nil {
 			t.close()
@@ -149,6 +153,9 @@ func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*tas
 
 // process runs one input record through the task. The caller holds mu.
 func (t *task) process(r *inRecord) error {
+	if t.closed {
+		return nil
+	}
 	in, ok := t.sources[r.topic]
 	if !ok {
 		return fmt.Errorf("stream: task %v has no source for topic %s", t.id, r.topic)
@@ -171,10 +178,10 @@ func (t *task) process(r *inRecord) error {
 	}
 	in(r)
 	t.cur.inRecord = false
-	t.offsets[r.topic] = r.offset + 1
 	if t.err != nil {
 		return t.err
 	}
+	t.offsets[r.topic] = r.offset + 1
 	return t.punctuate(StreamTime, t.streamTime)
 }
 
@@ -186,7 +193,7 @@ func (t *task) advanceStreamTime(ts time.Time) {
 
 // punctuate fires due punctuations of one type. The caller holds mu.
 func (t *task) punctuate(typ PunctuationType, now time.Time) error {
-	if now.IsZero() {
+	if now.IsZero() || t.closed {
 		return nil
 	}
 	for _, p := range t.puncts {
@@ -274,6 +281,7 @@ func (t *task) close() error {
 }
 
 func (t *task) closeLocked() error {
+	t.closed = true
 	var first error
 	for _, c := range t.closers {
 		if err := c(); err != nil && first == nil {

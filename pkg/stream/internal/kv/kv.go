@@ -72,7 +72,10 @@ type Iterator interface {
 // up front matters for Pebble, which rejects a lower bound above the upper
 // bound instead of returning nothing.
 func emptyRange(from, to []byte) bool {
-	return from != nil && to != nil && bytes.Compare(from, to) >= 0
+	if to == nil {
+		return false
+	}
+	return len(to) == 0 || bytes.Compare(from, to) >= 0
 }
 
 // cloneBytes copies b, keeping the distinction between nil and empty so a

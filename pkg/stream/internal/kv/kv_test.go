@@ -165,6 +165,7 @@ func TestRange(t *testing.T) {
 		{"past end", []byte("\xff\x00"), nil, nil},
 		{"equal bounds", []byte("c"), []byte("c"), nil},
 		{"inverted", []byte("d"), []byte("b"), nil},
+		{"empty to", nil, []byte{}, nil},
 	}
 	forEachBackend(t, func(t *testing.T, s Store) {
 		for _, k := range keys {
@@ -419,4 +420,39 @@ func TestPebbleApproximateLenCached(t *testing.T) {
 	s.lenAt = s.lenAt.Add(-defaultLenRefresh)
 	s.lenMu.Unlock()
 	require.EqualValues(t, 2, s.ApproximateLen())
+}
+
+// TestCloseWhileIterating checks, under -race, that Close can run while a
+// query goroutine is mid-iteration.
+func TestCloseWhileIterating(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		for i := range 200 {
+			require.NoError(t, s.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")))
+		}
+		started := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			once := sync.OnceFunc(func() { close(started) })
+			for {
+				it, err := s.Range(nil, nil)
+				if err != nil {
+					once()
+					done <- err
+					return
+				}
+				for it.Next() {
+					once()
+					_, _ = it.Key(), it.Value()
+				}
+				err = errors.Join(it.Err(), it.Close())
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		<-started
+		require.NoError(t, s.Close())
+		require.ErrorIs(t, <-done, ErrClosed)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -124,13 +125,20 @@ func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err err
 		return nil, false, fmt.Errorf("kv: stat %s: %w", marker, err)
 	}
 
-	db, err := pebble.Open(dir, &pebble.Options{
+	popts := &pebble.Options{
 		FS:                 fs,
 		Lock:               lock,
 		CacheSize:          cfg.cacheSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             slogLogger{},
-	})
+	}
+	// State stores are dominated by point lookups (read-modify-write per
+	// record), and most of them miss or hit one level only. Without filters
+	// each Get searches the index of every overlapping L0 table and level;
+	// 10 bits/key (~1% false positives) costs little space. Deeper levels
+	// inherit L0's policy.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, false, fmt.Errorf("kv: open pebble %s: %w", dir, err)
 	}
@@ -269,6 +277,12 @@ func (s *pebbleStore) Range(from, to []byte) (Iterator, error) {
 	}
 	if emptyRange(from, to) {
 		return emptyIter{}, nil
+	}
+	if len(from) == 0 {
+		// An empty lower bound already means "from the start"; passing it
+		// as nil avoids a Pebble invariants-build (race) crash on an empty
+		// non-nil bound.
+		from = nil
 	}
 	// Pebble keeps referencing the bounds, and the caller may reuse its slices.
 	pit, err := s.db.NewIter(&pebble.IterOptions{

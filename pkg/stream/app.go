@@ -1,0 +1,727 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emostream/emostream/pkg/stream/internal/kv"
+)
+
+// App runs a Topology over Kafka (Kafka Streams' KafkaStreams). Start as many
+// instances with the same ApplicationID as you like: they form one consumer
+// group and share the tasks (partitions); when one stops or dies its tasks move
+// to the others, which restore the tasks' stores from their changelogs.
+type App struct {
+	cfg config
+	top *Topology
+	met *Metrics
+	ran sync.Once
+
+	mu       sync.RWMutex
+	tasks    map[TaskID]*task
+	byClaim  map[string]map[int32]*task // resolved topic -> partition -> task
+	cache    map[backendKey]*cachedBackend
+	subParts map[int]int32 // partitions per sub-topology
+
+	client   sarama.Client
+	producer sarama.AsyncProducer
+	consumer sarama.Consumer
+
+	partMu    sync.Mutex
+	partCache map[string]int32
+
+	failMu sync.Mutex
+	err    error
+	cancel context.CancelFunc
+}
+
+type backendKey struct {
+	store     string
+	partition int32
+}
+
+type cachedBackend struct {
+	b          kv.Store
+	restoredTo int64
+}
+
+// ackCtx travels with each produced message to account for it on ack.
+type ackCtx struct {
+	t     *task
+	store *storeCore
+	topic string
+}
+
+// NewApp prepares an App; nothing connects until Run.
+func NewApp(top *Topology, opts ...Opt) (*App, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	if cfg.stateDir == "" {
+		cfg.stateDir = filepath.Join(os.TempDir(), "stream-state", cfg.appID)
+	}
+	a := &App{
+		cfg: cfg, top: top,
+		tasks: map[TaskID]*task{}, byClaim: map[string]map[int32]*task{},
+		cache: map[backendKey]*cachedBackend{}, partCache: map[string]int32{},
+		subParts: map[int]int32{},
+	}
+	a.met = newMetrics(cfg.appID, a.storeSizes)
+	return a, nil
+}
+
+// Collector returns the application's Prometheus metrics, to register with a
+// registry of your choice.
+func (a *App) Collector() prometheus.Collector { return a.met }
+
+func (a *App) saramaConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.ClientID = a.cfg.appID
+	if a.cfg.sarama != nil {
+		a.cfg.sarama(sc)
+	}
+	// What the guarantees rest on is not negotiable.
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	if sc.Producer.Retry.Max < 10 {
+		sc.Producer.Retry.Max = 10
+	}
+	sc.Producer.Flush.Frequency = 2 * time.Millisecond
+	sc.Producer.Flush.Bytes = 1 << 20
+	sc.Consumer.Offsets.AutoCommit.Enable = false
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.IsolationLevel = sarama.ReadCommitted
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{&taskBalancer{a: a}}
+	return sc
+}
+
+// Run processes until ctx is cancelled or a fatal error happens. On
+// cancellation it commits what was processed (after Kafka acknowledged the
+// records it produced), leaves the group and returns nil. An App runs once.
+func (a *App) Run(ctx context.Context) error {
+	err := ErrClosed
+	a.ran.Do(func() { err = a.run(ctx) })
+	return err
+}
+
+func (a *App) run(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	a.cancel = cancel
+	log := a.cfg.logger.With("application_id", a.cfg.appID)
+	sc := a.saramaConfig()
+	client, err := sarama.NewClient(a.cfg.brokers, sc)
+	if err != nil {
+		return fmt.Errorf("stream: connect to %v: %w", a.cfg.brokers, err)
+	}
+	a.client = client
+	defer client.Close()
+	topics, err := a.prepareTopics(sc)
+	if err != nil {
+		return err
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("stream: restore consumer: %w", err)
+	}
+	a.consumer = consumer
+	defer consumer.Close()
+	producer, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("stream: producer: %w", err)
+	}
+	a.producer = producer
+	acksDone := make(chan struct{})
+	go a.handleAcks(acksDone)
+	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, client)
+	if err != nil {
+		producer.AsyncClose()
+		<-acksDone
+		return fmt.Errorf("stream: consumer group: %w", err)
+	}
+	go func() {
+		for err := range group.Errors() {
+			log.Warn("consumer group error", slog.Any("err", err))
+		}
+	}()
+	log.Info("stream application started", slog.Any("topics", topics), slog.Int("subtopologies", len(a.top.subs)))
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, topics, a); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				break
+			}
+			log.Warn("consume session ended", slog.Any("err", err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	gerr := group.Close()
+	producer.AsyncClose()
+	<-acksDone
+	a.closeBackends()
+	if err := a.failure(); err != nil {
+		return err
+	}
+	if gerr != nil {
+		return fmt.Errorf("stream: leave group: %w", gerr)
+	}
+	log.Info("stream application stopped")
+	return nil
+}
+
+func (a *App) fail(err error) {
+	a.failMu.Lock()
+	if a.err == nil {
+		a.err = err
+		a.cfg.logger.Error("stream application failed", slog.String("application_id", a.cfg.appID), slog.Any("err", err))
+	}
+	a.failMu.Unlock()
+	if a.cancel != nil {
+		a.cancel()
+	}
+}
+
+func (a *App) failure() error {
+	a.failMu.Lock()
+	defer a.failMu.Unlock()
+	return a.err
+}
+
+func (a *App) handleAcks(done chan struct{}) {
+	defer close(done)
+	succ, errs := a.producer.Successes(), a.producer.Errors()
+	for succ != nil || errs != nil {
+		select {
+		case m, ok := <-succ:
+			if !ok {
+				succ = nil
+				continue
+			}
+			ac := m.Metadata.(*ackCtx)
+			if ac.store != nil {
+				ac.store.acked(m.Offset)
+			} else {
+				a.met.recordsOut.WithLabelValues(ac.topic).Inc()
+			}
+			ac.t.pending.Done()
+		case pe, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			a.fail(fmt.Errorf("stream: produce to %s failed, records could be lost so the application stops: %w", pe.Msg.Topic, pe.Err))
+			pe.Msg.Metadata.(*ackCtx).t.pending.Done()
+		}
+	}
+}
+
+// prepareTopics checks the source topics, creates the internal ones and
+// returns every topic the group consumes.
+func (a *App) prepareTopics(sc *sarama.Config) ([]string, error) {
+	admin, err := sarama.NewClusterAdmin(a.cfg.brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("stream: admin client: %w", err)
+	}
+	defer admin.Close()
+	internalParts := map[string]int32{}
+	var topics []string
+	for _, st := range a.top.subs {
+		var n int32
+		for _, s := range st.sources {
+			topic := resolveTopic(a.cfg.appID, s)
+			topics = append(topics, topic)
+			var p int32
+			if s.internal {
+				p = internalParts[topic]
+			} else {
+				parts, err := a.client.Partitions(topic)
+				if err != nil {
+					return nil, fmt.Errorf("stream: source topic %s: %w", topic, err)
+				}
+				p = int32(len(parts))
+			}
+			if n != 0 && p != n && !s.internal {
+				return nil, fmt.Errorf("%w: sub-topology %d reads topics with different partition counts (%s has %d, others %d); they must be co-partitioned", ErrInvalidTopology, st.id, topic, p, n)
+			}
+			if p > n {
+				n = p
+			}
+		}
+		a.subParts[st.id] = n
+		for _, nd := range st.nodes {
+			if nd.kind == kindSink && nd.internal {
+				internalParts[resolveTopic(a.cfg.appID, nd)] = n
+			}
+		}
+		for _, store := range st.stores {
+			if err := a.ensureTopic(admin, a.top.changelogTopic(a.cfg.appID, store), n, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for topic, n := range internalParts {
+		if err := a.ensureTopic(admin, topic, n, false); err != nil {
+			return nil, err
+		}
+	}
+	if a.cfg.badAction == SendToDeadLetter {
+		if err := a.ensureTopic(admin, a.cfg.dlqTopic, a.subParts[0], false); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.client.RefreshMetadata(); err != nil {
+		return nil, err
+	}
+	return topics, nil
+}
+
+func (a *App) ensureTopic(admin sarama.ClusterAdmin, topic string, partitions int32, compact bool) error {
+	detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: a.cfg.replication, ConfigEntries: map[string]*string{}}
+	if compact {
+		c := "compact"
+		detail.ConfigEntries["cleanup.policy"] = &c
+	}
+	err := admin.CreateTopic(topic, detail, false)
+	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		var te *sarama.TopicError
+		if !errors.As(err, &te) || te.Err != sarama.ErrTopicAlreadyExists {
+			return fmt.Errorf("stream: create topic %s: %w", topic, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_ = a.client.RefreshMetadata(topic)
+		parts, err := a.client.Partitions(topic)
+		if err == nil && int32(len(parts)) == partitions {
+			return nil
+		}
+		if err == nil && int32(len(parts)) != partitions {
+			return fmt.Errorf("%w: topic %s has %d partitions, the topology needs %d", ErrInvalidTopology, topic, len(parts), partitions)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stream: topic %s not visible after creation: %w", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Setup builds the tasks of the new assignment (consumer group callback).
+func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
+	claims := sess.Claims()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	assigned := map[backendKey]bool{}
+	for _, st := range a.top.subs {
+		first := resolveTopic(a.cfg.appID, st.sources[0])
+		for _, p := range claims[first] {
+			for _, s := range st.stores {
+				assigned[backendKey{s, p}] = true
+			}
+		}
+	}
+	// Memory stores of tasks that moved away are stale now; drop them.
+	for k, c := range a.cache {
+		if !assigned[k] {
+			_ = c.b.Close()
+			delete(a.cache, k)
+		}
+	}
+	for _, st := range a.top.subs {
+		first := resolveTopic(a.cfg.appID, st.sources[0])
+		for _, p := range claims[first] {
+			t, err := newTask(a.top, st, p, a)
+			if err != nil {
+				a.fail(err)
+				return err
+			}
+			a.tasks[t.id] = t
+			for _, s := range st.sources {
+				topic := resolveTopic(a.cfg.appID, s)
+				if a.byClaim[topic] == nil {
+					a.byClaim[topic] = map[int32]*task{}
+				}
+				a.byClaim[topic][p] = t
+			}
+		}
+	}
+	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
+	go a.sessionLoops(sess)
+	return nil
+}
+
+// sessionLoops commits periodically and runs wall-clock punctuations until
+// the session ends.
+func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
+	commit := time.NewTicker(a.cfg.commitInterval)
+	defer commit.Stop()
+	wall := time.NewTicker(a.cfg.wallClockInterval)
+	defer wall.Stop()
+	for {
+		select {
+		case <-sess.Context().Done():
+			return
+		case <-commit.C:
+			a.commit(sess)
+		case <-wall.C:
+			a.mu.RLock()
+			tasks := make([]*task, 0, len(a.tasks))
+			for _, t := range a.tasks {
+				tasks = append(tasks, t)
+			}
+			a.mu.RUnlock()
+			now := time.Now()
+			for _, t := range tasks {
+				t.mu.Lock()
+				err := t.punctuate(WallClockTime, now)
+				t.mu.Unlock()
+				if err != nil {
+					a.fail(err)
+					return
+				}
+			}
+		}
+	}
+}
+
+// commit waits until everything each task produced is acknowledged, then
+// marks and commits the task's offsets. Offsets are never committed ahead of
+// the output (and changelog writes) of the records they cover.
+func (a *App) commit(sess sarama.ConsumerGroupSession) {
+	if a.failure() != nil {
+		return
+	}
+	a.mu.RLock()
+	tasks := make([]*task, 0, len(a.tasks))
+	for _, t := range a.tasks {
+		tasks = append(tasks, t)
+	}
+	a.mu.RUnlock()
+	marked := false
+	for _, t := range tasks {
+		t.mu.Lock()
+		t.pending.Wait()
+		if a.failure() == nil {
+			for topic, off := range t.offsets {
+				sess.MarkOffset(topic, t.id.Partition, off, "")
+				marked = true
+			}
+		}
+		t.mu.Unlock()
+	}
+	if marked && a.failure() == nil {
+		sess.Commit()
+	}
+}
+
+// Cleanup commits and closes the session's tasks (consumer group callback).
+func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
+	a.commit(sess)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, t := range a.tasks {
+		t.mu.Lock()
+		t.pending.Wait()
+		_ = t.closeLocked()
+		for _, c := range t.stores {
+			a.releaseBackend(c)
+		}
+		t.mu.Unlock()
+		delete(a.tasks, id)
+	}
+	a.byClaim = map[string]map[int32]*task{}
+	return nil
+}
+
+// ConsumeClaim processes one partition of one topic (consumer group callback).
+func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	a.mu.RLock()
+	t := a.byClaim[claim.Topic()][claim.Partition()]
+	a.mu.RUnlock()
+	if t == nil {
+		return fmt.Errorf("stream: no task for %s/%d", claim.Topic(), claim.Partition())
+	}
+	lag := a.met.lag.WithLabelValues(claim.Topic(), strconv.Itoa(int(claim.Partition())))
+	in := a.met.recordsIn.WithLabelValues(claim.Topic())
+	for {
+		select {
+		case <-sess.Context().Done():
+			return nil
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			r := &inRecord{topic: m.Topic, partition: m.Partition, offset: m.Offset, key: m.Key, value: m.Value, timestamp: m.Timestamp}
+			if len(m.Headers) > 0 {
+				r.headers = make([]Header, len(m.Headers))
+				for i, h := range m.Headers {
+					r.headers[i] = Header{Key: string(h.Key), Value: h.Value}
+				}
+			}
+			start := time.Now()
+			t.mu.Lock()
+			err := t.process(r)
+			t.mu.Unlock()
+			a.met.latency.Observe(time.Since(start).Seconds())
+			in.Inc()
+			lag.Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
+			if err != nil {
+				a.fail(err)
+				return err
+			}
+		}
+	}
+}
+
+// taskEnv implementation.
+
+func (a *App) applicationID() string { return a.cfg.appID }
+func (a *App) now() time.Time        { return time.Now() }
+func (a *App) log() *slog.Logger     { return a.cfg.logger.With("application_id", a.cfg.appID) }
+func (a *App) metrics() *Metrics     { return a.met }
+
+func (a *App) partitions(topic string) (int32, error) {
+	a.partMu.Lock()
+	defer a.partMu.Unlock()
+	if n, ok := a.partCache[topic]; ok {
+		return n, nil
+	}
+	parts, err := a.client.Partitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("stream: partitions of %s: %w", topic, err)
+	}
+	a.partCache[topic] = int32(len(parts))
+	return int32(len(parts)), nil
+}
+
+func (a *App) send(t *task, r *outRecord) error {
+	p := r.partition
+	if p < 0 {
+		n, err := a.partitions(r.topic)
+		if err != nil {
+			return err
+		}
+		p = t.id.Partition % n
+		if r.key != nil {
+			p = partitionFor(r.key, n)
+		}
+	}
+	m := &sarama.ProducerMessage{Topic: r.topic, Partition: p, Timestamp: r.timestamp, Metadata: &ackCtx{t: t, store: r.store, topic: r.topic}}
+	if r.key != nil {
+		m.Key = sarama.ByteEncoder(r.key)
+	}
+	if r.value != nil {
+		m.Value = sarama.ByteEncoder(r.value)
+	}
+	for _, h := range r.headers {
+		m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	}
+	t.pending.Add(1)
+	a.producer.Input() <- m
+	return nil
+}
+
+func (a *App) badRecord(t *task, r *inRecord, err error) error {
+	return handleBadRecord(a, a.cfg.badAction, a.cfg.dlqTopic, t, r, err)
+}
+
+func (a *App) storeDir(store string, p int32) string {
+	return filepath.Join(a.cfg.stateDir, fmt.Sprintf("%s-%d", store, p))
+}
+
+func (a *App) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, error) {
+	key := backendKey{spec.name, t.id.Partition}
+	if c, ok := a.cache[key]; ok {
+		delete(a.cache, key)
+		return c.b, c.restoredTo, nil
+	}
+	if !spec.persistent {
+		return kv.NewMemory(), 0, nil
+	}
+	dir := a.storeDir(spec.name, t.id.Partition)
+	b, clean, err := kv.OpenPebble(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	var restoredTo int64
+	if clean {
+		if raw, err := os.ReadFile(dir + ".checkpoint"); err == nil {
+			restoredTo, _ = strconv.ParseInt(string(raw), 10, 64)
+		}
+	}
+	return b, restoredTo, nil
+}
+
+// releaseBackend keeps a closed task's store for a later reassignment: memory
+// stores stay in the cache, persistent ones are closed cleanly with a
+// checkpoint. Either way the next owner only reads the changelog's tail.
+func (a *App) releaseBackend(c *storeCore) {
+	restored := c.restoredTo
+	if l := c.lastAcked.Load(); l+1 > restored {
+		restored = l + 1
+	}
+	spec := a.top.stores[c.name]
+	if !spec.persistent {
+		a.cache[backendKey{c.name, c.partition}] = &cachedBackend{b: c.backend, restoredTo: restored}
+		return
+	}
+	dir := a.storeDir(c.name, c.partition)
+	_ = os.Remove(dir + ".checkpoint")
+	if err := c.backend.Close(); err != nil {
+		a.cfg.logger.Warn("closing store", slog.String("store", c.name), slog.Any("err", err))
+		return
+	}
+	_ = os.WriteFile(dir+".checkpoint", []byte(strconv.FormatInt(restored, 10)), 0o644)
+}
+
+func (a *App) closeBackends() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.cache {
+		_ = c.b.Close()
+		delete(a.cache, k)
+	}
+}
+
+// restore brings a store up to date with its changelog partition.
+func (a *App) restore(t *task, c *storeCore) error {
+	hwm, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest)
+	if err != nil {
+		return err
+	}
+	oldest, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetOldest)
+	if err != nil {
+		return err
+	}
+	from := c.restoredTo
+	if from < oldest {
+		from = oldest
+	}
+	if from >= hwm {
+		c.restoredTo = hwm
+		return nil
+	}
+	start := time.Now()
+	pc, err := a.consumer.ConsumePartition(c.changelog, c.partition, from)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	timeout := time.NewTimer(a.cfg.restoreTimeout)
+	defer timeout.Stop()
+	n := 0
+	for c.restoredTo < hwm {
+		select {
+		case m := <-pc.Messages():
+			if m.Value == nil {
+				err = c.backend.Delete(m.Key)
+			} else {
+				err = c.backend.Put(m.Key, m.Value)
+			}
+			if err != nil {
+				return err
+			}
+			c.restoredTo = m.Offset + 1
+			n++
+		case e := <-pc.Errors():
+			return e
+		case <-timeout.C:
+			return fmt.Errorf("stream: restoring %s/%d timed out at offset %d of %d", c.changelog, c.partition, c.restoredTo, hwm)
+		}
+	}
+	t.logger.Info("store restored", slog.String("store", c.name), slog.Int("records", n), slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+func (a *App) localStores(name string) ([]*storeCore, int32, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var out []*storeCore
+	var n int32
+	for _, t := range a.tasks {
+		if c, ok := t.stores[name]; ok && !c.closed.Load() {
+			out = append(out, c)
+			n = a.subParts[t.id.Subtopology]
+		}
+	}
+	if _, ok := a.top.stores[name]; !ok {
+		return nil, 0, fmt.Errorf("%w: %q", ErrStoreNotFound, name)
+	}
+	if n == 0 {
+		n = 1
+	}
+	return out, n, nil
+}
+
+func (a *App) storeSizes() map[string]int64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := map[string]int64{}
+	for _, t := range a.tasks {
+		for name, c := range t.stores {
+			if !c.closed.Load() {
+				out[name] += c.backend.ApproximateLen()
+			}
+		}
+	}
+	return out
+}
+
+// taskBalancer assigns whole tasks: partition p of every source topic of a
+// sub-topology goes to the same member, so a task sees all its co-partitioned
+// input. Tasks are dealt round-robin over the sorted member ids.
+type taskBalancer struct{ a *App }
+
+func (b *taskBalancer) Name() string { return "stream-tasks" }
+
+func (b *taskBalancer) Plan(members map[string]sarama.ConsumerGroupMemberMetadata, topics map[string][]int32) (sarama.BalanceStrategyPlan, error) {
+	ids := make([]string, 0, len(members))
+	for id := range members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	plan := sarama.BalanceStrategyPlan{}
+	if len(ids) == 0 {
+		return plan, nil
+	}
+	i := 0
+	for _, st := range b.a.top.subs {
+		first := resolveTopic(b.a.cfg.appID, st.sources[0])
+		parts := append([]int32(nil), topics[first]...)
+		sort.Slice(parts, func(x, y int) bool { return parts[x] < parts[y] })
+		for _, p := range parts {
+			m := ids[i%len(ids)]
+			i++
+			for _, s := range st.sources {
+				plan.Add(m, resolveTopic(b.a.cfg.appID, s), p)
+			}
+		}
+	}
+	return plan, nil
+}
+
+func (b *taskBalancer) AssignmentData(string, map[string][]int32, int32) ([]byte, error) {
+	return nil, nil
+}
