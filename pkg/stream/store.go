@@ -92,7 +92,7 @@ type storeSpec struct {
 	open func(c *storeCore) StateStore
 }
 
-func (s *storeSpec) Name() string      { return s.name }
+func (s *storeSpec) Name() string     { return s.name }
 func (s *storeSpec) spec() *storeSpec { return s }
 
 // KeyValueStoreBuilder describes a key-value store named name.

@@ -352,10 +352,10 @@ func (c *procContext[K, V]) RecordMetadata() (RecordMetadata, bool) {
 	return c.t.cur.meta, c.t.cur.inRecord
 }
 
-func (c *procContext[K, V]) StreamTime() time.Time     { return c.t.streamTime }
-func (c *procContext[K, V]) WallClockTime() time.Time  { return c.t.env.now() }
-func (c *procContext[K, V]) ApplicationID() string     { return c.t.env.applicationID() }
-func (c *procContext[K, V]) Logger() *slog.Logger      { return c.logger }
+func (c *procContext[K, V]) StreamTime() time.Time    { return c.t.streamTime }
+func (c *procContext[K, V]) WallClockTime() time.Time { return c.t.env.now() }
+func (c *procContext[K, V]) ApplicationID() string    { return c.t.env.applicationID() }
+func (c *procContext[K, V]) Logger() *slog.Logger     { return c.logger }
 
 // typedKids converts built child inputs to typed functions.
 func typedKids[K, V any](n *node, kids []any) ([]func(Record[K, V]), error) {
