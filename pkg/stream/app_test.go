@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -110,8 +111,12 @@ func watchCounts(t *testing.T, brokers []string, topic string) *countWatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, p := range parts {
-		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
-		require.NoError(t, err)
+		// A just-created topic's leader may not be in this client's metadata yet.
+		var pc sarama.PartitionConsumer
+		require.Eventually(t, func() bool {
+			pc, err = consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+			return err == nil
+		}, 30*time.Second, 100*time.Millisecond, "consume %s/%d: %v", topic, p, err)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -183,9 +188,10 @@ func (w *countWatcher) total() int64 {
 
 // startApp runs an App in a goroutine; the returned stop cancels it and
 // returns Run's error.
-func startApp(t *testing.T, top *stream.Topology, opts ...stream.Opt) (stop func() error) {
+func startApp(t *testing.T, top *stream.Topology, opts ...stream.Opt) (app *stream.App, stop func() error) {
 	t.Helper()
-	app, err := stream.NewApp(top, append([]stream.Opt{stream.ReplicationFactor(1), stream.CommitInterval(200 * time.Millisecond)}, opts...)...)
+	app, err := stream.NewApp(top, append([]stream.Opt{stream.CommitInterval(200 * time.Millisecond),
+		stream.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}, opts...)...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -204,7 +210,7 @@ func startApp(t *testing.T, top *stream.Topology, opts ...stream.Opt) (stop func
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return stop
+	return app, stop
 }
 
 func TestIntegrationStatelessPipeline(t *testing.T) {
@@ -234,7 +240,7 @@ func TestIntegrationStatelessPipeline(t *testing.T) {
 				recs = append(recs, kafkatest.KV{Key: fmt.Sprintf("k%d", i%10), Value: v})
 			}
 			kafkatest.ProduceStrings(t, brokers, in, recs)
-			stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")))
+			_, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")))
 			got := kafkatest.ConsumeN(t, brokers, out, len(want), 60*time.Second)
 			require.NoError(t, stop())
 			seen := map[string]bool{}
@@ -262,21 +268,45 @@ func TestIntegrationGroupByCountRestartAndScaleOut(t *testing.T) {
 			// 1. A repartitioning group-by + count, exact.
 			recs1, want1 := words(700, 0)
 			kafkatest.ProduceStrings(t, brokers, in, recs1)
-			stop := startApp(t, top, opts...)
+			app, stop := startApp(t, top, opts...)
 			w.waitFor(t, want1, 60*time.Second)
 
-			// Interactive query while running.
+			// Interactive queries: the local store while running, and a goka
+			// view of the whole store from outside the group.
+			q := stream.QueryStore[string, int64](app, "counts", stream.String())
+			view, err := stream.NewView[string, int64](brokers, appID, "counts", stream.String(), stream.Int64(), nil)
+			require.NoError(t, err)
+			vctx, vcancel := context.WithCancel(context.Background())
+			verr := make(chan error, 1)
+			go func() { verr <- view.Run(vctx) }()
+			select {
+			case <-view.WaitRunning():
+			case <-time.After(30 * time.Second):
+				t.Fatal("view did not recover")
+			}
+			for word, n := range want1 {
+				got, found, err := q.Get(word)
+				require.NoError(t, err)
+				require.True(t, found, word)
+				require.Equal(t, n, got, word)
+				require.Eventually(t, func() bool { v, ok, err := view.Get(word); return err == nil && ok && v == n }, 10*time.Second, 20*time.Millisecond, word)
+			}
+			all, err := view.All()
+			require.NoError(t, err)
+			require.Len(t, all, len(want1))
+			vcancel()
+			require.NoError(t, <-verr)
 			require.NoError(t, stop())
 
 			// 2. A restart restores the store from the changelog and goes on exactly.
 			recs2, want2 := words(700, 700)
 			kafkatest.ProduceStrings(t, brokers, in, recs2)
-			stop = startApp(t, top, opts...)
+			_, stop = startApp(t, top, opts...)
 			want12 := add(want1, want2)
 			w.waitFor(t, want12, 60*time.Second)
 
 			// 3. Two instances share the 4 partitions; one stops half-way.
-			stop2 := startApp(t, top, opts...)
+			_, stop2 := startApp(t, top, opts...)
 			recs3, want3 := words(1400, 1400)
 			kafkatest.ProduceStrings(t, brokers, in, recs3[:700])
 			time.Sleep(2 * time.Second)

@@ -45,17 +45,25 @@ func (q *queryStore[K, V]) Get(key K) (V, bool, error) {
 	if err != nil {
 		return zero, false, err
 	}
-	p := partitionFor(kb, n)
+	// The key is where the producer's partitioner put it: murmur2 for
+	// repartitioned keys, but input topics may be written by other
+	// partitioners, so every local partition is asked.
+	p, local := partitionFor(kb, n), false
 	for _, c := range cores {
-		if c.partition == p {
-			s, err := q.typed(c)
-			if err != nil {
-				return zero, false, err
-			}
-			return s.Get(key)
+		local = local || c.partition == p
+		s, err := q.typed(c)
+		if err != nil {
+			return zero, false, err
+		}
+		v, found, err := s.Get(key)
+		if err != nil || found {
+			return v, found, err
 		}
 	}
-	return zero, false, ErrNotLocal
+	if !local {
+		return zero, false, ErrNotLocal
+	}
+	return zero, false, nil
 }
 
 func (q *queryStore[K, V]) Range(from, to K) (KeyValueIterator[K, V], error) {

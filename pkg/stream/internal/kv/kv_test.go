@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -455,4 +457,75 @@ func TestCloseWhileIterating(t *testing.T) {
 		require.NoError(t, s.Close())
 		require.ErrorIs(t, <-done, ErrClosed)
 	})
+}
+
+// TestMemLessMatchesBytesCompare guards the inline prefix shortcut of the
+// memory backend, especially around short keys and zero bytes.
+func TestMemLessMatchesBytesCompare(t *testing.T) {
+	var keys [][]byte
+	for _, s := range []string{"", "\x00", "\x00\x00", "a", "a\x00", "a\x00\x01", "a\x01", "abcdefgh", "abcdefgh\x00", "abcdefg", "abcdefgi", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00"} {
+		keys = append(keys, []byte(s))
+	}
+	for _, a := range keys {
+		for _, b := range keys {
+			want := bytes.Compare(a, b) < 0
+			require.Equal(t, want, memLess(probe(a), probe(b)), "%q < %q", a, b)
+		}
+	}
+}
+
+// withFS lets durability tests run on a crashable in-memory filesystem, whose
+// CrashClone keeps only what was actually synced.
+func withFS(fs vfs.FS) PebbleOpt { return func(c *pebbleConfig) { c.fs = fs } }
+
+func TestPebbleFlushIsDurable(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s, _, err := OpenPebble("db", withFS(fs))
+	require.NoError(t, err)
+	closeLater(t, s)
+	require.NoError(t, s.Put([]byte("a"), []byte("1")))
+	require.NoError(t, s.Delete([]byte("a")))
+	require.NoError(t, s.Put([]byte("b"), []byte("2")))
+	require.NoError(t, s.Flush())
+
+	// Open the crash image with raw Pebble: OpenPebble would (rightly) wipe
+	// it for lack of a marker, but here we check what Flush made durable.
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
+	db, err := pebble.Open("db", &pebble.Options{FS: crashed, Logger: slogLogger{}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	v, closer, err := db.Get([]byte("b"))
+	require.NoError(t, err)
+	require.Equal(t, "2", string(v))
+	require.NoError(t, closer.Close())
+	_, _, err = db.Get([]byte("a"))
+	require.ErrorIs(t, err, pebble.ErrNotFound)
+}
+
+func TestPebbleMarkerIsDurable(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s, _, err := OpenPebble("db", withFS(fs))
+	require.NoError(t, err)
+	require.NoError(t, s.Put([]byte("k"), []byte("v")))
+	require.NoError(t, s.Close())
+
+	// Power loss right after Close: marker and data must both survive.
+	afterClose := fs.CrashClone(vfs.CrashCloneCfg{})
+	s, clean, err := OpenPebble("db", withFS(afterClose))
+	require.NoError(t, err)
+	closeLater(t, s)
+	require.True(t, clean)
+	v, ok, err := s.Get([]byte("k"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "v", string(v))
+
+	// Power loss while that store is open: the marker removal must have been
+	// synced, or the next open would trust a store that may be mid-write.
+	whileOpen := afterClose.CrashClone(vfs.CrashCloneCfg{})
+	s2, clean, err := OpenPebble("db", withFS(whileOpen))
+	require.NoError(t, err)
+	closeLater(t, s2)
+	require.False(t, clean)
+	require.Zero(t, s2.ApproximateLen())
 }

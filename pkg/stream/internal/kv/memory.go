@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 
@@ -17,11 +18,38 @@ const memDegree = 32
 // with a fresh descent per chunk; larger chunks amortise that descent.
 const memChunk = 64
 
+// memItem caches the first 8 key bytes as a big-endian integer. Comparing
+// those inline settles most comparisons without dereferencing the key slices,
+// which in a large tree would be a cache miss per comparison.
 type memItem struct {
+	pfx        uint64
 	key, value []byte
 }
 
-func memLess(a, b memItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+// probe builds a search item for key; the slice is not retained.
+func probe(key []byte) memItem { return memItem{pfx: keyPrefix(key), key: key} }
+
+// keyPrefix zero-pads short keys: if two padded prefixes differ, the first
+// differing byte is either present in both keys or a padding zero against a
+// real byte of a longer key with an identical prefix, so the integer order
+// always agrees with bytes.Compare.
+func keyPrefix(key []byte) uint64 {
+	if len(key) >= 8 {
+		return binary.BigEndian.Uint64(key)
+	}
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func memLess(a, b memItem) bool {
+	if a.pfx != b.pfx {
+		return a.pfx < b.pfx
+	}
+	return bytes.Compare(a.key, b.key) < 0
+}
+
+var _ Store = (*memStore)(nil)
 
 // memStore is the in-memory Store. Items are immutable once inserted (an
 // overwrite replaces the item), which lets iterators hand out the stored
@@ -45,7 +73,7 @@ func (s *memStore) Get(key []byte) ([]byte, bool, error) {
 	if s.tree == nil {
 		return nil, false, ErrClosed
 	}
-	it, ok := s.tree.Get(memItem{key: key})
+	it, ok := s.tree.Get(probe(key))
 	if !ok {
 		return nil, false, nil
 	}
@@ -56,7 +84,7 @@ func (s *memStore) Get(key []byte) ([]byte, bool, error) {
 
 func (s *memStore) Put(key, value []byte) error {
 	// Copy outside the lock to keep the critical section short for readers.
-	item := memItem{key: cloneBytes(key), value: cloneBytes(value)}
+	item := memItem{pfx: keyPrefix(key), key: cloneBytes(key), value: cloneBytes(value)}
 	if item.key == nil {
 		item.key = []byte{}
 	}
@@ -78,7 +106,7 @@ func (s *memStore) Delete(key []byte) error {
 	if s.tree == nil {
 		return ErrClosed
 	}
-	s.tree.Delete(memItem{key: key})
+	s.tree.Delete(probe(key))
 	return nil
 }
 
@@ -195,7 +223,7 @@ func (it *memIter) fill() {
 	if it.resume == nil {
 		it.tree.Ascend(visit)
 	} else {
-		it.tree.AscendGreaterOrEqual(memItem{key: it.resume}, visit)
+		it.tree.AscendGreaterOrEqual(probe(it.resume), visit)
 	}
 	if !full {
 		it.done = true

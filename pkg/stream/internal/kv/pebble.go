@@ -27,6 +27,12 @@ const markerName = "CLEAN"
 // still believe we own the directory.
 const lockName = "LOCK"
 
+// defaultCacheSize is the block cache size when PebbleCacheSize is not given.
+// Pebble charges its memtables (up to 2 x 4 MiB by default) against the block
+// cache, so its own 8 MiB default leaves no room for data blocks once the
+// memtables are full and every read that misses the memtable goes to disk.
+const defaultCacheSize = 32 << 20
+
 // defaultLenRefresh bounds how often ApproximateLen rescans the database.
 const defaultLenRefresh = 5 * time.Second
 
@@ -45,8 +51,10 @@ func PebbleMemFS() PebbleOpt {
 	return func(c *pebbleConfig) { c.fs = vfs.NewMem() }
 }
 
-// PebbleCacheSize sets the size in bytes of Pebble's block cache. Values <= 0
-// keep Pebble's default (8 MiB).
+// PebbleCacheSize sets the size in bytes of Pebble's block cache (default 32
+// MiB). Pebble reserves the memory of its memtables (up to about 8 MiB) from
+// this budget, so sizes below ~16 MiB leave little room for cached blocks.
+// Values <= 0 keep the default.
 func PebbleCacheSize(bytes int64) PebbleOpt {
 	return func(c *pebbleConfig) {
 		if bytes > 0 {
@@ -54,6 +62,8 @@ func PebbleCacheSize(bytes int64) PebbleOpt {
 		}
 	}
 }
+
+var _ Store = (*pebbleStore)(nil)
 
 // pebbleStore is the Pebble-backed Store.
 //
@@ -93,7 +103,7 @@ type pebbleStore struct {
 // The directory is locked for the lifetime of the store; opening it twice,
 // even within one process, fails instead of wiping a live database.
 func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err error) {
-	cfg := pebbleConfig{fs: vfs.Default}
+	cfg := pebbleConfig{fs: vfs.Default, cacheSize: defaultCacheSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -132,11 +142,11 @@ func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err err
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             slogLogger{},
 	}
-	// State stores are dominated by point lookups (read-modify-write per
-	// record), and most of them miss or hit one level only. Without filters
-	// each Get searches the index of every overlapping L0 table and level;
-	// 10 bits/key (~1% false positives) costs little space. Deeper levels
-	// inherit L0's policy.
+	// State stores do a point lookup per record, and many are for keys not
+	// stored yet (first event of an aggregation key, join misses). Bloom
+	// filters let such a Get skip every table instead of reading its index
+	// and data blocks; 10 bits/key (~1% false positives) is cheap. Deeper
+	// levels inherit L0's policy.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
@@ -146,7 +156,8 @@ func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err err
 		// The marker is removed only after a successful open: opening does not
 		// change the logical contents, so until this point a crash still
 		// leaves a trustworthy store behind.
-		if err := fs.Remove(marker); err == nil {
+		err = fs.Remove(marker)
+		if err == nil {
 			err = syncDir(fs, dir)
 		}
 		if err != nil {

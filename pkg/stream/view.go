@@ -1,0 +1,139 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"hash"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+)
+
+// View is a read-only copy of a whole state store, kept current by following
+// the store's changelog topic with a goka.View. Unlike QueryStore it holds every
+// partition, so any process (an HTTP service, a dashboard) can query any key
+// without being part of the application's consumer group. It is eventually
+// consistent: it lags the application by the changelog's replication delay.
+type View[K, V any] struct {
+	v  *goka.View
+	ks Serde[K]
+	vs Serde[V]
+}
+
+// NewView follows the changelog of store in application appID. Its sarama
+// configuration is its own (adjust it with configure, which may be nil); the
+// view keeps its copy in memory.
+func NewView[K, V any](brokers []string, appID, store string, keySerde Serde[K], valueSerde Serde[V], configure func(*sarama.Config)) (*View[K, V], error) {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.IsolationLevel = sarama.ReadCommitted
+	if configure != nil {
+		configure(sc)
+	}
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	tm := goka.NewTopicManagerConfig()
+	tm.Table.Replication = 1 // never creates the topic: the application does
+	v, err := goka.NewView(brokers, goka.Table(appID+"-"+store+"-changelog"), envelopeCodec[V]{vs: valueSerde},
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tm)),
+		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
+		goka.WithViewHasher(Murmur2Hasher),
+		goka.WithViewClientID(appID+"-view"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("stream: view of %s: %w", store, err)
+	}
+	return &View[K, V]{v: v, ks: keySerde, vs: valueSerde}, nil
+}
+
+// Run follows the changelog until ctx is cancelled.
+func (v *View[K, V]) Run(ctx context.Context) error { return v.v.Run(ctx) }
+
+// Recovered reports whether the view has caught up with the changelog once.
+func (v *View[K, V]) Recovered() bool { return v.v.Recovered() }
+
+// WaitRunning returns a channel closed when the view has caught up.
+func (v *View[K, V]) WaitRunning() <-chan struct{} { return v.v.WaitRunning() }
+
+// Get returns the value of key. It requires keys to be partitioned with Kafka's
+// default (murmur2) partitioner, as the application's repartition topics are.
+func (v *View[K, V]) Get(key K) (V, bool, error) {
+	var zero V
+	kb, err := v.ks.Serialize(key)
+	if err != nil {
+		return zero, false, err
+	}
+	val, err := v.v.Get(string(kb))
+	if err != nil || val == nil {
+		return zero, false, err
+	}
+	return val.(V), true, nil
+}
+
+// All returns a snapshot of every key and value in the view.
+func (v *View[K, V]) All() ([]KeyValue[K, V], error) {
+	it, err := v.v.Iterator()
+	if err != nil {
+		return nil, err
+	}
+	defer it.Release()
+	var out []KeyValue[K, V]
+	for it.Next() {
+		k, err := v.ks.Deserialize([]byte(it.Key()))
+		if err != nil {
+			return nil, err
+		}
+		val, err := it.Value()
+		if err != nil {
+			return nil, err
+		}
+		if val == nil {
+			continue
+		}
+		out = append(out, KeyValue[K, V]{Key: k, Value: val.(V)})
+	}
+	return out, it.Err()
+}
+
+// envelopeCodec is the goka codec of changelog values: it strips the dedup
+// envelope and decodes the user's value.
+type envelopeCodec[V any] struct{ vs Serde[V] }
+
+func (c envelopeCodec[V]) Encode(any) ([]byte, error) {
+	return nil, fmt.Errorf("stream: views are read-only")
+}
+
+func (c envelopeCodec[V]) Decode(b []byte) (any, error) {
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	return c.vs.Deserialize(env.value)
+}
+
+// Murmur2Hasher returns a hash.Hash32 whose Sum32 is Kafka's Java partitioner
+// hash (murmur2 with the sign bit cleared). Use it with
+// sarama.NewCustomHashPartitioner (or goka's WithHasher) so Go producers place
+// keys where Java clients, Kafka Streams and this package expect them; sarama's
+// default hash (FNV-1a) does not.
+func Murmur2Hasher() hash.Hash32 { return &murmurHash{} }
+
+// SaramaPartitioner is a sarama partitioner compatible with Kafka's Java
+// default partitioner for keyed records.
+func SaramaPartitioner() sarama.PartitionerConstructor {
+	return sarama.NewCustomHashPartitioner(Murmur2Hasher)
+}
+
+type murmurHash struct{ buf []byte }
+
+func (m *murmurHash) Write(p []byte) (int, error) { m.buf = append(m.buf, p...); return len(p), nil }
+func (m *murmurHash) Sum(b []byte) []byte {
+	s := m.Sum32()
+	return append(b, byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
+}
+func (m *murmurHash) Reset()         { m.buf = m.buf[:0] }
+func (m *murmurHash) Size() int      { return 4 }
+func (m *murmurHash) BlockSize() int { return 4 }
+func (m *murmurHash) Sum32() uint32  { return uint32(murmur2(m.buf) & 0x7fffffff) }
