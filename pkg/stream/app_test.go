@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/emostream/emostream/pkg/stream"
@@ -361,4 +363,78 @@ func TestIntegrationCrashRestartNoDoubleCount(t *testing.T) {
 			require.True(t, replayed, "no redelivery happened; the test did not exercise the dedup")
 		})
 	}
+}
+
+func TestIntegrationPersistentStoreRestart(t *testing.T) {
+	for _, be := range kafkatest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			brokers := be.Brokers(t)
+			in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
+			kafkatest.CreateTopic(t, brokers, in, 2)
+			kafkatest.CreateTopic(t, brokers, out, 2)
+			b := stream.NewBuilder()
+			src := stream.Source(b, in, stream.String(), stream.String())
+			stream.Count(stream.GroupByKey(stream.SelectKey(src, func(_, w string) string { return w }),
+				stream.Grouped[string, string]{KeySerde: stream.String(), ValueSerde: stream.String()}),
+				stream.Materialized[string, int64]{StoreName: "counts", Options: []stream.StoreOpt{stream.Persistent()}}).
+				ToStream().To(out, stream.String(), stream.Int64())
+			top, err := b.Build()
+			require.NoError(t, err)
+			dir := t.TempDir()
+			opts := []stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")), stream.StateDir(dir)}
+			w := watchCounts(t, brokers, out)
+
+			recs1, want1 := words(300, 0)
+			kafkatest.ProduceStrings(t, brokers, in, recs1)
+			_, stop := startApp(t, top, opts...)
+			w.waitFor(t, want1, 60*time.Second)
+			require.NoError(t, stop())
+			// A clean stop leaves pebble's marker and a changelog checkpoint per store partition.
+			cps, err := filepath.Glob(filepath.Join(dir, "counts-*.checkpoint"))
+			require.NoError(t, err)
+			require.Len(t, cps, 2)
+
+			recs2, want2 := words(300, 300)
+			kafkatest.ProduceStrings(t, brokers, in, recs2)
+			_, stop = startApp(t, top, opts...)
+			w.waitFor(t, add(want1, want2), 60*time.Second)
+			require.NoError(t, stop())
+		})
+	}
+}
+
+func TestIntegrationMetrics(t *testing.T) {
+	brokers := kafkatest.EmbeddedBrokers(t)
+	in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
+	kafkatest.CreateTopic(t, brokers, in, 1)
+	kafkatest.CreateTopic(t, brokers, out, 1)
+	top := wordCountTopology(in, out)
+	recs, want := words(50, 0)
+	kafkatest.ProduceStrings(t, brokers, in, recs)
+	w := watchCounts(t, brokers, out)
+	app, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")))
+	w.waitFor(t, want, 60*time.Second)
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(app.Collector()))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	values := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				values[f.GetName()] += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				values[f.GetName()] += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				values[f.GetName()] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	// 50 input records plus 50 repartitioned ones.
+	require.Equal(t, float64(100), values["stream_records_in_total"])
+	require.Equal(t, float64(100), values["stream_process_latency_seconds"])
+	require.Equal(t, float64(len(want)), values["stream_store_entries"])
+	require.Contains(t, values, "stream_consumer_lag_records")
+	require.NoError(t, stop())
 }
