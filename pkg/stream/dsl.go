@@ -320,6 +320,22 @@ type GroupedStream[K, V any] struct {
 	vs Serde[V]
 }
 
+// Stream returns the grouped records as a stream partitioned by key (after the
+// repartition topic, if one was needed), for aggregations written as
+// Processors, such as those of package window.
+func (g *GroupedStream[K, V]) Stream() *Stream[K, V] {
+	return &Stream[K, V]{b: g.b, n: g.n, ks: g.ks, vs: g.vs}
+}
+
+// KeySerde is the grouping's key serde.
+func (g *GroupedStream[K, V]) KeySerde() Serde[K] { return g.ks }
+
+// ValueSerde is the grouping's value serde.
+func (g *GroupedStream[K, V]) ValueSerde() Serde[V] { return g.vs }
+
+// Builder returns the builder the stream belongs to, to add stores.
+func (s *Stream[K, V]) Builder() *Builder { return s.b }
+
 // GroupByKey groups s by its current key. When an earlier operation may have
 // changed the key, the records go through a repartition topic
 // (<application id>-<name>-repartition) so each key lands in one task.

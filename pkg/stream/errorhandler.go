@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"fmt"
 	"log/slog"
 	"strconv"
 )
@@ -54,4 +55,20 @@ func handleBadRecord(env taskEnv, action DeserializationAction, dlq string, t *t
 		}
 		return &ProcessError{Node: "source", Topic: r.topic, Partition: r.partition, Offset: r.offset, Err: err}
 	}
+}
+
+// DeadLetter writes the input record being processed — its original key,
+// value, timestamp and headers, as read from Kafka — to topic, with the
+// headers error (reason), source_topic, source_partition and source_offset,
+// and counts it in stream_dead_letters_total{reason}. Call it from a
+// Processor's Process with the ProcessorContext it was given; the write has
+// the same at-least-once guarantee as any sink.
+func DeadLetter(ctx interface{ TaskID() TaskID }, topic, reason string) error {
+	d, ok := ctx.(interface {
+		deadLetter(topic, reason string) error
+	})
+	if !ok {
+		return fmt.Errorf("stream: DeadLetter needs the ProcessorContext given to Process, got %T", ctx)
+	}
+	return d.deadLetter(topic, reason)
 }

@@ -14,6 +14,7 @@ type Metrics struct {
 	lag          *prometheus.GaugeVec
 	punctuations *prometheus.CounterVec
 	badRecords   *prometheus.CounterVec
+	deadLetters  *prometheus.CounterVec
 	storeEntries *prometheus.Desc
 	storeSizes   func() map[string]int64
 }
@@ -40,6 +41,9 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 		badRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "stream", Name: "bad_records_total", Help: "Input records that could not be decoded, by action taken.", ConstLabels: labels,
 		}, []string{"action"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "stream", Name: "dead_letters_total", Help: "Input records sent to a dead-letter topic by processors (e.g. late records), by reason.", ConstLabels: labels,
+		}, []string{"reason"}),
 		storeEntries: prometheus.NewDesc("stream_store_entries", "Approximate number of keys in the local stores, by store.",
 			[]string{"store"}, labels),
 		storeSizes: storeSizes,
@@ -54,6 +58,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.lag.Describe(ch)
 	m.punctuations.Describe(ch)
 	m.badRecords.Describe(ch)
+	m.deadLetters.Describe(ch)
 	ch <- m.storeEntries
 }
 
@@ -65,6 +70,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.lag.Collect(ch)
 	m.punctuations.Collect(ch)
 	m.badRecords.Collect(ch)
+	m.deadLetters.Collect(ch)
 	for name, n := range m.storeSizes() {
 		ch <- prometheus.MustNewConstMetric(m.storeEntries, prometheus.GaugeValue, float64(n), name)
 	}

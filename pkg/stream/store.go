@@ -77,6 +77,12 @@ func (f storeOptFunc) applyStore(s *storeSpec) { f(s) }
 // discarded and rebuilt from the changelog.
 func Persistent() StoreOpt { return storeOptFunc(func(s *storeSpec) { s.persistent = true }) }
 
+// WithoutDedup turns off redelivery tracking for a store whose writes are
+// idempotent (setting a flag, writing an index entry): values are stored
+// without input positions, and writes do not advance the record's write
+// sequence. Update then always applies.
+func WithoutDedup() StoreOpt { return storeOptFunc(func(s *storeSpec) { s.noDedup = true }) }
+
 // StoreBuilder describes a state store to add to a topology with
 // Builder.AddStore or through Materialized.
 type StoreBuilder interface {
@@ -88,6 +94,7 @@ type StoreBuilder interface {
 type storeSpec struct {
 	name       string
 	persistent bool
+	noDedup    bool
 	// open builds the typed store over a core.
 	open func(c *storeCore) StateStore
 }
@@ -102,7 +109,7 @@ func KeyValueStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde S
 		o.applyStore(s)
 	}
 	s.open = func(c *storeCore) StateStore {
-		return &kvStore[K, V]{core: c, ks: keySerde, vs: valueSerde}
+		return &kvStore[K, V]{core: c, ks: keySerde, vs: valueSerde, noDedup: s.noDedup}
 	}
 	return s
 }
@@ -166,9 +173,10 @@ func (c *storeCore) write(key, value []byte) error {
 }
 
 type kvStore[K, V any] struct {
-	core *storeCore
-	ks   Serde[K]
-	vs   Serde[V]
+	core    *storeCore
+	ks      Serde[K]
+	vs      Serde[V]
+	noDedup bool
 }
 
 func (s *kvStore[K, V]) Name() string { return s.core.name }
@@ -214,7 +222,10 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	if err != nil {
 		return zero, false, err
 	}
-	pos := s.core.task.nextWritePosition()
+	var pos writePosition
+	if !s.noDedup {
+		pos = s.core.task.nextWritePosition()
+	}
 	var old V
 	if found {
 		if old, err = s.vs.Deserialize(env.value); err != nil {
@@ -247,7 +258,9 @@ func (s *kvStore[K, V]) Delete(key K) error {
 	if err != nil {
 		return err
 	}
-	s.core.task.nextWritePosition()
+	if !s.noDedup {
+		s.core.task.nextWritePosition()
+	}
 	return s.core.write(kb, nil)
 }
 

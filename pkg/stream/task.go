@@ -67,6 +67,7 @@ type task struct {
 	streamTime time.Time
 	cur        struct {
 		meta     RecordMetadata
+		raw      *inRecord
 		inRecord bool
 		origin   string
 		offset   int64
@@ -162,6 +163,7 @@ func (t *task) process(r *inRecord) error {
 	}
 	t.cur.meta = RecordMetadata{Topic: r.topic, Partition: r.partition, Offset: r.offset}
 	t.cur.inRecord = true
+	t.cur.raw = r
 	t.cur.origin, t.cur.offset, t.cur.base = fmt.Sprintf("%s/%d", r.topic, r.partition), r.offset, 0
 	t.cur.writes, t.cur.sends = 0, 0
 	// A repartitioned record keeps the position of the input it came from, so
@@ -177,7 +179,7 @@ func (t *task) process(r *inRecord) error {
 		}
 	}
 	in(r)
-	t.cur.inRecord = false
+	t.cur.inRecord, t.cur.raw = false, nil
 	if t.err != nil {
 		return t.err
 	}
@@ -347,6 +349,17 @@ func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType
 }
 
 func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
+
+func (c *procContext[K, V]) deadLetter(topic, reason string) error {
+	r := c.t.cur.raw
+	if r == nil || !c.t.cur.inRecord {
+		return fmt.Errorf("stream: DeadLetter outside of record processing (node %s)", c.node.name)
+	}
+	if m := c.t.env.metrics(); m != nil {
+		m.deadLetters.WithLabelValues(reason).Inc()
+	}
+	return c.t.env.send(c.t, deadLetter(topic, r, reason))
+}
 
 func (c *procContext[K, V]) RecordMetadata() (RecordMetadata, bool) {
 	return c.t.cur.meta, c.t.cur.inRecord
