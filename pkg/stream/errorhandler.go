@@ -72,3 +72,12 @@ func DeadLetter(ctx interface{ TaskID() TaskID }, topic, reason string) error {
 	}
 	return d.deadLetter(topic, reason)
 }
+
+// RecordDropped counts an input record a processor chose to drop (for
+// example a late record with dropping chosen explicitly) in
+// stream_dropped_records_total{reason}.
+func RecordDropped(ctx interface{ TaskID() TaskID }, reason string) {
+	if d, ok := ctx.(interface{ dropped(reason string) }); ok {
+		d.dropped(reason)
+	}
+}

@@ -15,6 +15,7 @@ type Metrics struct {
 	punctuations *prometheus.CounterVec
 	badRecords   *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
 	storeEntries *prometheus.Desc
 	storeSizes   func() map[string]int64
 }
@@ -44,6 +45,9 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "stream", Name: "dead_letters_total", Help: "Input records sent to a dead-letter topic by processors (e.g. late records), by reason.", ConstLabels: labels,
 		}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "stream", Name: "dropped_records_total", Help: "Input records processors dropped on purpose, by reason.", ConstLabels: labels,
+		}, []string{"reason"}),
 		storeEntries: prometheus.NewDesc("stream_store_entries", "Approximate number of keys in the local stores, by store.",
 			[]string{"store"}, labels),
 		storeSizes: storeSizes,
@@ -59,6 +63,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.punctuations.Describe(ch)
 	m.badRecords.Describe(ch)
 	m.deadLetters.Describe(ch)
+	m.dropped.Describe(ch)
 	ch <- m.storeEntries
 }
 
@@ -71,6 +76,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.punctuations.Collect(ch)
 	m.badRecords.Collect(ch)
 	m.deadLetters.Collect(ch)
+	m.dropped.Collect(ch)
 	for name, n := range m.storeSizes() {
 		ch <- prometheus.MustNewConstMetric(m.storeEntries, prometheus.GaugeValue, float64(n), name)
 	}

@@ -6,8 +6,9 @@ import (
 	"sort"
 )
 
-// storeHost is something that holds store instances: an App or a LocalRunner.
-type storeHost interface {
+// StoreHost is something that hosts store instances: an App or a LocalRunner
+// (streamtest.Driver.StoreHost returns its runner).
+type StoreHost interface {
 	localStores(name string) (cores []*storeCore, partitions int32, err error)
 }
 
@@ -15,12 +16,12 @@ type storeHost interface {
 // partitions this instance hosts (an interactive query). Get on a key whose
 // partition is hosted elsewhere returns ErrNotLocal; Range and All cover the
 // local partitions only. To read a whole store from any process, use a View.
-func QueryStore[K, V any](host interface{ storeHost }, name string, keySerde Serde[K]) ReadOnlyKeyValueStore[K, V] {
+func QueryStore[K, V any](host StoreHost, name string, keySerde Serde[K]) ReadOnlyKeyValueStore[K, V] {
 	return &queryStore[K, V]{host: host, name: name, ks: keySerde}
 }
 
 type queryStore[K, V any] struct {
-	host storeHost
+	host StoreHost
 	name string
 	ks   Serde[K]
 }

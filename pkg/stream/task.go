@@ -350,6 +350,12 @@ func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType
 
 func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
 
+func (c *procContext[K, V]) dropped(reason string) {
+	if m := c.t.env.metrics(); m != nil {
+		m.dropped.WithLabelValues(reason).Inc()
+	}
+}
+
 func (c *procContext[K, V]) deadLetter(topic, reason string) error {
 	r := c.t.cur.raw
 	if r == nil || !c.t.cur.inRecord {

@@ -55,6 +55,15 @@ func (b *Builder) newName(prefix string) string {
 
 func (b *Builder) fail(err error) { b.errs = append(b.errs, err) }
 
+// NewName returns a node name unique in this builder, made from prefix and a
+// sequence number (KSTREAM-FILTER-0000000003): the same topology code always
+// yields the same names, so internal topic names are stable across restarts.
+func (b *Builder) NewName(prefix string) string { return b.newName(prefix) }
+
+// ReportError records a problem found while adding to the topology (by an
+// extension such as package window); Build returns the first one.
+func (b *Builder) ReportError(err error) { b.fail(err) }
+
 func (b *Builder) add(n *node, parents ...*node) *node {
 	for _, p := range parents {
 		p.children = append(p.children, n)

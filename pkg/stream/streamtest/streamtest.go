@@ -122,3 +122,7 @@ func (o *OutputTopic[K, V]) ReadKeyValues() ([]stream.KeyValue[K, V], error) {
 func KeyValueStore[K, V any](d *Driver, name string, keySerde stream.Serde[K]) stream.ReadOnlyKeyValueStore[K, V] {
 	return stream.QueryStore[K, V](d.r, name, keySerde)
 }
+
+// StoreHost returns the driver's runner as a stream.StoreHost, for queries of
+// stores by other packages (window.QueryWindowStore, for instance).
+func (d *Driver) StoreHost() stream.StoreHost { return d.r }

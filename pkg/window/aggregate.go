@@ -1,0 +1,318 @@
+package window
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/emostream/emostream/pkg/stream"
+)
+
+// metaKey holds the task's close watermark in the index store; it sorts
+// before every index key (those are at least 16 bytes).
+var metaKey = []byte{0}
+
+const (
+	windowOpen   int64 = 0
+	windowClosed int64 = 1
+)
+
+// Aggregate folds the records of each key and window into a value:
+// initializer starts a window, aggregator adds a record. The result stream is
+// keyed by Windowed[K]; what it carries depends on the emit strategy. A record
+// whose windows are all closed (stream time, or the wall clock with
+// WallClockClose, passed end + grace) is late: it is not aggregated and goes
+// to the late-records topic (or is dropped, if chosen).
+func Aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], A] {
+	o := options{closeInterval: 100 * time.Millisecond}
+	for _, f := range opts {
+		f(&o)
+	}
+	src := g.Stream()
+	b := src.Builder()
+	if err := w.validate(); err != nil {
+		b.ReportError(err)
+	}
+	if o.lateTopic == "" && !o.dropLate {
+		b.ReportError(fmt.Errorf("%w: choose LateRecordsTo(topic) or DropLateRecords() for late records", ErrInvalidWindows))
+	}
+	if g.KeySerde() == nil || aggSerde == nil {
+		b.ReportError(fmt.Errorf("%w: the grouping needs a key serde and the aggregation a value serde", ErrInvalidWindows))
+	}
+	if o.name == "" {
+		o.name = b.NewName("KSTREAM-WINDOWED-AGGREGATE")
+	}
+	minRet := w.maxSize() + w.GracePeriod() + 5*time.Minute
+	if o.retention < minRet {
+		o.retention = minRet
+	}
+	wall := o.emit == OnWindowClose
+	if o.wallClock != nil {
+		wall = *o.wallClock
+	}
+	mainStore, indexStore := o.name+"-store", o.name+"-index"
+	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), aggSerde, o.storeOpts...))
+	b.AddStore(stream.KeyValueStoreBuilder(indexStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
+	ks := g.KeySerde()
+	return stream.Process(src, o.name, func() stream.Processor[K, V, Windowed[K], A] {
+		return &aggProcessor[K, V, A]{
+			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore,
+			init: initializer, agg: aggregator, closedTo: math.MinInt64, persisted: math.MinInt64,
+		}
+	}, mainStore, indexStore)
+}
+
+// Count counts the records of each key and window.
+func Count[K, V any](g *stream.GroupedStream[K, V], w Windows, opts ...Opt) *stream.Stream[Windowed[K], int64] {
+	return Aggregate(g, w, func() int64 { return 0 }, func(_ K, _ V, n int64) int64 { return n + 1 }, stream.Int64(), opts...)
+}
+
+// Sum adds fn(value) over the records of each key and window.
+func Sum[K, V any](g *stream.GroupedStream[K, V], w Windows, fn func(v V) int64, opts ...Opt) *stream.Stream[Windowed[K], int64] {
+	return Aggregate(g, w, func() int64 { return 0 }, func(_ K, v V, sum int64) int64 { return sum + fn(v) }, stream.Int64(), opts...)
+}
+
+type aggProcessor[K, V, A any] struct {
+	w         Windows
+	o         options
+	wall      bool
+	ks        stream.Serde[K]
+	mainName  string
+	indexName string
+	init      func() A
+	agg       func(K, V, A) A
+
+	main  stream.KeyValueStore[[]byte, A]
+	index stream.KeyValueStore[[]byte, int64]
+	// closedTo is the close watermark: every window with end <= closedTo is
+	// closed. persisted is the value last written to the index store.
+	closedTo  int64
+	persisted int64
+}
+
+func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]) error {
+	var err error
+	if p.main, err = stream.GetKeyValueStore[[]byte, A](ctx, p.mainName); err != nil {
+		return err
+	}
+	if p.index, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.indexName); err != nil {
+		return err
+	}
+	if wm, found, err := p.index.Get(metaKey); err != nil {
+		return err
+	} else if found {
+		p.closedTo, p.persisted = wm, wm
+	}
+	if p.o.emit == OnWindowClose {
+		// Results of windows closed before a restart may not have reached Kafka
+		// (the task stopped before its outputs were acknowledged): emit the
+		// retained closed windows again. Their values cannot have changed.
+		if err := p.reemitClosed(ctx); err != nil {
+			return err
+		}
+	}
+	if p.wall {
+		ctx.Schedule(p.o.closeInterval, stream.WallClockTime, func(now time.Time) error {
+			return p.closeUpTo(ctx, p.boundary(ctx))
+		})
+	}
+	return nil
+}
+
+// boundary is the close watermark implied by the clocks now.
+func (p *aggProcessor[K, V, A]) boundary(ctx stream.ProcessorContext[Windowed[K], A]) int64 {
+	grace := p.w.GracePeriod().Milliseconds()
+	b := p.closedTo
+	if st := ctx.StreamTime(); !st.IsZero() {
+		b = max(b, st.UnixMilli()-grace)
+	}
+	if p.wall {
+		b = max(b, ctx.WallClockTime().UnixMilli()-grace)
+	}
+	return b
+}
+
+func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K], A], rec stream.Record[K, V]) error {
+	kb, err := p.ks.Serialize(rec.Key)
+	if err != nil {
+		return err
+	}
+	ts := rec.Timestamp.UnixMilli()
+	bound := p.boundary(ctx)
+	late, total := 0, 0
+	for _, win := range p.w.windowsFor(ts) {
+		total++
+		wk := encodeWindowKey(kb, win[0], win[1])
+		if win[1] <= bound {
+			// Closed window. Update still runs (and refuses), so a record that
+			// was applied before a crash is recognised and not reported late.
+			_, _, err := p.main.Update(wk, func(A, bool) (A, error) { var z A; return z, errLate })
+			if errors.Is(err, errLate) {
+				late++
+			} else if err != nil {
+				return err
+			}
+			continue
+		}
+		created := false
+		v, _, err := p.main.Update(wk, func(old A, found bool) (A, error) {
+			if !found {
+				old, created = p.init(), true
+			}
+			return p.agg(rec.Key, rec.Value, old), nil
+		})
+		if err != nil {
+			return err
+		}
+		if created {
+			if err := p.index.Put(indexKey(kb, win[0], win[1]), windowOpen); err != nil {
+				return err
+			}
+		}
+		if p.o.emit == OnWindowUpdate {
+			ctx.Forward(stream.Record[Windowed[K], A]{
+				Key:   Windowed[K]{Key: rec.Key, Start: time.UnixMilli(win[0]).UTC(), End: time.UnixMilli(win[1]).UTC()},
+				Value: v, Timestamp: rec.Timestamp,
+			})
+		}
+	}
+	if late > 0 && late == total {
+		if p.o.lateTopic != "" {
+			if err := stream.DeadLetter(ctx, p.o.lateTopic, "late"); err != nil {
+				return err
+			}
+		} else {
+			stream.RecordDropped(ctx, "late")
+		}
+	}
+	return p.closeUpTo(ctx, bound)
+}
+
+// closeUpTo closes every open window with end <= bound, in (end, key) order,
+// emitting final results when asked, then persists the watermark and purges
+// expired windows.
+func (p *aggProcessor[K, V, A]) closeUpTo(ctx stream.ProcessorContext[Windowed[K], A], bound int64) error {
+	if bound <= p.closedTo {
+		return nil
+	}
+	from := timeBound(math.MinInt64)
+	if p.closedTo != math.MinInt64 {
+		from = timeBound(p.closedTo + 1)
+	}
+	due, err := p.scanIndex(from, timeBound(bound+1), windowOpen)
+	if err != nil {
+		return err
+	}
+	for _, ik := range due {
+		if p.o.emit == OnWindowClose {
+			if err := p.emitFinal(ctx, ik); err != nil {
+				return err
+			}
+		}
+		if err := p.index.Put(ik, windowClosed); err != nil {
+			return err
+		}
+	}
+	p.closedTo = bound
+	// Late decisions change only when the watermark crosses a window end, and
+	// ends are multiples of the advance: persist at most once per step.
+	adv := p.w.advanceMs()
+	if floorDiv(bound, adv) != floorDiv(p.persisted, adv) || p.persisted == math.MinInt64 {
+		if err := p.index.Put(metaKey, bound); err != nil {
+			return err
+		}
+		oldPersisted := p.persisted
+		p.persisted = bound
+		if err := p.purge(oldPersisted, bound); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// purge deletes windows whose end is older than the retention.
+func (p *aggProcessor[K, V, A]) purge(prevBound, bound int64) error {
+	ret := p.o.retention.Milliseconds()
+	cutoff := bound - ret
+	from := timeBound(math.MinInt64)
+	if prevBound != math.MinInt64 {
+		from = timeBound(prevBound - ret + 1)
+	}
+	expired, err := p.scanIndex(from, timeBound(cutoff+1), -1)
+	if err != nil {
+		return err
+	}
+	for _, ik := range expired {
+		kb, start, end, err := decodeIndexKey(ik)
+		if err != nil {
+			return err
+		}
+		if err := p.main.Delete(encodeWindowKey(kb, start, end)); err != nil {
+			return err
+		}
+		if err := p.index.Delete(ik); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanIndex returns the index keys in [from, to) with the given state (-1: any).
+func (p *aggProcessor[K, V, A]) scanIndex(from, to []byte, state int64) ([][]byte, error) {
+	if string(from) >= string(to) {
+		return nil, nil
+	}
+	// Range is inclusive; to is an 8-byte time bound and index keys are longer,
+	// so no key equals it.
+	it, err := p.index.Range(from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out [][]byte
+	for it.Next() {
+		if len(it.Key()) < 16 {
+			continue
+		}
+		if state < 0 || it.Value() == state {
+			out = append(out, it.Key())
+		}
+	}
+	return out, it.Err()
+}
+
+func (p *aggProcessor[K, V, A]) emitFinal(ctx stream.ProcessorContext[Windowed[K], A], ik []byte) error {
+	kb, start, end, err := decodeIndexKey(ik)
+	if err != nil {
+		return err
+	}
+	v, found, err := p.main.Get(encodeWindowKey(kb, start, end))
+	if err != nil || !found {
+		return err
+	}
+	k, err := p.ks.Deserialize(kb)
+	if err != nil {
+		return err
+	}
+	ctx.Forward(stream.Record[Windowed[K], A]{
+		Key:   Windowed[K]{Key: k, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()},
+		Value: v, Timestamp: time.UnixMilli(end).UTC(),
+	})
+	return nil
+}
+
+func (p *aggProcessor[K, V, A]) reemitClosed(ctx stream.ProcessorContext[Windowed[K], A]) error {
+	closed, err := p.scanIndex(timeBound(math.MinInt64), timeBound(math.MaxInt64), windowClosed)
+	if err != nil {
+		return err
+	}
+	for _, ik := range closed {
+		if err := p.emitFinal(ctx, ik); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *aggProcessor[K, V, A]) Close() error { return nil }

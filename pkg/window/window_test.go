@@ -1,0 +1,105 @@
+package window_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/emostream/emostream/pkg/stream"
+	"github.com/emostream/emostream/pkg/stream/streamtest"
+	"github.com/emostream/emostream/pkg/window"
+)
+
+func countTopology(t *testing.T, w window.Windows, opts ...window.Opt) *stream.Topology {
+	b := stream.NewBuilder()
+	src := stream.Source(b, "in", stream.String(), stream.String())
+	counts := window.Count(stream.GroupByKey(src), w, append([]window.Opt{window.Named("counts"), window.LateRecordsTo("late")}, opts...)...)
+	counts.To("out", window.WindowedSerde(stream.String()), stream.Int64())
+	top, err := b.Build()
+	require.NoError(t, err)
+	return top
+}
+
+type result struct {
+	key        string
+	start, end int64
+	count      int64
+}
+
+func read(t *testing.T, d *streamtest.Driver) []result {
+	out := streamtest.NewOutputTopic(d, "out", window.WindowedSerde(stream.String()), stream.Int64())
+	recs, err := out.ReadKeyValues()
+	require.NoError(t, err)
+	var res []result
+	for _, r := range recs {
+		res = append(res, result{r.Key.Key, r.Key.Start.UnixMilli(), r.Key.End.UnixMilli(), r.Value})
+	}
+	return res
+}
+
+func ms(n int64) time.Time { return time.UnixMilli(n) }
+
+func TestTumblingEmitFinalStreamTime(t *testing.T) {
+	top := countTopology(t, window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond), window.Emit(window.OnWindowClose), window.WallClockClose(false))
+	d, err := streamtest.New(top)
+	require.NoError(t, err)
+	defer d.Close()
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	require.NoError(t, in.PipeAt("a", "", ms(100)))
+	require.NoError(t, in.PipeAt("b", "", ms(1999)))
+	require.NoError(t, in.PipeAt("a", "", ms(2100)))
+	require.Empty(t, read(t, d))
+	// Stream time 2499 < 2000 + 500: window [0,2000) still open; this record is on time.
+	require.NoError(t, in.PipeAt("a", "", ms(1500)))
+	require.NoError(t, in.PipeAt("a", "", ms(2499)))
+	require.Empty(t, read(t, d))
+	// Stream time reaches 2500 = end + grace: the window closes.
+	require.NoError(t, in.PipeAt("b", "", ms(2500)))
+	require.Equal(t, []result{{"a", 0, 2000, 2}, {"b", 0, 2000, 1}}, read(t, d))
+	// Late now: goes to the DLQ with headers, not counted.
+	require.NoError(t, in.PipeAt("a", "", ms(10)))
+	late := d.RawOutput("late")
+	require.Len(t, late, 1)
+	hs := map[string]string{}
+	for _, h := range late[0].Headers {
+		hs[h.Key] = string(h.Value)
+	}
+	require.Equal(t, map[string]string{"error": "late", "source_topic": "in", "source_partition": "0", "source_offset": "6"}, hs)
+	// The wall clock alone does not close windows with WallClockClose(false).
+	require.NoError(t, d.AdvanceWallClock(time.Hour))
+	require.Empty(t, read(t, d))
+}
+
+func TestTumblingEmitFinalWallClock(t *testing.T) {
+	top := countTopology(t, window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond), window.Emit(window.OnWindowClose))
+	d, err := streamtest.New(top, stream.StartTime(ms(0)))
+	require.NoError(t, err)
+	defer d.Close()
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	require.NoError(t, in.PipeAt("a", "", ms(100)))
+	require.NoError(t, in.PipeAt("a", "", ms(200)))
+	require.NoError(t, d.AdvanceWallClock(2400*time.Millisecond))
+	require.Empty(t, read(t, d))
+	require.NoError(t, d.AdvanceWallClock(200*time.Millisecond))
+	require.Equal(t, []result{{"a", 0, 2000, 2}}, read(t, d))
+	// Closed by the wall clock, so late although stream time is only 200.
+	require.NoError(t, in.PipeAt("a", "", ms(300)))
+	require.Len(t, d.RawOutput("late"), 1)
+	require.NoError(t, d.AdvanceWallClock(10*time.Second))
+	require.Empty(t, read(t, d))
+}
+
+func TestHoppingOnUpdate(t *testing.T) {
+	top := countTopology(t, window.OfSize(10*time.Second).AdvanceBy(5*time.Second))
+	d, err := streamtest.New(top)
+	require.NoError(t, err)
+	defer d.Close()
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	require.NoError(t, in.PipeAt("k", "", ms(7000)))
+	require.NoError(t, in.PipeAt("k", "", ms(9000)))
+	require.Equal(t, []result{
+		{"k", 0, 10000, 1}, {"k", 5000, 15000, 1},
+		{"k", 0, 10000, 2}, {"k", 5000, 15000, 2},
+	}, read(t, d))
+}

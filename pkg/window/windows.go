@@ -1,0 +1,103 @@
+package window
+
+import (
+	"fmt"
+	"time"
+)
+
+// Windowed is a key with the window it belongs to: [Start, End).
+type Windowed[K any] struct {
+	Key   K
+	Start time.Time
+	End   time.Time
+}
+
+func (w Windowed[K]) String() string {
+	return fmt.Sprintf("%v@[%d,%d)", w.Key, w.Start.UnixMilli(), w.End.UnixMilli())
+}
+
+// Windows is implemented by the window definitions: TimeWindows (tumbling and
+// hopping). Session windows are planned, see docs/windowing.md.
+type Windows interface {
+	// GracePeriod is how long after a window's end records are still accepted.
+	GracePeriod() time.Duration
+	// windowsFor returns the [start, end) bounds, in ms, of every window that
+	// contains ts (ms), oldest first.
+	windowsFor(ts int64) [][2]int64
+	// maxSize is the largest window size, for retention and fetches.
+	maxSize() time.Duration
+	// advanceMs is the step of window boundaries, used to persist the close
+	// watermark only when a decision can change.
+	advanceMs() int64
+	validate() error
+}
+
+// TimeWindows are fixed-size windows aligned to the epoch: tumbling when the
+// advance equals the size (the default), hopping when it is smaller. A record
+// with timestamp ts belongs to every window [start, start+size) with start a
+// multiple of advance and start <= ts < start+size.
+type TimeWindows struct {
+	size, advance, grace time.Duration
+}
+
+// OfSize returns tumbling windows of the given size with no grace period.
+func OfSize(size time.Duration) TimeWindows { return TimeWindows{size: size, advance: size} }
+
+// OfSizeAndGrace returns tumbling windows that accept records until grace after
+// their end.
+func OfSizeAndGrace(size, grace time.Duration) TimeWindows {
+	return TimeWindows{size: size, advance: size, grace: grace}
+}
+
+// AdvanceBy makes the windows hop: a new window starts every advance.
+func (w TimeWindows) AdvanceBy(advance time.Duration) TimeWindows { w.advance = advance; return w }
+
+// Grace returns the windows with another grace period.
+func (w TimeWindows) Grace(grace time.Duration) TimeWindows { w.grace = grace; return w }
+
+// Size is the window size.
+func (w TimeWindows) Size() time.Duration { return w.size }
+
+// Advance is the distance between window starts.
+func (w TimeWindows) Advance() time.Duration { return w.advance }
+
+// GracePeriod implements Windows.
+func (w TimeWindows) GracePeriod() time.Duration { return w.grace }
+
+func (w TimeWindows) maxSize() time.Duration { return w.size }
+func (w TimeWindows) advanceMs() int64       { return w.advance.Milliseconds() }
+
+func (w TimeWindows) validate() error {
+	switch {
+	case w.size < time.Millisecond:
+		return fmt.Errorf("%w: size %v must be at least 1ms", ErrInvalidWindows, w.size)
+	case w.advance < time.Millisecond || w.advance > w.size:
+		return fmt.Errorf("%w: advance %v must be in [1ms, size]", ErrInvalidWindows, w.advance)
+	case w.grace < 0:
+		return fmt.Errorf("%w: negative grace %v", ErrInvalidWindows, w.grace)
+	case w.size%time.Millisecond != 0 || w.advance%time.Millisecond != 0:
+		return fmt.Errorf("%w: size and advance must be whole milliseconds", ErrInvalidWindows)
+	}
+	return nil
+}
+
+func (w TimeWindows) windowsFor(ts int64) [][2]int64 {
+	size, adv := w.size.Milliseconds(), w.advance.Milliseconds()
+	// The last window containing ts starts at floor(ts/adv)*adv.
+	last := floorDiv(ts, adv) * adv
+	var out [][2]int64
+	for start := last - ((size-1)/adv)*adv; start <= last; start += adv {
+		if start+size > ts {
+			out = append(out, [2]int64{start, start + size})
+		}
+	}
+	return out
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
