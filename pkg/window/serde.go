@@ -39,7 +39,7 @@ func (s windowedSerde[K]) Deserialize(b []byte) (Windowed[K], error) {
 }
 
 func putTime(b []byte, ms int64) { binary.BigEndian.PutUint64(b, uint64(ms)^(1<<63)) }
-func getTime(b []byte) int64    { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
+func getTime(b []byte) int64     { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
 
 func encodeWindowKey(kb []byte, start, end int64) []byte {
 	b := make([]byte, 0, binary.MaxVarintLen32+len(kb)+16)

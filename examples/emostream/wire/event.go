@@ -58,20 +58,24 @@ func DecodeEvent(b []byte) (Event, error) {
 	}
 	var ev Event
 	var reason string
-	if ev.UserID, reason = jsonString(raw.UserID); reason == "" && (ev.UserID == "" || len(ev.UserID) > MaxUserIDBytes) {
-		reason = fmt.Sprintf("must be 1 to %d bytes", MaxUserIDBytes)
-	}
-	if isMissing(raw.UserID) {
+	switch {
+	case isMissing(raw.UserID):
 		reason = "is required"
+	default:
+		if ev.UserID, reason = jsonString(raw.UserID); reason == "" && (ev.UserID == "" || len(ev.UserID) > MaxUserIDBytes) {
+			reason = fmt.Sprintf("must be 1 to %d bytes", MaxUserIDBytes)
+		}
 	}
 	if reason != "" {
 		return Event{}, &DecodeError{Reason: ReasonInvalidUserID, Err: errors.New("user_id " + reason)}
 	}
-	if ev.EmojiType, reason = jsonString(raw.EmojiType); reason == "" {
-		reason = emojiProblem(ev.EmojiType)
-	}
-	if isMissing(raw.EmojiType) {
+	switch {
+	case isMissing(raw.EmojiType):
 		reason = "is required"
+	default:
+		if ev.EmojiType, reason = jsonString(raw.EmojiType); reason == "" {
+			reason = emojiProblem(ev.EmojiType)
+		}
 	}
 	if reason != "" {
 		return Event{}, &DecodeError{Reason: ReasonInvalidEmoji, Err: errors.New("emoji_type " + reason)}
