@@ -1,0 +1,132 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emostream/emostream/examples/emostream/wire"
+	"github.com/emostream/emostream/pkg/stream"
+	"github.com/emostream/emostream/pkg/window"
+)
+
+// DefaultApplicationID is the consumer group and internal-topic prefix of the
+// aggregator.
+const DefaultApplicationID = "emostream-aggregator"
+
+// Config configures the aggregator. Zero values take the contract's defaults.
+type Config struct {
+	Brokers       []string
+	ApplicationID string
+	InputTopic    string
+	OutputTopic   string
+	DLQTopic      string
+	Partitions    int32
+	Window        time.Duration
+	Grace         time.Duration
+	Scale         int64
+	// StateDir keeps the window stores on disk (pebble); empty keeps them in
+	// memory and restores them from their changelogs on start.
+	StateDir string
+	Logger   *slog.Logger
+	// Registerer, if set, receives the library's metrics.
+	Registerer prometheus.Registerer
+	// Extra options for the stream runtime, e.g. stream.SaramaConfig for TLS
+	// or SASL, or stream.CommitInterval.
+	Extra []stream.Opt
+}
+
+func (c *Config) defaults() {
+	if c.ApplicationID == "" {
+		c.ApplicationID = DefaultApplicationID
+	}
+	if c.InputTopic == "" {
+		c.InputTopic = "topic1"
+	}
+	if c.OutputTopic == "" {
+		c.OutputTopic = "topic2"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "topic1.dlq"
+	}
+	if c.Window == 0 {
+		c.Window = 2 * time.Second
+	}
+	if c.Grace == 0 {
+		c.Grace = 500 * time.Millisecond
+	}
+	if c.Scale == 0 {
+		c.Scale = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Topology builds the aggregator's topology:
+//
+//	topic1 (key emoji, JSON event, event time from "timestamp")
+//	  -> group by key -> 2 s tumbling count, grace, emit final, wall-clock close
+//	  -> map to {"window_start","window_end","emoji_type","count","bursts"}
+//	  -> topic2
+//	late records -> DLQ (error=late); undecodable records -> DLQ (error=reason)
+func Topology(cfg Config) (*stream.Topology, error) {
+	cfg.defaults()
+	b := stream.NewBuilder()
+	events := stream.Source(b, cfg.InputTopic, stream.String(), wire.EventSerde(),
+		stream.WithTimestampExtractor(func(r stream.Record[string, wire.Event]) time.Time { return r.Value.Time() }))
+	counts := window.Count(stream.GroupByKey(events),
+		window.OfSizeAndGrace(cfg.Window, cfg.Grace),
+		window.Named("emoji-counts"),
+		window.Emit(window.OnWindowClose),
+		window.LateRecordsTo(cfg.DLQTopic),
+		window.CloseInterval(100*time.Millisecond),
+	)
+	results := stream.Map(counts, func(w window.Windowed[string], n int64) (string, wire.Result) {
+		return w.Key, wire.NewResult(w.Start.UnixMilli(), cfg.Window, w.Key, n, cfg.Scale)
+	})
+	results.To(cfg.OutputTopic, stream.String(), wire.ResultSerde())
+	return b.Build()
+}
+
+// Options returns the runtime options the aggregator uses, for Run and tests.
+func Options(cfg Config) []stream.Opt {
+	cfg.defaults()
+	opts := []stream.Opt{
+		stream.Brokers(cfg.Brokers...),
+		stream.ApplicationID(cfg.ApplicationID),
+		stream.Logger(cfg.Logger),
+		stream.OnDeserializationError(stream.SendToDeadLetter, cfg.DLQTopic),
+		stream.CommitInterval(time.Second),
+	}
+	if cfg.StateDir != "" {
+		opts = append(opts, stream.StateDir(cfg.StateDir))
+	}
+	opts = append(opts, cfg.Extra...)
+	return opts
+}
+
+// Run runs the aggregator until ctx is cancelled.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	if len(cfg.Brokers) == 0 {
+		return errors.New("aggregator: no brokers")
+	}
+	top, err := Topology(cfg)
+	if err != nil {
+		return err
+	}
+	app, err := stream.NewApp(top, Options(cfg)...)
+	if err != nil {
+		return err
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(app.Collector()); err != nil {
+			return err
+		}
+	}
+	return app.Run(ctx)
+}
