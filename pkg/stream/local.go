@@ -29,6 +29,7 @@ type LocalRunner struct {
 	output map[string][]RawRecord
 	queue  []*inRecord
 	offs   map[string]int64
+	inputs map[string][]*inRecord // piped input per "topic/partition", for Redeliver
 	met    *Metrics
 	err    error
 }
@@ -61,6 +62,7 @@ func NewLocalRunner(top *Topology, opts ...Opt) (*LocalRunner, error) {
 		cfg: cfg, top: top, clock: cfg.startTime,
 		tasks: map[TaskID]*task{}, byTop: map[string][]*task{},
 		output: map[string][]RawRecord{}, offs: map[string]int64{},
+		inputs: map[string][]*inRecord{},
 	}
 	l.met = newMetrics(cfg.appID, func() map[string]int64 { return nil })
 	for _, st := range top.subs {
@@ -91,7 +93,34 @@ func (l *LocalRunner) Pipe(topic string, key, value []byte, ts time.Time, header
 	if key != nil {
 		p = partitionFor(key, l.cfg.partitions)
 	}
-	l.queue = append(l.queue, &inRecord{topic: topic, partition: p, offset: l.nextOffset(topic, p), key: key, value: value, timestamp: ts, headers: headers})
+	r := &inRecord{topic: topic, partition: p, offset: l.nextOffset(topic, p), key: key, value: value, timestamp: ts, headers: headers}
+	k := fmt.Sprintf("%s/%d", topic, p)
+	l.inputs[k] = append(l.inputs[k], r)
+	l.queue = append(l.queue, copyRecord(r))
+	return l.drain()
+}
+
+func copyRecord(r *inRecord) *inRecord {
+	c := *r
+	c.headers = append([]Header(nil), r.headers...)
+	return &c
+}
+
+// Redeliver processes again, with their original offsets, the records piped
+// to topic's partition from offset on — what Kafka does after a crash that
+// happened before those offsets were committed. State that already includes
+// them must not change; outputs may repeat.
+func (l *LocalRunner) Redeliver(topic string, partition int32, offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	for _, r := range l.inputs[fmt.Sprintf("%s/%d", topic, partition)] {
+		if r.offset >= offset {
+			l.queue = append(l.queue, copyRecord(r))
+		}
+	}
 	return l.drain()
 }
 

@@ -126,3 +126,10 @@ func KeyValueStore[K, V any](d *Driver, name string, keySerde stream.Serde[K]) s
 // StoreHost returns the driver's runner as a stream.StoreHost, for queries of
 // stores by other packages (window.QueryWindowStore, for instance).
 func (d *Driver) StoreHost() stream.StoreHost { return d.r }
+
+// Redeliver processes again, with their original offsets, the records piped
+// to partition of topic from offset on, as Kafka redelivers uncommitted input
+// after a crash. Use it to check that your topology does not count twice.
+func (d *Driver) Redeliver(topic string, partition int32, offset int64) error {
+	return d.r.Redeliver(topic, partition, offset)
+}
