@@ -51,6 +51,8 @@ func SaramaConfig() *sarama.Config {
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	cfg.Consumer.Return.Errors = true
+	// Short fetch waits: tests measure delivery latency.
+	cfg.Consumer.MaxWaitTime = 20 * time.Millisecond
 	cfg.Metadata.Retry.Max = 10
 	cfg.Metadata.Retry.Backoff = 200 * time.Millisecond
 	return cfg
