@@ -1,0 +1,259 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emostream/emostream/examples/emostream/internal/httpx"
+)
+
+// heartbeat keeps idle event streams alive through proxies that close
+// silent connections, and notices viewers that went away.
+const heartbeat = 15 * time.Second
+
+// writeTimeout bounds one write to a viewer, so a stalled TCP connection
+// frees its goroutine.
+const writeTimeout = 10 * time.Second
+
+//go:embed static
+var staticFiles embed.FS
+
+// errNotStarted is the readiness error before the consumer is running.
+var errNotStarted = errors.New("dashboard: not reading results yet")
+
+// Server is the dashboard. Create it with [New], serve [Server.Handler] and
+// call [Server.Run] to start reading results.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	met  *metrics
+	hist *history
+	hub  *hub
+	page []byte // index.html with the settings filled in
+	ran  atomic.Bool
+
+	mu       sync.Mutex
+	readyErr error
+}
+
+// New checks cfg and prepares the server; nothing connects until Run.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = httpx.NewRegistry()
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "dashboard"),
+		hist:     newHistory(cfg.History),
+		readyErr: errNotStarted,
+	}
+	var err error
+	s.met, err = newMetrics(cfg.Registry, func() float64 { return float64(s.hub.count()) })
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: registering metrics: %w", err)
+	}
+	s.hub = newHub(cfg.MaxViewers, cfg.ViewerBuffer, s.met.dropped.Inc)
+	if s.page, err = renderPage(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func renderPage(cfg Config) ([]byte, error) {
+	tpl, err := template.ParseFS(staticFiles, "static/index.html")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: page template: %w", err)
+	}
+	var buf bytes.Buffer
+	err = tpl.Execute(&buf, map[string]any{
+		"WindowMS": cfg.Window.Milliseconds(),
+		"GraceMS":  cfg.Grace.Milliseconds(),
+		"Scale":    cfg.Scale,
+		"Topic":    cfg.Topic,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: page template: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Registry is where the server's metrics are registered.
+func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
+
+// Ready returns nil once the server reads the output topic.
+func (s *Server) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readyErr
+}
+
+func (s *Server) setReady(err error) {
+	s.mu.Lock()
+	s.readyErr = err
+	s.mu.Unlock()
+}
+
+// CloseStreams ends every open /events stream. Call it when the HTTP server
+// that serves [Server.Handler] shuts down (http.Server.RegisterOnShutdown):
+// event streams never finish by themselves, so a graceful shutdown would
+// wait for them until its timeout. Browsers reconnect on their own.
+func (s *Server) CloseStreams() { s.hub.close() }
+
+// Handler serves the page (/), its assets (/static/), the event stream
+// (/events) and the history (/api/windows).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(staticFiles, "static")
+	files := http.FileServerFS(static)
+	mux.Handle("/static/", getOnly(http.StripPrefix("/static/", files)))
+	mux.Handle("/events", getOnly(http.HandlerFunc(s.serveEvents)))
+	mux.Handle("/api/windows", getOnly(http.HandlerFunc(s.serveWindows)))
+	mux.Handle("/", getOnly(http.HandlerFunc(s.servePage)))
+	return securityHeaders(mux)
+}
+
+// Run reads the output topic and, if Config.HTTP is set, serves the
+// dashboard with /healthz and /metrics, until ctx is cancelled. A Server
+// runs once.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("dashboard: server already ran")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer s.hub.close()
+
+	var httpDone chan error
+	if s.cfg.HTTP != "" {
+		ln, err := httpx.Listen(s.cfg.HTTP)
+		if err != nil {
+			return fmt.Errorf("dashboard: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/", s.Handler())
+		mux.Handle("/healthz", httpx.Health(s.Ready))
+		mux.Handle("/metrics", httpx.Metrics(s.cfg.Registry))
+		httpDone = make(chan error, 1)
+		s.log.Info("dashboard listening", "url", "http://"+ln.Addr().String()+"/")
+		go func() {
+			httpDone <- httpx.Serve(ctx, ln, mux, s.log, s.hub.close)
+			cancel() // a failed listener stops the dashboard
+		}()
+	}
+	err := s.consume(ctx)
+	cancel()
+	if httpDone != nil {
+		if herr := <-httpDone; herr != nil && err == nil {
+			err = herr
+		}
+	}
+	return err
+}
+
+func getOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			httpx.MethodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// securityHeaders forbids the page anything from other origins: it has no
+// third-party code, and this keeps it that way.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		httpx.WriteError(w, http.StatusNotFound, "not found")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(s.page)
+}
+
+func (s *Server) serveWindows(w http.ResponseWriter, r *http.Request) {
+	limit := DefaultLimit
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 {
+			httpx.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a positive integer, got %q", q))
+			return
+		}
+		limit = min(n, s.cfg.History)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.WriteJSON(w, http.StatusOK, s.hist.latest(limit))
+}
+
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	v := s.hub.subscribe()
+	if v == nil {
+		w.Header().Set("Retry-After", "5")
+		httpx.WriteError(w, http.StatusServiceUnavailable, "too many viewers")
+		return
+	}
+	defer s.hub.unsubscribe(v)
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx would otherwise hold events back
+	w.WriteHeader(http.StatusOK)
+
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	// The retry hint makes browsers come back quickly after a drop.
+	if !write([]byte("retry: 2000\n: connected\n\n")) {
+		return
+	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case frame := <-v.events:
+			if !write(frame) {
+				return
+			}
+		case <-tick.C:
+			if !write([]byte(": ping\n\n")) {
+				return
+			}
+		case <-v.gone:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}

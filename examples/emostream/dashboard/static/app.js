@@ -1,0 +1,293 @@
+// EmoStream dashboard. Plain JavaScript, no libraries: the page must work
+// offline from the binary alone.
+(() => {
+  'use strict';
+
+  const body = document.body;
+  const cfg = {
+    windowMs: Number(body.dataset.windowMs) || 2000,
+    graceMs: Number(body.dataset.graceMs) || 0,
+    scale: Number(body.dataset.scale) || 1000,
+  };
+  const WINDOWS = 60;          // windows on the chart
+  const SERIES = 8;            // lines on the chart
+  const MINUTE = 60000;
+  const MAX_FLOATING = 160;    // emojis in the air at once, to keep the page smooth
+  const MAX_PER_RESULT = 30;   // bursts drawn for one result
+  const HISTORY = 2000;        // results fetched on (re)connect
+  const PALETTE = ['#ff6b6b', '#ffd93d', '#5ee08a', '#4d96ff', '#c77dff', '#ff9f1c', '#2ec4b6', '#f15bb5'];
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  const results = new Map();   // "start|end|emoji" -> result; duplicates after a restart are dropped
+  const latencies = [];        // ms, last 100 live results
+  let newestStart = -Infinity;
+  let floating = 0;
+  const colors = new Map();    // emoji -> colour, stable while it stays on the chart
+
+  // Tests and curious people read this.
+  const state = window.emostream = { results: 0, live: 0, burstsSpawned: 0, latencyMs: null, rendered: 0 };
+
+  const $ = (id) => document.getElementById(id);
+  const fmt = (n) => Math.round(n).toLocaleString('en-US');
+
+  function isResult(r) {
+    return r && typeof r.emoji_type === 'string' && Number.isFinite(r.window_start) &&
+      Number.isFinite(r.window_end) && Number.isFinite(r.count) && Number.isFinite(r.bursts);
+  }
+
+  function add(r, live) {
+    if (!isResult(r)) return;
+    const key = r.window_start + '|' + r.window_end + '|' + r.emoji_type;
+    if (results.has(key)) return;
+    results.set(key, r);
+    state.results++;
+    if (r.window_start > newestStart) newestStart = r.window_start;
+    if (live) {
+      state.live++;
+      const ms = Date.now() - (r.window_end + cfg.graceMs);
+      latencies.push(ms);
+      if (latencies.length > 100) latencies.shift();
+      state.latencyMs = ms;
+      burst(r);
+    }
+    scheduleRender();
+  }
+
+  // ---- bursts -----------------------------------------------------------
+
+  function burst(r) {
+    const n = Math.min(Math.max(r.bursts, 0), MAX_PER_RESULT);
+    const layer = $('bursts');
+    for (let i = 0; i < n && floating < MAX_FLOATING; i++) {
+      const el = document.createElement('span');
+      el.className = 'burst';
+      el.textContent = r.emoji_type;
+      el.dataset.emoji = r.emoji_type;
+      el.style.left = (3 + Math.random() * 92) + '%';
+      el.style.fontSize = (1.6 + Math.random() * 2.4) + 'rem';
+      el.style.animationDelay = Math.round(i * 110 + Math.random() * 250) + 'ms';
+      el.style.setProperty('--dur', (3.2 + Math.random() * 2.8).toFixed(2) + 's');
+      el.style.setProperty('--drift', Math.round(Math.random() * 160 - 80) + 'px');
+      el.style.setProperty('--spin', Math.round(Math.random() * 50 - 25) + 'deg');
+      el.addEventListener('animationend', () => { el.remove(); floating--; });
+      layer.appendChild(el);
+      floating++;
+      state.burstsSpawned++;
+    }
+  }
+
+  // ---- rendering --------------------------------------------------------
+
+  let pending = false;
+  function scheduleRender() {
+    // A timer rather than requestAnimationFrame: it also runs in a
+    // background tab, so the page is current when it comes back.
+    if (pending) return;
+    pending = true;
+    setTimeout(() => { pending = false; render(); }, 120);
+  }
+
+  function render() {
+    prune();
+    renderChart();
+    renderTop();
+    renderTiles();
+    state.rendered++;
+  }
+
+  // prune forgets what neither the chart nor the last minute shows.
+  function prune() {
+    const horizon = newestStart - Math.max(WINDOWS * cfg.windowMs, MINUTE) - cfg.windowMs;
+    for (const [key, r] of results) {
+      if (r.window_start < horizon) results.delete(key);
+    }
+  }
+
+  function svg(tag, attrs, text) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  function niceMax(v) {
+    if (v <= 5) return 5;
+    const pow = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * pow >= v) return m * pow;
+    return 10 * pow;
+  }
+
+  function clock(ms) {
+    return new Date(ms).toLocaleTimeString('en-GB', { hour12: false });
+  }
+
+  function colorOf(emoji, used) {
+    let c = colors.get(emoji);
+    if (c && !used.has(c)) { used.add(c); return c; }
+    c = PALETTE.find((p) => !used.has(p)) || PALETTE[0];
+    colors.set(emoji, c);
+    used.add(c);
+    return c;
+  }
+
+  function renderChart() {
+    const chart = $('chart');
+    const W = 800, H = 320, L = 52, R = 40, T = 14, B = 30;
+    const nodes = [];
+    if (!Number.isFinite(newestStart)) {
+      nodes.push(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'empty' }, 'waiting for window results…'));
+      chart.replaceChildren(...nodes);
+      $('legend').replaceChildren();
+      return;
+    }
+    const first = newestStart - (WINDOWS - 1) * cfg.windowMs;
+    const series = new Map(); // emoji -> {counts, total}
+    for (const r of results.values()) {
+      const i = Math.round((r.window_start - first) / cfg.windowMs);
+      if (i < 0 || i >= WINDOWS) continue;
+      let s = series.get(r.emoji_type);
+      if (!s) { s = { counts: new Array(WINDOWS).fill(0), total: 0 }; series.set(r.emoji_type, s); }
+      s.counts[i] += r.count;
+      s.total += r.count;
+    }
+    const shown = [...series.entries()].sort((a, b) => b[1].total - a[1].total || (a[0] < b[0] ? -1 : 1)).slice(0, SERIES);
+    const peak = niceMax(Math.max(1, ...shown.flatMap(([, s]) => s.counts)));
+    const x = (i) => L + (i / (WINDOWS - 1)) * (W - L - R);
+    const y = (v) => T + (1 - v / peak) * (H - T - B);
+
+    for (let g = 0; g <= 4; g++) {
+      const v = (peak * g) / 4;
+      nodes.push(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
+      nodes.push(svg('text', { x: L - 8, y: y(v) + 4, 'text-anchor': 'end', class: 'axis-label' }, fmt(v)));
+    }
+    for (const i of [0, 20, 40, WINDOWS - 1]) {
+      nodes.push(svg('text', { x: x(i), y: H - 8, 'text-anchor': i === 0 ? 'start' : (i === WINDOWS - 1 ? 'end' : 'middle'), class: 'axis-label' },
+        clock(first + i * cfg.windowMs)));
+    }
+    const used = new Set();
+    const legend = [];
+    for (const [emoji, s] of shown) {
+      const color = colorOf(emoji, used);
+      const points = s.counts.map((c, i) => x(i).toFixed(1) + ',' + y(c).toFixed(1)).join(' ');
+      nodes.push(svg('polyline', { points, stroke: color, 'data-emoji': emoji, 'data-total': s.total }));
+      const last = s.counts[WINDOWS - 1];
+      nodes.push(svg('text', { x: W - R + 6, y: y(last) + 5, class: 'end-label' }, emoji));
+      const item = document.createElement('span');
+      item.className = 'item';
+      const sw = document.createElement('span');
+      sw.className = 'swatch';
+      sw.style.background = color;
+      item.append(sw, emoji + ' ' + fmt(s.total));
+      legend.push(item);
+    }
+    chart.replaceChildren(...nodes);
+    $('legend').replaceChildren(...legend);
+  }
+
+  function lastMinute() {
+    const since = newestStart + cfg.windowMs - MINUTE;
+    const totals = new Map();
+    for (const r of results.values()) {
+      if (r.window_start < since) continue;
+      totals.set(r.emoji_type, (totals.get(r.emoji_type) || 0) + r.count);
+    }
+    return [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  }
+
+  function renderTop() {
+    const top = lastMinute();
+    const list = $('top');
+    if (top.length === 0) {
+      const li = document.createElement('li');
+      li.className = 'none';
+      li.textContent = 'nothing yet';
+      list.replaceChildren(li);
+      return;
+    }
+    const max = top[0][1];
+    list.replaceChildren(...top.slice(0, 10).map(([emoji, count]) => {
+      const li = document.createElement('li');
+      li.dataset.emoji = emoji;
+      const e = document.createElement('span');
+      e.className = 'emoji';
+      e.textContent = emoji;
+      const bar = document.createElement('span');
+      bar.className = 'bar';
+      const fill = document.createElement('span');
+      fill.style.width = ((count / max) * 100).toFixed(1) + '%';
+      bar.append(fill);
+      const c = document.createElement('span');
+      c.className = 'count';
+      c.textContent = fmt(count);
+      li.append(e, bar, c);
+      return li;
+    }));
+  }
+
+  function renderTiles() {
+    const top = lastMinute();
+    $('minute-total').textContent = top.length ? fmt(top.reduce((a, [, c]) => a + c, 0)) : '–';
+    $('minute-kinds').textContent = top.length ? top.length + ' different emojis' : '\u00a0';
+
+    // The newest window may still be filling in from other partitions, so
+    // the rate averages the five windows before it.
+    if (Number.isFinite(newestStart)) {
+      let sum = 0, oldest = Infinity;
+      const from = newestStart - 5 * cfg.windowMs;
+      for (const r of results.values()) {
+        if (r.window_start >= from && r.window_start < newestStart) {
+          sum += r.count;
+          oldest = Math.min(oldest, r.window_start);
+        }
+      }
+      const windows = Number.isFinite(oldest) ? Math.round((newestStart - oldest) / cfg.windowMs) : 0;
+      $('rate').textContent = windows > 0 ? fmt(sum / (windows * cfg.windowMs / 1000)) : '–';
+    }
+
+    if (latencies.length) {
+      const sorted = [...latencies].sort((a, b) => a - b);
+      const p50 = sorted[Math.floor(sorted.length / 2)];
+      $('latency').textContent = fmt(state.latencyMs) + ' ms';
+      $('latency-detail').textContent = 'p50 ' + fmt(p50) + ' ms over ' + latencies.length + ' results';
+    }
+    $('results').textContent = fmt(state.results);
+    $('results-live').textContent = fmt(state.live) + ' live';
+  }
+
+  // ---- data -------------------------------------------------------------
+
+  async function loadHistory() {
+    try {
+      const res = await fetch('/api/windows?limit=' + HISTORY, { cache: 'no-store' });
+      if (!res.ok) return;
+      const list = await res.json();
+      for (const r of list) add(r, false);
+    } catch (_) {
+      // The stream still works; the chart just starts empty.
+    }
+    render();
+  }
+
+  function connect() {
+    const status = $('status');
+    const es = new EventSource('/events');
+    let opened = false;
+    es.addEventListener('open', () => {
+      status.dataset.state = 'live';
+      status.textContent = 'live';
+      // After a reconnect, fetch what arrived while we were away.
+      if (opened) loadHistory();
+      opened = true;
+    });
+    es.addEventListener('error', () => {
+      status.dataset.state = 'reconnecting';
+      status.textContent = 'reconnecting…';
+    });
+    es.addEventListener('window', (ev) => {
+      try { add(JSON.parse(ev.data), true); } catch (_) { /* not a result */ }
+    });
+  }
+
+  loadHistory();
+  connect();
+})();

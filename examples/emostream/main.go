@@ -1,0 +1,35 @@
+// Command emostream is the EmoStream reference application: an ingest API,
+// a windowed aggregator, a live dashboard, a load client and an embedded
+// Kafka-protocol broker in one binary. See README.md beside this file.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/emostream/emostream/examples/emostream/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, a second one kills the process the usual
+		// way, for when a graceful shutdown takes too long.
+		<-ctx.Done()
+		stop()
+	}()
+	code := app.Main(ctx, app.Options{
+		Args: os.Args[1:],
+		// AGGREGATOR: wired by the lead. With package
+		// examples/emostream/aggregator in place:
+		//
+		//	Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
+		//		return aggregator.Run(ctx, aggregator.Config(c))
+		//	},
+		Aggregator: nil,
+	})
+	stop()
+	os.Exit(code)
+}
