@@ -27,7 +27,7 @@ func ExampleCount() {
 	_ = in.PipeAt("home", "", t0.Add(100*time.Millisecond))
 	_ = in.PipeAt("home", "", t0.Add(900*time.Millisecond))
 	_ = in.PipeAt("cart", "", t0.Add(1500*time.Millisecond))
-	_ = d.AdvanceWallClock(2600 * time.Millisecond) // past end + grace
+	_ = d.AdvanceWallClock(2600 * time.Millisecond)          // past end + grace
 	_ = in.PipeAt("home", "", t0.Add(1000*time.Millisecond)) // late
 
 	out := streamtest.NewOutputTopic(d, "click-counts", window.WindowedSerde(stream.String()), stream.Int64())
