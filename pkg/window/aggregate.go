@@ -25,6 +25,13 @@ const (
 // WallClockClose, passed end + grace) is late: it is not aggregated and goes
 // to the late-records topic (or is dropped, if chosen).
 func Aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], A] {
+	if _, ok := w.(SessionWindows); ok {
+		g.Stream().Builder().ReportError(fmt.Errorf("%w: session windows need a merger: use AggregateSessions", ErrInvalidWindows))
+	}
+	return aggregate(g, w, initializer, aggregator, nil, aggSerde, opts...)
+}
+
+func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], A] {
 	o := options{closeInterval: 100 * time.Millisecond}
 	for _, f := range opts {
 		f(&o)
@@ -51,16 +58,27 @@ func Aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 	if o.wallClock != nil {
 		wall = *o.wallClock
 	}
-	mainStore, indexStore := o.name+"-store", o.name+"-index"
-	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), aggSerde, o.storeOpts...))
+	mainStore, indexStore, keysStore := o.name+"-store", o.name+"-index", o.name+"-keys"
+	_, session := w.(SessionWindows)
+	mainOpts := o.storeOpts
+	stores := []string{mainStore, indexStore}
+	if session {
+		// Sessions move between store keys when they merge, so redelivery is
+		// recognised per record key, in a store of its own.
+		mainOpts = append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)
+		b.AddStore(stream.KeyValueStoreBuilder(keysStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), o.storeOpts...))
+		stores = append(stores, keysStore)
+	}
+	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), aggSerde, mainOpts...))
 	b.AddStore(stream.KeyValueStoreBuilder(indexStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
 	ks := g.KeySerde()
 	return stream.Process(src, o.name, func() stream.Processor[K, V, Windowed[K], A] {
 		return &aggProcessor[K, V, A]{
-			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore,
+			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
+			session: session, merge: merger,
 			init: initializer, agg: aggregator, closedTo: math.MinInt64, persisted: math.MinInt64,
 		}
-	}, mainStore, indexStore)
+	}, stores...)
 }
 
 // Count counts the records of each key and window.
@@ -80,11 +98,15 @@ type aggProcessor[K, V, A any] struct {
 	ks        stream.Serde[K]
 	mainName  string
 	indexName string
+	keysName  string
+	session   bool
 	init      func() A
 	agg       func(K, V, A) A
+	merge     func(K, A, A) A
 
 	main  stream.KeyValueStore[[]byte, A]
 	index stream.KeyValueStore[[]byte, int64]
+	keys  stream.KeyValueStore[[]byte, int64]
 	// closedTo is the close watermark: every window with end <= closedTo is
 	// closed. persisted is the value last written to the index store.
 	closedTo  int64
@@ -98,6 +120,11 @@ func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]
 	}
 	if p.index, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.indexName); err != nil {
 		return err
+	}
+	if p.session {
+		if p.keys, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.keysName); err != nil {
+			return err
+		}
 	}
 	if wm, found, err := p.index.Get(metaKey); err != nil {
 		return err
@@ -122,13 +149,12 @@ func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]
 
 // boundary is the close watermark implied by the clocks now.
 func (p *aggProcessor[K, V, A]) boundary(ctx stream.ProcessorContext[Windowed[K], A]) int64 {
-	grace := p.w.GracePeriod().Milliseconds()
 	b := p.closedTo
 	if st := ctx.StreamTime(); !st.IsZero() {
-		b = max(b, st.UnixMilli()-grace)
+		b = max(b, p.w.closeBound(st.UnixMilli()))
 	}
 	if p.wall {
-		b = max(b, ctx.WallClockTime().UnixMilli()-grace)
+		b = max(b, p.w.closeBound(ctx.WallClockTime().UnixMilli()))
 	}
 	return b
 }
@@ -140,6 +166,9 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 	}
 	ts := rec.Timestamp.UnixMilli()
 	bound := p.boundary(ctx)
+	if p.session {
+		return p.processSession(ctx, rec, kb, ts, bound)
+	}
 	late, total := 0, 0
 	for _, win := range p.w.windowsFor(ts) {
 		total++
@@ -178,15 +207,19 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 		}
 	}
 	if late > 0 && late == total {
-		if p.o.lateTopic != "" {
-			if err := stream.DeadLetter(ctx, p.o.lateTopic, "late"); err != nil {
-				return err
-			}
-		} else {
-			stream.RecordDropped(ctx, "late")
+		if err := p.reportLate(ctx); err != nil {
+			return err
 		}
 	}
 	return p.closeUpTo(ctx, bound)
+}
+
+func (p *aggProcessor[K, V, A]) reportLate(ctx stream.ProcessorContext[Windowed[K], A]) error {
+	if p.o.lateTopic != "" {
+		return stream.DeadLetter(ctx, p.o.lateTopic, "late")
+	}
+	stream.RecordDropped(ctx, "late")
+	return nil
 }
 
 // closeUpTo closes every open window with end <= bound, in (end, key) order,

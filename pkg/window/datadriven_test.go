@@ -22,6 +22,7 @@ import (
 // (results and late records) expected since the previous expect.
 //
 //	config size=MS advance=MS grace=MS emit=update|final wall=true|false
+//	config gap=MS grace=MS emit=... wall=...   (session windows; end inclusive)
 //	pipe KEY TS        a record at event time TS (ms)
 //	advance MS         move the wall clock
 //	redeliver P OFF    Kafka redelivers partition P from offset OFF
@@ -94,9 +95,14 @@ func runDataDriven(t *testing.T, path string) {
 			}
 			b := stream.NewBuilder()
 			src := stream.Source(b, "in", stream.String(), stream.String())
-			window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(msArg("size"), msArg("grace")).AdvanceBy(msArg("advance")),
-				window.Emit(emit), window.WallClockClose(kv["wall"] == "true"), window.LateRecordsTo("late"), window.Named("c")).
-				To("out", window.WindowedSerde(stream.String()), stream.Int64())
+			opts := []window.Opt{window.Emit(emit), window.WallClockClose(kv["wall"] == "true"), window.LateRecordsTo("late"), window.Named("c")}
+			var counts *stream.Stream[window.Windowed[string], int64]
+			if _, ok := kv["gap"]; ok {
+				counts = window.CountSessions(stream.GroupByKey(src), window.OfInactivityGapAndGrace(msArg("gap"), msArg("grace")), opts...)
+			} else {
+				counts = window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(msArg("size"), msArg("grace")).AdvanceBy(msArg("advance")), opts...)
+			}
+			counts.To("out", window.WindowedSerde(stream.String()), stream.Int64())
 			top, err := b.Build()
 			require.NoError(t, err)
 			d, err = streamtest.New(top, stream.StartTime(time.UnixMilli(0)))

@@ -17,10 +17,13 @@ func (w Windowed[K]) String() string {
 }
 
 // Windows is implemented by the window definitions: TimeWindows (tumbling and
-// hopping). Session windows are planned, see docs/windowing.md.
+// hopping) and SessionWindows.
 type Windows interface {
 	// GracePeriod is how long after a window's end records are still accepted.
 	GracePeriod() time.Duration
+	// closeBound maps a clock reading (ms) to the close watermark: every
+	// window whose end is <= the watermark is closed.
+	closeBound(now int64) int64
 	// windowsFor returns the [start, end) bounds, in ms, of every window that
 	// contains ts (ms), oldest first.
 	windowsFor(ts int64) [][2]int64
@@ -65,7 +68,10 @@ func (w TimeWindows) Advance() time.Duration { return w.advance }
 func (w TimeWindows) GracePeriod() time.Duration { return w.grace }
 
 func (w TimeWindows) maxSize() time.Duration { return w.size }
-func (w TimeWindows) advanceMs() int64       { return w.advance.Milliseconds() }
+
+// closeBound: a time window [start, end) closes when the clock reaches end + grace.
+func (w TimeWindows) closeBound(now int64) int64 { return now - w.grace.Milliseconds() }
+func (w TimeWindows) advanceMs() int64           { return w.advance.Milliseconds() }
 
 func (w TimeWindows) validate() error {
 	switch {
@@ -100,4 +106,49 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// SessionWindows group a key's records into sessions separated by at least
+// the inactivity gap. A record within gap of a session extends it; a record
+// that bridges two sessions merges them. Session bounds are the first and
+// last record timestamps, both inclusive. A session closes when the clock
+// passes end + gap + grace.
+type SessionWindows struct {
+	gap, grace time.Duration
+}
+
+// OfInactivityGap returns session windows with the given gap and no grace.
+func OfInactivityGap(gap time.Duration) SessionWindows { return SessionWindows{gap: gap} }
+
+// OfInactivityGapAndGrace returns session windows with a gap and a grace period.
+func OfInactivityGapAndGrace(gap, grace time.Duration) SessionWindows {
+	return SessionWindows{gap: gap, grace: grace}
+}
+
+// Gap is the inactivity gap.
+func (w SessionWindows) Gap() time.Duration { return w.gap }
+
+// GracePeriod implements Windows.
+func (w SessionWindows) GracePeriod() time.Duration { return w.grace }
+
+// closeBound: a session [start, end] (end inclusive) closes when the clock
+// passes end + gap + grace, as Kafka Streams decides (end < now - gap - grace).
+func (w SessionWindows) closeBound(now int64) int64 {
+	return now - w.grace.Milliseconds() - w.gap.Milliseconds() - 1
+}
+
+func (w SessionWindows) windowsFor(int64) [][2]int64 { return nil }
+func (w SessionWindows) maxSize() time.Duration      { return w.gap }
+
+// Late decisions can change at every millisecond.
+func (w SessionWindows) advanceMs() int64 { return 1 }
+
+func (w SessionWindows) validate() error {
+	switch {
+	case w.gap < time.Millisecond || w.gap%time.Millisecond != 0:
+		return fmt.Errorf("%w: gap %v must be whole milliseconds, at least 1ms", ErrInvalidWindows, w.gap)
+	case w.grace < 0:
+		return fmt.Errorf("%w: negative grace %v", ErrInvalidWindows, w.grace)
+	}
+	return nil
 }
