@@ -103,3 +103,33 @@ func TestHoppingOnUpdate(t *testing.T) {
 		{"k", 0, 10000, 2}, {"k", 5000, 15000, 2},
 	}, read(t, d))
 }
+
+func TestQueryWindowStore(t *testing.T) {
+	top := countTopology(t, window.OfSize(2*time.Second))
+	d, err := streamtest.New(top, stream.Partitions(3))
+	require.NoError(t, err)
+	defer d.Close()
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	for _, r := range []struct {
+		k  string
+		ts int64
+	}{{"a", 100}, {"a", 2100}, {"a", 2200}, {"b", 2300}, {"a", 4100}} {
+		require.NoError(t, in.PipeAt(r.k, "", ms(r.ts)))
+	}
+	q := window.QueryWindowStore[string, int64](d.StoreHost(), "counts", stream.String())
+	got, err := q.Fetch("a", ms(0), ms(2000))
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, int64(1), got[0].Value)
+	require.Equal(t, int64(0), got[0].Key.Start.UnixMilli())
+	require.Equal(t, int64(2), got[1].Value)
+	require.Equal(t, int64(4000), got[1].Key.End.UnixMilli())
+	all, err := q.FetchAll(ms(2000), ms(2000))
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	seen := map[string]int64{}
+	for _, kv := range all {
+		seen[kv.Key.Key] = kv.Value
+	}
+	require.Equal(t, map[string]int64{"a": 2, "b": 1}, seen)
+}

@@ -1,0 +1,69 @@
+package window
+
+import (
+	"math"
+	"time"
+
+	"github.com/emostream/emostream/pkg/stream"
+)
+
+// ReadOnlyWindowStore answers interactive queries on a windowed aggregation's
+// local state, like Kafka Streams' ReadOnlyWindowStore.
+type ReadOnlyWindowStore[K, A any] struct {
+	kv stream.ReadOnlyKeyValueStore[[]byte, A]
+	ks stream.Serde[K]
+}
+
+// QueryWindowStore opens the state of the aggregation named name (see Named)
+// on host — a *stream.App, or a streamtest driver's StoreHost — for queries
+// from outside the processing loop. It sees the partitions this instance
+// hosts, and windows not yet purged by retention.
+func QueryWindowStore[K, A any](host stream.StoreHost, name string, keySerde stream.Serde[K]) *ReadOnlyWindowStore[K, A] {
+	return &ReadOnlyWindowStore[K, A]{kv: stream.QueryStore[[]byte, A](host, name+"-store", rawSerde{}), ks: keySerde}
+}
+
+// Fetch returns key's windows that start in [from, to], oldest first.
+func (s *ReadOnlyWindowStore[K, A]) Fetch(key K, from, to time.Time) ([]stream.KeyValue[Windowed[K], A], error) {
+	kb, err := s.ks.Serialize(key)
+	if err != nil {
+		return nil, err
+	}
+	it, err := s.kv.Range(encodeWindowKey(kb, from.UnixMilli(), math.MinInt64), encodeWindowKey(kb, to.UnixMilli(), math.MaxInt64))
+	if err != nil {
+		return nil, err
+	}
+	return s.collect(it, math.MinInt64, math.MaxInt64)
+}
+
+// FetchAll returns every window that starts in [from, to], ordered by key
+// bytes, then start.
+func (s *ReadOnlyWindowStore[K, A]) FetchAll(from, to time.Time) ([]stream.KeyValue[Windowed[K], A], error) {
+	it, err := s.kv.All()
+	if err != nil {
+		return nil, err
+	}
+	return s.collect(it, from.UnixMilli(), to.UnixMilli())
+}
+
+func (s *ReadOnlyWindowStore[K, A]) collect(it stream.KeyValueIterator[[]byte, A], from, to int64) ([]stream.KeyValue[Windowed[K], A], error) {
+	defer it.Close()
+	var out []stream.KeyValue[Windowed[K], A]
+	for it.Next() {
+		kb, start, end, err := decodeWindowKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		if start < from || start > to {
+			continue
+		}
+		k, err := s.ks.Deserialize(kb)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, stream.KeyValue[Windowed[K], A]{
+			Key:   Windowed[K]{Key: k, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()},
+			Value: it.Value(),
+		})
+	}
+	return out, it.Err()
+}
