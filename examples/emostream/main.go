@@ -26,7 +26,12 @@ func main() {
 		// examples/emostream/aggregator in place:
 		//
 		//	Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
-		//		return aggregator.Run(ctx, aggregator.Config(c))
+		//		return aggregator.Run(ctx, aggregator.Config{
+		//			Brokers: c.Brokers, InputTopic: c.InputTopic, OutputTopic: c.OutputTopic,
+		//			DLQTopic: c.DLQTopic, Partitions: c.Partitions, Window: c.Window,
+		//			Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir,
+		//			Logger: c.Logger, Registerer: c.Registerer,
+		//		})
 		//	},
 		Aggregator: nil,
 	})

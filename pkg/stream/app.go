@@ -103,8 +103,16 @@ func (a *App) saramaConfig() *sarama.Config {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	if sc.Producer.Retry.Max < 10 {
-		sc.Producer.Retry.Max = 10
+	// Ride out a broker restart (tens of seconds) instead of failing: a
+	// produce error stops the application. Retries cannot reorder or
+	// duplicate records because the producer is idempotent.
+	if sc.Producer.Retry.Max < 240 {
+		sc.Producer.Retry.Max = 240
+		sc.Producer.Retry.Backoff = 250 * time.Millisecond
+	}
+	if sc.Metadata.Retry.Max < 60 {
+		sc.Metadata.Retry.Max = 60
+		sc.Metadata.Retry.Backoff = 500 * time.Millisecond
 	}
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
 	sc.Producer.Flush.Bytes = 1 << 20

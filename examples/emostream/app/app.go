@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emostream/emostream/examples/emostream/api"
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/internal/httpx"
@@ -20,17 +22,21 @@ import (
 	"github.com/emostream/emostream/pkg/stream/embedded"
 )
 
-// AggregatorConfig is what the windowed aggregator needs. Its fields match
-// aggregator.Config one for one, so main.go converts it with
-// aggregator.Config(c).
+// AggregatorConfig is what the windowed aggregator needs, taken from the
+// flags. main.go copies it field by field into aggregator.Config.
 type AggregatorConfig struct {
 	Brokers                           []string
 	InputTopic, OutputTopic, DLQTopic string
 	Partitions                        int32
 	Window, Grace                     time.Duration
 	Scale                             int64
-	StateDir                          string
-	Logger                            *slog.Logger
+	// StateDir is <data-dir>/aggregator, or empty (state in memory, restored
+	// from changelogs) without --data-dir.
+	StateDir string
+	Logger   *slog.Logger
+	// Registerer receives the aggregator's metrics; it is the registry that
+	// /metrics serves, or nil when nothing serves metrics.
+	Registerer prometheus.Registerer
 }
 
 // AggregatorFunc runs the windowed aggregator until ctx is cancelled,
@@ -97,6 +103,9 @@ func Main(ctx context.Context, o Options) int {
 	default:
 		err = e.run(ctx)
 	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil // interrupted while starting: as graceful as any other stop
+	}
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "emostream %s: %v\n", c.command, oneLine(err))
 		return exitError
@@ -113,7 +122,7 @@ type env struct {
 	log *slog.Logger
 }
 
-func (e *env) aggregatorConfig(brokers []string, stateDir string) AggregatorConfig {
+func (e *env) aggregatorConfig(brokers []string, reg prometheus.Registerer) AggregatorConfig {
 	c := e.cfg
 	return AggregatorConfig{
 		Brokers:     brokers,
@@ -124,21 +133,20 @@ func (e *env) aggregatorConfig(brokers []string, stateDir string) AggregatorConf
 		Window:      c.window,
 		Grace:       c.grace,
 		Scale:       c.scale,
-		StateDir:    stateDir,
+		StateDir:    e.stateDir(),
 		Logger:      e.log.With("component", "aggregator"),
+		Registerer:  reg,
 	}
 }
 
-// stateDir is where the aggregator keeps its local state: under --data-dir
-// so it survives restarts with the broker's log, or a temporary directory
-// removed at exit when everything lives in memory anyway.
-func (e *env) stateDir() (string, func(), error) {
-	if e.cfg.dataDir != "" {
-		dir := filepath.Join(e.cfg.dataDir, "aggregator")
-		return dir, func() {}, os.MkdirAll(dir, 0o755)
+// stateDir is where the aggregator keeps its local state: under --data-dir,
+// so it survives restarts together with the embedded broker's log. Without
+// it everything lives in memory, and so does the state.
+func (e *env) stateDir() string {
+	if e.cfg.dataDir == "" {
+		return ""
 	}
-	dir, err := os.MkdirTemp("", "emostream-state-")
-	return dir, func() { _ = os.RemoveAll(dir) }, err
+	return filepath.Join(e.cfg.dataDir, "aggregator")
 }
 
 func (e *env) startBroker() (*embedded.Broker, error) {
@@ -169,12 +177,6 @@ func (e *env) run(ctx context.Context) error {
 	if err := ensureTopics(ctx, e.log, brokers, c.partitions, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
 		return err
 	}
-	stateDir, cleanup, err := e.stateDir()
-	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	defer cleanup()
-
 	reg := httpx.NewRegistry()
 	apiSrv, err := api.New(api.Config{Brokers: brokers, Topic: c.inputTopic, Registry: reg, Logger: e.log})
 	if err != nil {
@@ -203,7 +205,7 @@ func (e *env) run(ctx context.Context) error {
 	sup.start(1, "api", apiSrv.Run)
 	sup.start(2, "dashboard", dash.Run)
 	if e.Aggregator != nil {
-		acfg := e.aggregatorConfig(brokers, stateDir)
+		acfg := e.aggregatorConfig(brokers, reg)
 		sup.start(2, "aggregator", func(ctx context.Context) error { return e.Aggregator(ctx, acfg) })
 	} else {
 		e.log.Warn("no aggregator in this build: window results will not be computed")
@@ -269,12 +271,24 @@ func (e *env) aggregate(ctx context.Context) error {
 	if err := ensureTopics(ctx, e.log, brokers, c.partitions, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
 		return err
 	}
-	stateDir, cleanup, err := e.stateDir()
-	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
+	if !c.httpSet {
+		return e.Aggregator(ctx, e.aggregatorConfig(brokers, nil))
 	}
-	defer cleanup()
-	return e.Aggregator(ctx, e.aggregatorConfig(brokers, stateDir))
+	// With --http given, the aggregator's metrics are served there (the
+	// default address belongs to the API, so it is not taken unasked).
+	ln, err := httpx.Listen(c.http)
+	if err != nil {
+		return err
+	}
+	reg := httpx.NewRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", httpx.Metrics(reg))
+	mux.Handle("/healthz", httpx.Health())
+	sup := newSupervisor(e.log, 2)
+	sup.start(0, "http", func(ctx context.Context) error { return httpx.Serve(ctx, ln, mux, e.log) })
+	sup.start(1, "aggregator", func(ctx context.Context) error { return e.Aggregator(ctx, e.aggregatorConfig(brokers, reg)) })
+	e.log.Info("aggregator metrics", "url", baseURL(ln.Addr())+"/metrics")
+	return sup.wait(ctx)
 }
 
 func (e *env) load(ctx context.Context) error {

@@ -34,6 +34,7 @@ type config struct {
 	brokerListen string
 	dataDir      string
 	http         string
+	httpSet      bool // --http given explicitly (flag or environment)
 	inputTopic   string
 	outputTopic  string
 	dlqTopic     string
@@ -83,6 +84,7 @@ func parse(args []string, getenv func(string) string) (*config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { c.httpSet = c.httpSet || f.Name == "http" })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}

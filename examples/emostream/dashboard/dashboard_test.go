@@ -234,3 +234,35 @@ func TestManyViewers(t *testing.T) {
 	}
 	_ = stalled
 }
+
+// TestEventsOutliveReadTimeout guards against net/http cancelling a
+// long-lived response once the server's ReadTimeout passes.
+func TestEventsOutliveReadTimeout(t *testing.T) {
+	brokers := kafkatest.EmbeddedBrokers(t)
+	topic := kafkatest.UniqueName(t, "topic2")
+	kafkatest.CreateTopic(t, brokers, topic, 1)
+	s, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: topic, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	require.Eventually(t, func() bool { return s.Ready() == nil }, 30*time.Second, 20*time.Millisecond)
+
+	srv := httpx.NewServer(s.Handler(), slog.New(slog.DiscardHandler))
+	srv.ReadTimeout = 300 * time.Millisecond
+	srv.RegisterOnShutdown(s.CloseStreams)
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = srv
+	ts.Start()
+	defer ts.Close()
+
+	events := openEvents(t, ts.URL)
+	time.Sleep(time.Second)
+	r := result(time.Now().UnixMilli()/2000*2000, "🔥", 1)
+	kafkatest.ProduceStrings(t, brokers, topic, toKV(r))
+	name, data := events.next(t)
+	require.Equal(t, "window", name)
+	want, _ := r.Marshal()
+	require.Equal(t, string(want), data)
+}

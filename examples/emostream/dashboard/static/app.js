@@ -12,8 +12,10 @@
   const WINDOWS = 60;          // windows on the chart
   const SERIES = 8;            // lines on the chart
   const MINUTE = 60000;
-  const MAX_FLOATING = 160;    // emojis in the air at once, to keep the page smooth
+  const MAX_FLOATING = 70;     // emojis in the air at once, to keep the page smooth and readable
   const MAX_PER_RESULT = 30;   // bursts drawn for one result
+  const MAX_QUEUED = 300;      // bursts waiting for their turn; older ones are dropped
+  const LAUNCH_EVERY = 45;     // ms between two launches
   const HISTORY = 2000;        // results fetched on (re)connect
   const PALETTE = ['#ff6b6b', '#ffd93d', '#5ee08a', '#4d96ff', '#c77dff', '#ff9f1c', '#2ec4b6', '#f15bb5'];
   const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -55,26 +57,35 @@
 
   // ---- bursts -----------------------------------------------------------
 
+  // Results arrive in clumps (every emoji of a window closes at once), so
+  // bursts wait in a queue and launch one at a time: a steady stream reads
+  // better than a wall of emojis, and the page stays smooth.
+  const queue = [];
+
   function burst(r) {
     const n = Math.min(Math.max(r.bursts, 0), MAX_PER_RESULT);
-    const layer = $('bursts');
-    for (let i = 0; i < n && floating < MAX_FLOATING; i++) {
-      const el = document.createElement('span');
-      el.className = 'burst';
-      el.textContent = r.emoji_type;
-      el.dataset.emoji = r.emoji_type;
-      el.style.left = (3 + Math.random() * 92) + '%';
-      el.style.fontSize = (1.6 + Math.random() * 2.4) + 'rem';
-      el.style.animationDelay = Math.round(i * 110 + Math.random() * 250) + 'ms';
-      el.style.setProperty('--dur', (3.2 + Math.random() * 2.8).toFixed(2) + 's');
-      el.style.setProperty('--drift', Math.round(Math.random() * 160 - 80) + 'px');
-      el.style.setProperty('--spin', Math.round(Math.random() * 50 - 25) + 'deg');
-      el.addEventListener('animationend', () => { el.remove(); floating--; });
-      layer.appendChild(el);
-      floating++;
-      state.burstsSpawned++;
-    }
+    for (let i = 0; i < n; i++) queue.push(r.emoji_type);
+    if (queue.length > MAX_QUEUED) queue.splice(0, queue.length - MAX_QUEUED);
   }
+
+  function launch() {
+    if (queue.length === 0 || floating >= MAX_FLOATING) return;
+    const emoji = queue.shift();
+    const el = document.createElement('span');
+    el.className = 'burst';
+    el.textContent = emoji;
+    el.dataset.emoji = emoji;
+    el.style.left = (2 + Math.random() * 94) + '%';
+    el.style.fontSize = (1.5 + Math.random() * 2.2) + 'rem';
+    el.style.setProperty('--dur', (3.5 + Math.random() * 2.5).toFixed(2) + 's');
+    el.style.setProperty('--drift', Math.round(Math.random() * 160 - 80) + 'px');
+    el.style.setProperty('--spin', Math.round(Math.random() * 50 - 25) + 'deg');
+    el.addEventListener('animationend', () => { el.remove(); floating--; });
+    $('bursts').appendChild(el);
+    floating++;
+    state.burstsSpawned++;
+  }
+  setInterval(launch, LAUNCH_EVERY);
 
   // ---- rendering --------------------------------------------------------
 
