@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/emostream/emostream/examples/emostream/aggregator"
 	"github.com/emostream/emostream/examples/emostream/app"
 )
 
@@ -22,18 +23,14 @@ func main() {
 	}()
 	code := app.Main(ctx, app.Options{
 		Args: os.Args[1:],
-		// AGGREGATOR: wired by the lead. With package
-		// examples/emostream/aggregator in place:
-		//
-		//	Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
-		//		return aggregator.Run(ctx, aggregator.Config{
-		//			Brokers: c.Brokers, InputTopic: c.InputTopic, OutputTopic: c.OutputTopic,
-		//			DLQTopic: c.DLQTopic, Partitions: c.Partitions, Window: c.Window,
-		//			Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir,
-		//			Logger: c.Logger, Registerer: c.Registerer,
-		//		})
-		//	},
-		Aggregator: nil,
+		Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
+			return aggregator.Run(ctx, aggregator.Config{
+				Brokers: c.Brokers, InputTopic: c.InputTopic, OutputTopic: c.OutputTopic,
+				DLQTopic: c.DLQTopic, Partitions: c.Partitions, Window: c.Window,
+				Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir,
+				Logger: c.Logger, Registerer: c.Registerer,
+			})
+		},
 	})
 	stop()
 	os.Exit(code)
