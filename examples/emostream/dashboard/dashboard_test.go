@@ -256,6 +256,7 @@ func TestEventsOutliveReadTimeout(t *testing.T) {
 	ts.Config = srv
 	ts.Start()
 	defer ts.Close()
+	defer s.CloseStreams() // httptest's Close waits for handlers; streams never end alone
 
 	events := openEvents(t, ts.URL)
 	time.Sleep(time.Second)
