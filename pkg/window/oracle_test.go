@@ -2,6 +2,7 @@ package window_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -53,7 +54,7 @@ func newOracle(size, adv, grace int64, wall bool, partitions int32) *oracle {
 
 func (o *oracle) windows(ts int64) [][2]int64 {
 	var out [][2]int64
-	for start := ts - ts%o.adv; start > ts-o.size; start -= o.adv {
+	for start := ts - ts%o.adv; start > ts-o.size && start >= 0; start -= o.adv {
 		out = append([][2]int64{{start, start + o.size}}, out...)
 	}
 	return out
@@ -61,7 +62,7 @@ func (o *oracle) windows(ts int64) [][2]int64 {
 
 func (o *oracle) closeBound(now int64) int64 {
 	if o.gap > 0 {
-		return now - o.grace - o.gap - 1
+		return now - o.grace - o.gap
 	}
 	return now - o.grace
 }
@@ -98,12 +99,12 @@ func (o *oracle) recordSession(part *oraclePart, p int32, offset int64, key stri
 	start, end := ts, ts
 	var found []winKey
 	for k := range part.counts {
-		if k.key == key && k.end >= ts-o.gap && k.start <= ts+o.gap {
+		if k.key == key && k.end >= ts-o.gap && k.start <= ts+o.gap && !part.closed[k] {
 			found = append(found, k)
 			start, end = min(start, k.start), max(end, k.end)
 		}
 	}
-	if end <= bound {
+	if end < bound {
 		o.late[fmt.Sprintf("%d/%d", p, offset)] = true
 		o.close(part, bound)
 		return
@@ -114,7 +115,12 @@ func (o *oracle) recordSession(part *oraclePart, p int32, offset int64, key stri
 		delete(part.counts, k)
 		delete(part.closed, k)
 	}
-	part.counts[winKey{key, start, end}] = n
+	k := winKey{key, start, end}
+	part.counts[k] = n
+	if end <= part.closedTo {
+		part.closed[k] = true
+		part.finals = append(part.finals, winResult{k, n})
+	}
 	o.close(part, bound)
 }
 
@@ -141,16 +147,19 @@ func (o *oracle) close(part *oraclePart, bound int64) {
 		if due[i].end != due[j].end {
 			return due[i].end < due[j].end
 		}
-		if c := bytes.Compare([]byte(due[i].key), []byte(due[j].key)); c != 0 {
-			return c < 0
-		}
-		return due[i].start < due[j].start
+		return bytes.Compare(bufferKey(due[i]), bufferKey(due[j])) < 0
 	})
 	for _, k := range due {
 		part.closed[k] = true
 		part.finals = append(part.finals, winResult{k, part.counts[k]})
 	}
 	part.closedTo = bound
+}
+
+// bufferKey is how Kafka Streams' suppression buffer orders equal end times:
+// the key bytes followed by the start as a big-endian number.
+func bufferKey(k winKey) []byte {
+	return binary.BigEndian.AppendUint64([]byte(k.key), uint64(k.start))
 }
 
 func partitionOf(key string, n int32) int32 {

@@ -60,14 +60,15 @@ func decodeWindowKey(b []byte) (kb []byte, start, end int64, err error) {
 	return kb, getTime(b[k+int(n):]), getTime(b[k+int(n)+8:]), nil
 }
 
-// indexKey orders windows by end, then key bytes, then start: the order in
-// which emit-final results are produced (as Kafka Streams' suppression buffer
-// does: by time, then key).
+// indexKey orders windows by end, then by the key bytes followed by the
+// start as a plain big-endian number: the order of Kafka Streams' suppression
+// buffer (time, then the serialized windowed key), so emit-final results come
+// out in the same order even when one key is a prefix of another.
 func indexKey(kb []byte, start, end int64) []byte {
 	b := make([]byte, 8+len(kb)+8)
 	putTime(b, end)
 	copy(b[8:], kb)
-	putTime(b[8+len(kb):], start)
+	binary.BigEndian.PutUint64(b[8+len(kb):], uint64(start))
 	return b
 }
 
@@ -75,7 +76,7 @@ func decodeIndexKey(b []byte) (kb []byte, start, end int64, err error) {
 	if len(b) < 16 {
 		return nil, 0, 0, fmt.Errorf("%w: index key of %d bytes", ErrCorruptKey, len(b))
 	}
-	return b[8 : len(b)-8], getTime(b[len(b)-8:]), getTime(b), nil
+	return b[8 : len(b)-8], int64(binary.BigEndian.Uint64(b[len(b)-8:])), getTime(b), nil
 }
 
 // timeBound is the smallest index key with end >= ms.

@@ -29,8 +29,8 @@ type session[A any] struct {
 	value      A
 }
 
-// overlapping returns the key's sessions that a record at ts joins: those
-// ending at or after ts-gap and starting at or before ts+gap.
+// overlapping returns the key's open sessions that a record at ts joins:
+// those ending at or after ts-gap and starting at or before ts+gap.
 func (p *aggProcessor[K, V, A]) overlapping(kb []byte, ts int64) ([]session[A], error) {
 	gap := p.w.(SessionWindows).gap.Milliseconds()
 	it, err := p.main.Range(encodeWindowKey(kb, math.MinInt64, math.MinInt64), encodeWindowKey(kb, ts+gap, math.MaxInt64))
@@ -44,7 +44,8 @@ func (p *aggProcessor[K, V, A]) overlapping(kb []byte, ts int64) ([]session[A], 
 		if err != nil {
 			return nil, err
 		}
-		if end >= ts-gap && start <= ts+gap {
+		// Closed sessions are final: Kafka Streams no longer returns them.
+		if end >= ts-gap && start <= ts+gap && end > p.closedTo {
 			out = append(out, session[A]{start, end, it.Value()})
 		}
 	}
@@ -63,7 +64,7 @@ func (p *aggProcessor[K, V, A]) processSession(ctx stream.ProcessorContext[Windo
 	for _, s := range found {
 		start, end = min(start, s.start), max(end, s.end)
 	}
-	late := end <= bound
+	late := end < bound
 	// One dedup gate per record and key, whether late or not, so a replay
 	// makes the same sequence of writes.
 	_, applied, err := p.keys.Update(kb, func(n int64, _ bool) (int64, error) {
@@ -106,6 +107,19 @@ func (p *aggProcessor[K, V, A]) processSession(ctx stream.ProcessorContext[Windo
 	}
 	if p.o.emit == OnWindowUpdate {
 		p.forward(ctx, rec.Key, start, end, agg, rec.Timestamp)
+	}
+	if end <= p.closedTo {
+		// Accepted exactly at the close point (end == now - gap - grace):
+		// closed as soon as it exists, as Kafka Streams' suppression does.
+		ik := indexKey(kb, start, end)
+		if p.o.emit == OnWindowClose {
+			if err := p.emitFinal(ctx, ik); err != nil {
+				return err
+			}
+		}
+		if err := p.index.Put(ik, windowClosed); err != nil {
+			return err
+		}
 	}
 	return p.closeUpTo(ctx, bound)
 }

@@ -93,6 +93,11 @@ func (w TimeWindows) windowsFor(ts int64) [][2]int64 {
 	last := floorDiv(ts, adv) * adv
 	var out [][2]int64
 	for start := last - ((size-1)/adv)*adv; start <= last; start += adv {
+		// Like Kafka Streams, no window starts before the epoch for
+		// non-negative timestamps.
+		if start < 0 && ts >= 0 {
+			continue
+		}
 		if start+size > ts {
 			out = append(out, [2]int64{start, start + size})
 		}
@@ -109,10 +114,10 @@ func floorDiv(a, b int64) int64 {
 }
 
 // SessionWindows group a key's records into sessions separated by at least
-// the inactivity gap. A record within gap of a session extends it; a record
-// that bridges two sessions merges them. Session bounds are the first and
-// last record timestamps, both inclusive. A session closes when the clock
-// passes end + gap + grace.
+// the inactivity gap. A record within gap of an open session extends it; a
+// record that bridges two open sessions merges them; a closed session is
+// never extended. Session bounds are the first and last record timestamps,
+// both inclusive. A session closes when the clock reaches end + gap + grace.
 type SessionWindows struct {
 	gap, grace time.Duration
 }
@@ -132,9 +137,12 @@ func (w SessionWindows) Gap() time.Duration { return w.gap }
 func (w SessionWindows) GracePeriod() time.Duration { return w.grace }
 
 // closeBound: a session [start, end] (end inclusive) closes when the clock
-// passes end + gap + grace, as Kafka Streams decides (end < now - gap - grace).
+// reaches end + gap + grace, when Kafka Streams' suppression emits it. (A
+// record is late only if its session would end before now - gap - grace; a
+// session ending exactly there is accepted and closes at once, as in Kafka
+// Streams.)
 func (w SessionWindows) closeBound(now int64) int64 {
-	return now - w.grace.Milliseconds() - w.gap.Milliseconds() - 1
+	return now - w.grace.Milliseconds() - w.gap.Milliseconds()
 }
 
 func (w SessionWindows) windowsFor(int64) [][2]int64 { return nil }
