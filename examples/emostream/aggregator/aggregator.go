@@ -14,7 +14,9 @@ import (
 )
 
 // DefaultApplicationID is the consumer group and internal-topic prefix of the
-// aggregator.
+// aggregator reading the default input topic. For another input topic the
+// default id is "emostream-aggregator-<input topic>", so pipelines on
+// different topics of one cluster do not share a group or state.
 const DefaultApplicationID = "emostream-aggregator"
 
 // Config configures the aggregator. Zero values take the contract's defaults.
@@ -40,11 +42,14 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.ApplicationID == "" {
-		c.ApplicationID = DefaultApplicationID
-	}
 	if c.InputTopic == "" {
 		c.InputTopic = "topic1"
+	}
+	if c.ApplicationID == "" {
+		c.ApplicationID = DefaultApplicationID
+		if c.InputTopic != "topic1" {
+			c.ApplicationID += "-" + c.InputTopic
+		}
 	}
 	if c.OutputTopic == "" {
 		c.OutputTopic = "topic2"
