@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -44,6 +47,11 @@ type App struct {
 	failMu sync.Mutex
 	err    error
 	cancel context.CancelFunc
+
+	// commitMu serialises commits (the periodic one and the one at revoke).
+	commitMu sync.Mutex
+	// txnDirty is set when a record was produced in the open transaction.
+	txnDirty atomic.Bool
 }
 
 type backendKey struct {
@@ -116,6 +124,18 @@ func (a *App) saramaConfig() *sarama.Config {
 	}
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
 	sc.Producer.Flush.Bytes = 1 << 20
+	if a.cfg.exactlyOnce {
+		sc.Producer.Transaction.ID = a.cfg.appID + "-" + randomID()
+		// A crashed instance's open transaction blocks read_committed readers
+		// until it times out (the restarted instance has a new transactional
+		// id), so keep the timeout short: two commit intervals plus margin.
+		sc.Producer.Transaction.Timeout = 2*a.cfg.commitInterval + 5*time.Second
+	}
+	if sc.Consumer.MaxWaitTime == 500*time.Millisecond {
+		// Short fetch waits: lower latency, and restores can tell an empty
+		// tail quickly (see restore).
+		sc.Consumer.MaxWaitTime = 100 * time.Millisecond
+	}
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.IsolationLevel = sarama.ReadCommitted
@@ -160,6 +180,12 @@ func (a *App) run(parent context.Context) error {
 		return fmt.Errorf("stream: producer: %w", err)
 	}
 	a.producer = producer
+	if a.cfg.exactlyOnce {
+		if err := producer.BeginTxn(); err != nil {
+			producer.AsyncClose()
+			return fmt.Errorf("stream: begin transaction: %w", err)
+		}
+	}
 	acksDone := make(chan struct{})
 	go a.handleAcks(acksDone)
 	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, client)
@@ -187,6 +213,10 @@ func (a *App) run(parent context.Context) error {
 		}
 	}
 	gerr := group.Close()
+	if a.cfg.exactlyOnce && producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+		// Whatever was not committed at revoke is dropped, never half-visible.
+		_ = producer.AbortTxn()
+	}
 	producer.AsyncClose()
 	<-acksDone
 	a.closeBackends()
@@ -421,12 +451,18 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 	if a.failure() != nil {
 		return
 	}
+	a.commitMu.Lock()
+	defer a.commitMu.Unlock()
 	a.mu.RLock()
 	tasks := make([]*task, 0, len(a.tasks))
 	for _, t := range a.tasks {
 		tasks = append(tasks, t)
 	}
 	a.mu.RUnlock()
+	if a.cfg.exactlyOnce {
+		a.commitTxn(sess, tasks)
+		return
+	}
 	marked := false
 	for _, t := range tasks {
 		t.mu.Lock()
@@ -441,6 +477,51 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 	}
 	if marked && a.failure() == nil {
 		sess.Commit()
+	}
+}
+
+// commitTxn commits the open transaction with the tasks' offsets. Every task
+// is locked for the duration, so nothing is produced between the offsets
+// being taken and the next transaction beginning.
+func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
+	sort.Slice(tasks, func(i, j int) bool {
+		if tasks[i].id.Subtopology != tasks[j].id.Subtopology {
+			return tasks[i].id.Subtopology < tasks[j].id.Subtopology
+		}
+		return tasks[i].id.Partition < tasks[j].id.Partition
+	})
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
+	for _, t := range tasks {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.pending.Wait()
+		for topic, off := range t.offsets {
+			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: t.id.Partition, Offset: off})
+		}
+	}
+	if a.failure() != nil || (len(offsets) == 0 && !a.txnDirty.Load()) {
+		return
+	}
+	gm := &sarama.ConsumerGroupMetadata{GroupID: a.cfg.appID, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}
+	if len(offsets) > 0 {
+		if err := a.producer.AddOffsetsToTxnWithGroupMetadata(offsets, gm); err != nil {
+			_ = a.producer.AbortTxn()
+			a.fail(fmt.Errorf("stream: add offsets to transaction: %w", err))
+			return
+		}
+	}
+	if err := a.producer.CommitTxn(); err != nil {
+		_ = a.producer.AbortTxn()
+		a.fail(fmt.Errorf("stream: commit transaction: %w", err))
+		return
+	}
+	a.txnDirty.Store(false)
+	for _, t := range tasks {
+		// Committed: forget them, so an idle task does not add them again.
+		clear(t.offsets)
+	}
+	if err := a.producer.BeginTxn(); err != nil {
+		a.fail(fmt.Errorf("stream: begin transaction: %w", err))
 	}
 }
 
@@ -547,6 +628,9 @@ func (a *App) send(t *task, r *outRecord) error {
 		m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 	}
 	t.pending.Add(1)
+	if a.cfg.exactlyOnce {
+		a.txnDirty.Store(true)
+	}
 	a.producer.Input() <- m
 	return nil
 }
@@ -639,10 +723,28 @@ func (a *App) restore(t *task, c *storeCore) error {
 	defer pc.Close()
 	timeout := time.NewTimer(a.cfg.restoreTimeout)
 	defer timeout.Stop()
+	// With transactions the changelog ends in commit markers, which a
+	// read_committed consumer skips without delivering, so restoredTo may
+	// never reach the high watermark. The restore consumer fetches with a
+	// short wait (Consumer.MaxWaitTime 100ms); a second of silence at an
+	// unchanged high watermark means the tail holds only markers or
+	// aborted records.
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	got := false
 	n := 0
 	for c.restoredTo < hwm {
 		select {
+		case <-idle.C:
+			if !a.cfg.exactlyOnce || got {
+				got = false
+				continue
+			}
+			if now, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest); err == nil && now == hwm {
+				c.restoredTo = hwm
+			}
 		case m := <-pc.Messages():
+			got = true
 			if m.Value == nil {
 				err = c.backend.Delete(m.Key)
 			} else {
@@ -732,4 +834,10 @@ func (b *taskBalancer) Plan(members map[string]sarama.ConsumerGroupMemberMetadat
 
 func (b *taskBalancer) AssignmentData(string, map[string][]int32, int32) ([]byte, error) {
 	return nil, nil
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -114,6 +114,16 @@ func WallClockInterval(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.wallClockInterval = d })
 }
 
+// ExactlyOnce turns on Kafka transactions (Kafka Streams' exactly_once_v2):
+// the records a commit interval produced — outputs, changelog writes,
+// dead letters — and the input offsets they cover are committed atomically,
+// and consumers reading with read_committed isolation never see a record
+// twice, even after a crash. The offsets carry the consumer group generation
+// (KIP-447), so an instance that lost its tasks cannot commit for them.
+// Costs: a transaction per CommitInterval (choose ~100ms for low latency)
+// and output becomes visible only when its transaction commits.
+func ExactlyOnce() Opt { return optFunc(func(c *config) { c.exactlyOnce = true }) }
+
 // StartTime is the initial wall-clock time of a LocalRunner (default the Unix
 // epoch).
 func StartTime(t time.Time) Opt { return optFunc(func(c *config) { c.startTime = t }) }
