@@ -34,6 +34,8 @@ type App struct {
 	mu       sync.RWMutex
 	tasks    map[TaskID]*task
 	byClaim  map[string]map[int32]*task // resolved topic -> partition -> task
+	claimMu  sync.Mutex                 // not a.mu: caughtUp runs under a task lock
+	claims   map[string]map[int32]*claimState
 	cache    map[backendKey]*cachedBackend
 	subParts map[int]int32 // partitions per sub-topology
 
@@ -403,6 +405,7 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 				}
 				a.byClaim[topic][p] = t
 			}
+			t.caughtUp = func() bool { return a.caughtUp(t) }
 		}
 	}
 	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
@@ -541,7 +544,48 @@ func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
 		delete(a.tasks, id)
 	}
 	a.byClaim = map[string]map[int32]*task{}
+	a.claimMu.Lock()
+	a.claims = nil
+	a.claimMu.Unlock()
 	return nil
+}
+
+type claimState struct {
+	claim sarama.ConsumerGroupClaim
+	last  atomic.Int64 // unix ns of the last message (or of the claim's start)
+}
+
+// caughtUp: every source partition of t is being consumed and its next
+// offset to process has reached the high watermark of the last fetch. The
+// caller holds t.mu.
+//
+// Transaction markers at a partition's tail are never delivered, so the next
+// offset can stay below the high watermark of an idle, transactionally
+// written partition: a partition that delivered nothing for a second with an
+// empty buffer counts as caught up too.
+func (a *App) caughtUp(t *task) bool {
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
+	for topic := range t.sources {
+		cs, ok := a.claims[topic][t.id.Partition]
+		if !ok {
+			return false
+		}
+		c := cs.claim
+		hwm := c.HighWaterMarkOffset()
+		next, processed := t.position[topic]
+		if !processed {
+			next = c.InitialOffset()
+		}
+		// Before the first fetch the high watermark reads 0: unknown unless
+		// the starting position is 0 as well.
+		atEnd := next >= 0 && !(hwm == 0 && next > 0) && next >= hwm
+		quiet := len(c.Messages()) == 0 && time.Since(time.Unix(0, cs.last.Load())) > time.Second
+		if !atEnd && !quiet {
+			return false
+		}
+	}
+	return true
 }
 
 // ConsumeClaim processes one partition of one topic (consumer group callback).
@@ -549,6 +593,17 @@ func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 	a.mu.RLock()
 	t := a.byClaim[claim.Topic()][claim.Partition()]
 	a.mu.RUnlock()
+	cs := &claimState{claim: claim}
+	cs.last.Store(time.Now().UnixNano())
+	a.claimMu.Lock()
+	if a.claims == nil {
+		a.claims = map[string]map[int32]*claimState{}
+	}
+	if a.claims[claim.Topic()] == nil {
+		a.claims[claim.Topic()] = map[int32]*claimState{}
+	}
+	a.claims[claim.Topic()][claim.Partition()] = cs
+	a.claimMu.Unlock()
 	if t == nil {
 		return fmt.Errorf("stream: no task for %s/%d", claim.Topic(), claim.Partition())
 	}
@@ -562,6 +617,7 @@ func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 			if !ok {
 				return nil
 			}
+			cs.last.Store(time.Now().UnixNano())
 			r := &inRecord{topic: m.Topic, partition: m.Partition, offset: m.Offset, key: m.Key, value: m.Value, timestamp: m.Timestamp}
 			if len(m.Headers) > 0 {
 				r.headers = make([]Header, len(m.Headers))

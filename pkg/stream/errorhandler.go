@@ -81,3 +81,16 @@ func RecordDropped(ctx interface{ TaskID() TaskID }, reason string) {
 		d.dropped(reason)
 	}
 }
+
+// CaughtUp reports whether the task of ctx has processed every record its
+// input partitions held at the last fetch from Kafka. Wall-clock decisions
+// (such as closing a window because the wall clock passed its end) should
+// wait for it: while a task works through a backlog — after a restart or a
+// rebalance — records already in Kafka must not be judged by the wall clock.
+// Always true in a LocalRunner (streamtest).
+func CaughtUp(ctx interface{ TaskID() TaskID }) bool {
+	if c, ok := ctx.(interface{ isCaughtUp() bool }); ok {
+		return c.isCaughtUp()
+	}
+	return true
+}

@@ -62,7 +62,10 @@ type task struct {
 	sources map[string]func(*inRecord) // resolved topic -> source input
 	stores  map[string]*storeCore
 	closers []func() error
-	logger  *slog.Logger
+	// caughtUp reports whether the task has processed everything its input
+	// partitions held at the last fetch; nil means always (LocalRunner).
+	caughtUp func() bool
+	logger   *slog.Logger
 
 	streamTime time.Time
 	cur        struct {
@@ -82,6 +85,9 @@ type task struct {
 	pending sync.WaitGroup
 	// offsets are the next offsets to commit, per resolved source topic.
 	offsets map[string]int64
+	// position is the next offset to process per source topic (never
+	// cleared, unlike offsets under transactions).
+	position map[string]int64
 }
 
 type punctuation struct {
@@ -99,12 +105,13 @@ func (p *punctuation) Cancel() { p.cancelled = true }
 // restores its stores and initialises its processors.
 func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*task, error) {
 	t := &task{
-		id:      TaskID{Subtopology: st.id, Partition: partition},
-		sub:     st,
-		env:     env,
-		sources: map[string]func(*inRecord){},
-		stores:  map[string]*storeCore{},
-		offsets: map[string]int64{},
+		id:       TaskID{Subtopology: st.id, Partition: partition},
+		sub:      st,
+		env:      env,
+		sources:  map[string]func(*inRecord){},
+		stores:   map[string]*storeCore{},
+		offsets:  map[string]int64{},
+		position: map[string]int64{},
 	}
 	t.logger = env.log().With("task", fmt.Sprintf("%d_%d", st.id, partition))
 	appID := env.applicationID()
@@ -184,6 +191,7 @@ func (t *task) process(r *inRecord) error {
 		return t.err
 	}
 	t.offsets[r.topic] = r.offset + 1
+	t.position[r.topic] = r.offset + 1
 	return t.punctuate(StreamTime, t.streamTime)
 }
 
@@ -349,6 +357,10 @@ func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType
 }
 
 func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
+
+func (c *procContext[K, V]) isCaughtUp() bool {
+	return c.t.caughtUp == nil || c.t.caughtUp()
+}
 
 func (c *procContext[K, V]) dropped(reason string) {
 	if m := c.t.env.metrics(); m != nil {

@@ -153,7 +153,10 @@ func (p *aggProcessor[K, V, A]) boundary(ctx stream.ProcessorContext[Windowed[K]
 	if st := ctx.StreamTime(); !st.IsZero() {
 		b = max(b, p.w.closeBound(st.UnixMilli()))
 	}
-	if p.wall {
+	// The wall clock closes windows only once the task has caught up with its
+	// input: records already in Kafka during a backlog (after a restart or a
+	// rebalance) are judged by stream time, not declared late.
+	if p.wall && stream.CaughtUp(ctx) {
 		b = max(b, p.w.closeBound(ctx.WallClockTime().UnixMilli()))
 	}
 	return b
