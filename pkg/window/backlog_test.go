@@ -1,9 +1,6 @@
 package window_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -37,23 +34,7 @@ func TestIntegrationWallClockWaitsForBacklog(t *testing.T) {
 			recs = append(recs, kafkatest.KV{Key: "a", Value: strconv.FormatInt(time.Now().UnixMilli(), 10)})
 			kafkatest.ProduceStrings(t, brokers, in, recs)
 
-			b := stream.NewBuilder()
-			src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
-				ms, _ := strconv.ParseInt(r.Value, 10, 64)
-				return time.UnixMilli(ms)
-			}))
-			window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
-				window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")).
-				To(out, window.WindowedSerde(stream.String()), stream.Int64())
-			top, err := b.Build()
-			require.NoError(t, err)
-			app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
-				stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			errc := make(chan error, 1)
-			go func() { errc <- app.Run(ctx) }()
-			defer func() { cancel(); require.NoError(t, <-errc) }()
+			runCountApp(t, brokers, in, out, late)
 
 			got := kafkatest.ConsumeN(t, brokers, out, 2, 30*time.Second)
 			counts := map[string]int64{}

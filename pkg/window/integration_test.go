@@ -28,24 +28,7 @@ func TestIntegrationTumblingEmitFinalOnTime(t *testing.T) {
 			kafkatest.CreateTopic(t, brokers, out, 2)
 			kafkatest.CreateTopic(t, brokers, late, 1)
 			const grace = 500 * time.Millisecond
-			b := stream.NewBuilder()
-			// The value is the event time in ms.
-			src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
-				ms, _ := strconv.ParseInt(r.Value, 10, 64)
-				return time.UnixMilli(ms)
-			}))
-			window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, grace),
-				window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")).
-				To(out, window.WindowedSerde(stream.String()), stream.Int64())
-			top, err := b.Build()
-			require.NoError(t, err)
-			app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
-				stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			errc := make(chan error, 1)
-			go func() { errc <- app.Run(ctx) }()
-			defer func() { cancel(); require.NoError(t, <-errc) }()
+			runCountApp(t, brokers, in, out, late)
 
 			// A window far enough ahead that the app has joined its group.
 			ws := (time.Now().Add(8*time.Second).UnixMilli() / 2000) * 2000
@@ -88,4 +71,27 @@ func TestIntegrationTumblingEmitFinalOnTime(t *testing.T) {
 			require.Len(t, all, 3)
 		})
 	}
+}
+
+// runCountApp runs, until the test ends, a 2 s tumbling count with 500 ms
+// grace and emit-final (wall-clock close on) from in to out, whose event time
+// is the record value in ms, with late records to late.
+func runCountApp(t *testing.T, brokers []string, in, out, late string) {
+	b := stream.NewBuilder()
+	src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
+		ms, _ := strconv.ParseInt(r.Value, 10, 64)
+		return time.UnixMilli(ms)
+	}))
+	window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
+		window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")).
+		To(out, window.WindowedSerde(stream.String()), stream.Int64())
+	top, err := b.Build()
+	require.NoError(t, err)
+	app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
+		stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- app.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-errc) })
 }
