@@ -112,10 +112,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/api", s.Handler())
-		mux.Handle("/healthz", httpx.Health(s.Ready))
-		mux.Handle("/metrics", httpx.Metrics(s.cfg.Registry))
+		mux := httpx.ComponentMux("/api", s.Handler(), s.Ready, s.cfg.Registry)
 		httpDone = make(chan error, 1)
 		s.log.Info("ingest API listening", "addr", ln.Addr().String())
 		go func() { httpDone <- httpx.Serve(ctx, ln, mux, s.log) }()

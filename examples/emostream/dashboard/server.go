@@ -146,10 +146,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("dashboard: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/", s.Handler())
-		mux.Handle("/healthz", httpx.Health(s.Ready))
-		mux.Handle("/metrics", httpx.Metrics(s.cfg.Registry))
+		mux := httpx.ComponentMux("/", s.Handler(), s.Ready, s.cfg.Registry)
 		httpDone = make(chan error, 1)
 		s.log.Info("dashboard listening", "url", "http://"+ln.Addr().String()+"/")
 		go func() {

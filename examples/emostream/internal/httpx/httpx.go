@@ -144,3 +144,13 @@ func NewRegistry() *prometheus.Registry {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }
+
+// ComponentMux is the mux of a component serving alone: its handler at
+// pattern, plus /healthz (ready) and /metrics (reg).
+func ComponentMux(pattern string, h http.Handler, ready func() error, reg prometheus.Gatherer) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle(pattern, h)
+	mux.Handle("/healthz", Health(ready))
+	mux.Handle("/metrics", Metrics(reg))
+	return mux
+}
