@@ -4,7 +4,7 @@ GO        ?= go
 BENCHTIME ?= 1s
 BENCHPKGS ?= ./pkg/...
 
-.PHONY: test vet fmt-check fmt bench kafka-up kafka-down kafka-status
+.PHONY: test vet fmt-check fmt bench bench-compare kafka-up kafka-down kafka-status
 
 ## test: go vet + go test -race against the embedded and a real (local) Kafka
 test:
@@ -26,6 +26,12 @@ fmt:
 ## bench: run benchmarks only (BENCHTIME=5s, BENCHPKGS=./pkg/stream/... to tune)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) $(BENCHPKGS)
+
+## bench-compare: ours vs Kafka Streams 4.4 vs goka on a real local Kafka, writes
+## bench/results/latest.json (QUICK=1: 200,000 records instead of 5,000,000;
+## see bench/README.md for the other knobs). Needs java 17+ and mvn. Not in CI.
+bench-compare:
+	QUICK='$(QUICK)' $(GO) run ./bench/compare
 
 ## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:39092
 kafka-up:

@@ -19,7 +19,8 @@ const (
 )
 
 // Aggregate folds the records of each key and window into a value:
-// initializer starts a window, aggregator adds a record. The result stream is
+// initializer starts a window, aggregator adds a record. w is TimeWindows or
+// SlidingWindows (session windows need AggregateSessions). The result stream is
 // keyed by Windowed[K]; what it carries depends on the emit strategy. A record
 // whose windows are all closed (stream time, or the wall clock with
 // WallClockClose, passed end + grace) is late: it is not aggregated and goes
@@ -58,16 +59,23 @@ func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 	if o.wallClock != nil {
 		wall = *o.wallClock
 	}
-	mainStore, indexStore, keysStore := o.name+"-store", o.name+"-index", o.name+"-keys"
+	mainStore, indexStore, keysStore, timesStore := o.name+"-store", o.name+"-index", o.name+"-keys", o.name+"-times"
 	_, session := w.(SessionWindows)
+	_, sliding := w.(SlidingWindows)
 	mainOpts := o.storeOpts
 	stores := []string{mainStore, indexStore}
-	if session {
-		// Sessions move between store keys when they merge, so redelivery is
-		// recognised per record key, in a store of its own.
+	if session || sliding {
+		// Sessions move between store keys when they merge, and sliding
+		// windows are created from their neighbours' aggregates, so
+		// redelivery is recognised per record key, in a store of its own.
 		mainOpts = append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)
 		b.AddStore(stream.KeyValueStoreBuilder(keysStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), o.storeOpts...))
 		stores = append(stores, keysStore)
+	}
+	if sliding {
+		// The largest record timestamp of each sliding window.
+		b.AddStore(stream.KeyValueStoreBuilder(timesStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
+		stores = append(stores, timesStore)
 	}
 	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), aggSerde, mainOpts...))
 	b.AddStore(stream.KeyValueStoreBuilder(indexStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
@@ -75,7 +83,7 @@ func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 	return stream.Process(src, o.name, func() stream.Processor[K, V, Windowed[K], A] {
 		return &aggProcessor[K, V, A]{
 			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
-			session: session, merge: merger,
+			timesName: timesStore, session: session, sliding: sliding, merge: merger,
 			init: initializer, agg: aggregator, closedTo: math.MinInt64, persisted: math.MinInt64,
 		}
 	}, stores...)
@@ -99,7 +107,9 @@ type aggProcessor[K, V, A any] struct {
 	mainName  string
 	indexName string
 	keysName  string
+	timesName string
 	session   bool
+	sliding   bool
 	init      func() A
 	agg       func(K, V, A) A
 	merge     func(K, A, A) A
@@ -107,6 +117,7 @@ type aggProcessor[K, V, A any] struct {
 	main  stream.KeyValueStore[[]byte, A]
 	index stream.KeyValueStore[[]byte, int64]
 	keys  stream.KeyValueStore[[]byte, int64]
+	times stream.KeyValueStore[[]byte, int64]
 	// closedTo is the close watermark: every window with end <= closedTo is
 	// closed. persisted is the value last written to the index store.
 	closedTo  int64
@@ -121,8 +132,13 @@ func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]
 	if p.index, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.indexName); err != nil {
 		return err
 	}
-	if p.session {
+	if p.session || p.sliding {
 		if p.keys, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.keysName); err != nil {
+			return err
+		}
+	}
+	if p.sliding {
+		if p.times, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.timesName); err != nil {
 			return err
 		}
 	}
@@ -171,6 +187,9 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 	bound := p.boundary(ctx)
 	if p.session {
 		return p.processSession(ctx, rec, kb, ts, bound)
+	}
+	if p.sliding {
+		return p.processSliding(ctx, rec, kb, ts, bound)
 	}
 	late, total := 0, 0
 	for _, win := range p.w.windowsFor(ts) {
@@ -286,6 +305,11 @@ func (p *aggProcessor[K, V, A]) purge(prevBound, bound int64) error {
 		}
 		if err := p.main.Delete(encodeWindowKey(kb, start, end)); err != nil {
 			return err
+		}
+		if p.sliding {
+			if err := p.times.Delete(encodeWindowKey(kb, start, end)); err != nil {
+				return err
+			}
 		}
 		if err := p.index.Delete(ik); err != nil {
 			return err

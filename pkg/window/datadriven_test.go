@@ -23,6 +23,7 @@ import (
 //
 //	config size=MS advance=MS grace=MS emit=update|final wall=true|false
 //	config gap=MS grace=MS emit=... wall=...   (session windows; end inclusive)
+//	config diff=MS grace=MS emit=... wall=...  (sliding windows; end inclusive)
 //	pipe KEY TS        a record at event time TS (ms)
 //	advance MS         move the wall clock
 //	redeliver P OFF    Kafka redelivers partition P from offset OFF
@@ -79,6 +80,9 @@ func runDataDriven(t *testing.T, path string) {
 		f := strings.Fields(line)
 		switch f[0] {
 		case "config":
+			if inWant {
+				check() // against the previous configuration's driver
+			}
 			kv := map[string]string{}
 			for _, p := range f[1:] {
 				k, v, _ := strings.Cut(p, "=")
@@ -99,6 +103,8 @@ func runDataDriven(t *testing.T, path string) {
 			var counts *stream.Stream[window.Windowed[string], int64]
 			if _, ok := kv["gap"]; ok {
 				counts = window.CountSessions(stream.GroupByKey(src), window.OfInactivityGapAndGrace(msArg("gap"), msArg("grace")), opts...)
+			} else if _, ok := kv["diff"]; ok {
+				counts = window.Count(stream.GroupByKey(src), window.OfTimeDifferenceAndGrace(msArg("diff"), msArg("grace")), opts...)
 			} else {
 				counts = window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(msArg("size"), msArg("grace")).AdvanceBy(msArg("advance")), opts...)
 			}

@@ -1,5 +1,6 @@
 // Package window adds event-time windowed aggregation to package stream:
-// tumbling and hopping windows aligned to the epoch, session windows, a grace period for
+// tumbling and hopping windows aligned to the epoch, session windows, sliding
+// windows (Kafka Streams' SlidingWindows), a grace period for
 // out-of-order records, two emit strategies, closing windows by the wall
 // clock when input is idle, and a dead-letter topic for late records.
 //

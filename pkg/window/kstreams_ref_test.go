@@ -39,6 +39,12 @@ import (
 // bounds); ours forwards only the merged session (see AggregateSessions). The
 // null lines are removed from Kafka's output before comparing.
 //
+// Sliding windows with emit-final are compared with Kafka Streams'
+// emitStrategy(onWindowClose), not suppress(untilWindowCloses), which emits a
+// sliding window one millisecond of stream time before it closes (and again
+// after each later update); Kafka's window store gets our retention (see
+// slidingRetention).
+//
 // A mismatching case is shrunk to a minimal failing record sequence, printed
 // with both outputs step by step. The harness can also be run by hand:
 //
@@ -84,19 +90,30 @@ type refRecord struct {
 }
 
 type refCase struct {
-	name                      string
-	kind                      string // tumbling, hopping or session
-	size, advance, gap, grace int64  // ms
-	emit                      string // update or final
-	recs                      []refRecord
+	name                            string
+	kind                            string // tumbling, hopping, session or sliding
+	size, advance, gap, diff, grace int64  // ms
+	emit                            string // update or final
+	recs                            []refRecord
 }
 
 func (c refCase) config() string {
-	if c.kind == "session" {
+	switch c.kind {
+	case "session":
 		return fmt.Sprintf("config kind=%s gap=%d grace=%d emit=%s", c.kind, c.gap, c.grace, c.emit)
+	case "sliding":
+		// Kafka's window store keeps what ours does (see slidingRetention).
+		return fmt.Sprintf("config kind=%s diff=%d retention=%d grace=%d emit=%s", c.kind, c.diff, slidingRetention(c), c.grace, c.emit)
 	}
 	return fmt.Sprintf("config kind=%s size=%d advance=%d grace=%d emit=%s", c.kind, c.size, c.advance, c.grace, c.emit)
 }
+
+// slidingRetention is our default retention for the case's sliding windows
+// (2 * diff + grace + 5 min), given to Kafka Streams' window store too: with
+// its own default (2 * diff + grace) Kafka Streams 4.4.0 hides windows from
+// fetches after a jump of stream time, and emitStrategy(onWindowClose) never
+// emits them (see the harness).
+func slidingRetention(c refCase) int64 { return 2*c.diff + c.grace + 5*60*1000 }
 
 // script is the case in the harness's input format, a mark after every record.
 func (c refCase) script() string {
@@ -110,7 +127,8 @@ func (c refCase) script() string {
 }
 
 // handRefCases are small cases for boundaries found to matter: windows near
-// the epoch and the instant a session closes.
+// the epoch, the instant a session closes, and sliding windows' early
+// records, equal timestamps and partly closed records.
 func handRefCases() []refCase {
 	recs := func(kts ...any) []refRecord {
 		var out []refRecord
@@ -122,6 +140,7 @@ func handRefCases() []refCase {
 	tumble := refCase{kind: "tumbling", size: 2000, advance: 2000}
 	hop := refCase{kind: "hopping", size: 3000, advance: 1000}
 	sess := refCase{kind: "session", gap: 800}
+	slide := refCase{kind: "sliding", diff: 1000}
 	var cases []refCase
 	for _, emit := range []string{"update", "final"} {
 		for _, c := range []refCase{
@@ -140,9 +159,26 @@ func handRefCases() []refCase {
 			{name: "session-at-close", recs: recs("a", 0, "b", 800, "a", 800, "b", 3000)},
 			// A new session ending exactly at stream time - gap - grace.
 			{name: "session-new-at-close", recs: recs("b", 800, "a", 0, "b", 3000)},
+			// Records before the time difference share [0, 1000]; 1000 is the
+			// first with a left window of its own, which is that window.
+			{name: "sliding-early", recs: recs("a", 100, "a", 500, "a", 300, "a", 1000, "a", 1200, "a", 900, "a", 0, "a", 2500)},
+			// Equal timestamps, and a record between two others.
+			{name: "sliding-same-time", recs: recs("a", 5000, "a", 5000, "a", 4500, "a", 5500, "a", 5500, "a", 7000)},
+			// Stream time 6000: a window ending at 6000 still takes records,
+			// so a at 5000 (windows up to [5000, 6000]) is on time, though no
+			// window of it is open, and a at 4999 is late; 5200 falls in the
+			// right window of 5000, which was never stored.
+			{name: "sliding-late-boundary", recs: recs("a", 4500, "b", 6000, "a", 5000, "a", 4999, "a", 5200, "b", 8000)},
+			// Out of order with some of the record's windows closed: a at
+			// 2900 and 2400 land in closed windows and open ones.
+			{name: "sliding-partly-closed", recs: recs("a", 2000, "a", 2500, "b", 3200, "a", 2900, "a", 2400, "b", 5000)},
+			// Stream time jumps far ahead: every open window closes at once.
+			{name: "sliding-jump", recs: recs("a", 5000, "a", 5000, "a", 5600, "b", 20000, "b", 25000)},
 		} {
 			shape := sess
 			switch {
+			case strings.HasPrefix(c.name, "sliding"):
+				shape = slide
 			case strings.HasPrefix(c.name, "hopping"):
 				shape = hop
 			case strings.HasPrefix(c.name, "tumbling"):
@@ -155,8 +191,8 @@ func handRefCases() []refCase {
 	return cases
 }
 
-// genRefCases: tumbling, hopping and session windows × grace {0, 700} × emit
-// {update, final} × 5 seeds. Seeds 1 and 3 start at time 0 (windows near the
+// genRefCases: tumbling, hopping, session and sliding windows (time
+// difference 1000 and 300) × grace {0, 700} × emit {update, final} × 5 seeds. Seeds 1 and 3 start at time 0 (windows near the
 // epoch), the others near 1 000 000; seeds 3 and 4 put timestamps on a 100 ms
 // grid, so records often fall exactly on window ends and close boundaries.
 func genRefCases() []refCase {
@@ -164,6 +200,8 @@ func genRefCases() []refCase {
 		{kind: "tumbling", size: 2000, advance: 2000},
 		{kind: "hopping", size: 3000, advance: 1000},
 		{kind: "session", gap: 800},
+		{kind: "sliding", diff: 1000},
+		{kind: "sliding", diff: 300},
 	}
 	// Some keys are prefixes of others: results are ordered by key bytes.
 	keys := []string{"a", "ab", "abc", "b", "ba"}
@@ -175,6 +213,9 @@ func genRefCases() []refCase {
 					c := shape
 					c.grace, c.emit = grace, emit
 					c.name = fmt.Sprintf("%s/grace=%d/emit=%s/seed=%d", c.kind, grace, emit, seed)
+					if c.kind == "sliding" {
+						c.name = fmt.Sprintf("%s/diff=%d/grace=%d/emit=%s/seed=%d", c.kind, c.diff, grace, emit, seed)
+					}
 					rng := rand.New(rand.NewPCG(seed, uint64(si)<<8|uint64(grace)<<1|boolBit(emit == "final")))
 					var base, grid int64 = 0, 1
 					if seed%2 == 0 || seed == 5 {
@@ -221,9 +262,12 @@ func runOursForRef(t *testing.T, c refCase) [][]string {
 	}
 	opts := []window.Opt{window.Named("c"), window.Emit(emit), window.WallClockClose(false), window.LateRecordsTo("late")}
 	var counts *stream.Stream[window.Windowed[string], int64]
-	if c.kind == "session" {
+	switch c.kind {
+	case "session":
 		counts = window.CountSessions(stream.GroupByKey(src), window.OfInactivityGapAndGrace(ms(c.gap), ms(c.grace)), opts...)
-	} else {
+	case "sliding":
+		counts = window.Count(stream.GroupByKey(src), window.OfTimeDifferenceAndGrace(ms(c.diff), ms(c.grace)), opts...)
+	default:
 		counts = window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(ms(c.size), ms(c.grace)).AdvanceBy(ms(c.advance)), opts...)
 	}
 	counts.To("out", window.WindowedSerde(stream.String()), stream.Int64())

@@ -22,6 +22,7 @@ import (
 type oracle struct {
 	size, adv, grace int64
 	gap              int64 // > 0: session windows
+	diff             int64 // > 0: sliding windows
 	wall             bool
 	parts            map[int32]*oraclePart
 	late             map[string]bool // "partition/offset" of late records
@@ -31,6 +32,7 @@ type oraclePart struct {
 	st, closedTo int64
 	counts       map[winKey]int64
 	closed       map[winKey]bool
+	maxTs        map[winKey]int64 // sliding windows: latest record time
 	finals       []winResult
 }
 
@@ -47,7 +49,7 @@ type winResult struct {
 func newOracle(size, adv, grace int64, wall bool, partitions int32) *oracle {
 	o := &oracle{size: size, adv: adv, grace: grace, wall: wall, parts: map[int32]*oraclePart{}, late: map[string]bool{}}
 	for p := range partitions {
-		o.parts[p] = &oraclePart{st: -1 << 62, closedTo: -1 << 62, counts: map[winKey]int64{}, closed: map[winKey]bool{}}
+		o.parts[p] = &oraclePart{st: -1 << 62, closedTo: -1 << 62, counts: map[winKey]int64{}, closed: map[winKey]bool{}, maxTs: map[winKey]int64{}}
 	}
 	return o
 }
@@ -64,6 +66,9 @@ func (o *oracle) closeBound(now int64) int64 {
 	if o.gap > 0 {
 		return now - o.grace - o.gap
 	}
+	if o.diff > 0 {
+		return now - o.grace - 1 // inclusive ends
+	}
 	return now - o.grace
 }
 
@@ -76,6 +81,10 @@ func (o *oracle) record(p int32, offset int64, key string, ts, wallNow int64) {
 	}
 	if o.gap > 0 {
 		o.recordSession(part, p, offset, key, ts, bound)
+		return
+	}
+	if o.diff > 0 {
+		o.recordSliding(part, p, offset, key, ts, bound)
 		return
 	}
 	late := 0
@@ -176,7 +185,7 @@ func partitionOf(key string, n int32) int32 {
 func TestRandomAgainstOracle(t *testing.T) {
 	type variant struct {
 		name       string
-		gap        int64
+		gap, diff  int64
 		size, adv  int64
 		grace      int64
 		emit       window.EmitStrategy
@@ -209,25 +218,38 @@ func TestRandomAgainstOracle(t *testing.T) {
 			}
 		}
 	}
+	for _, grace := range []int64{0, 700} {
+		for _, emit := range []window.EmitStrategy{window.OnWindowUpdate, window.OnWindowClose} {
+			for _, wall := range []bool{false, true} {
+				variants = append(variants, variant{
+					name: fmt.Sprintf("sliding/grace=%d/emit=%d/wall=%v", grace, emit, wall),
+					diff: 1000, grace: grace, emit: emit, wall: wall, partitions: 3,
+				})
+			}
+		}
+	}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			for seed := uint64(1); seed <= 5; seed++ {
-				runOracleCase(t, seed, v.gap, v.size, v.adv, v.grace, v.emit, v.wall, v.partitions)
+				runOracleCase(t, seed, v.gap, v.diff, v.size, v.adv, v.grace, v.emit, v.wall, v.partitions)
 			}
 		})
 	}
 }
 
-func runOracleCase(t *testing.T, seed uint64, gap, size, adv, grace int64, emit window.EmitStrategy, wall bool, partitions int32) {
+func runOracleCase(t *testing.T, seed uint64, gap, diff, size, adv, grace int64, emit window.EmitStrategy, wall bool, partitions int32) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	b := stream.NewBuilder()
 	src := stream.Source(b, "in", stream.String(), stream.String())
 	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 	opts := []window.Opt{window.Named("c"), window.Emit(emit), window.WallClockClose(wall), window.LateRecordsTo("late")}
 	var counts *stream.Stream[window.Windowed[string], int64]
-	if gap > 0 {
+	switch {
+	case gap > 0:
 		counts = window.CountSessions(stream.GroupByKey(src), window.OfInactivityGapAndGrace(ms(gap), ms(grace)), opts...)
-	} else {
+	case diff > 0:
+		counts = window.Count(stream.GroupByKey(src), window.OfTimeDifferenceAndGrace(ms(diff), ms(grace)), opts...)
+	default:
 		counts = window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(ms(size), ms(grace)).AdvanceBy(ms(adv)), opts...)
 	}
 	counts.To("out", window.WindowedSerde(stream.String()), stream.Int64())
@@ -240,7 +262,7 @@ func runOracleCase(t *testing.T, seed uint64, gap, size, adv, grace int64, emit 
 	out := streamtest.NewOutputTopic(d, "out", window.WindowedSerde(stream.String()), stream.Int64())
 
 	o := newOracle(size, adv, grace, wall, partitions)
-	o.gap = gap
+	o.gap, o.diff = gap, diff
 	keys := []string{"a", "b", "c", "d", "e"}
 	offsets := map[int32]int64{}
 	var wallNow, base int64

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Windowed is a key with the window it belongs to: [Start, End).
+// Windowed is a key with the window it belongs to: [Start, End) for time
+// windows; session and sliding windows include End, as in Kafka Streams.
 type Windowed[K any] struct {
 	Key   K
 	Start time.Time
@@ -17,7 +18,7 @@ func (w Windowed[K]) String() string {
 }
 
 // Windows is implemented by the window definitions: TimeWindows (tumbling and
-// hopping) and SessionWindows.
+// hopping), SessionWindows and SlidingWindows.
 type Windows interface {
 	// GracePeriod is how long after a window's end records are still accepted.
 	GracePeriod() time.Duration

@@ -24,12 +24,14 @@ import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.TestInputTopic;
 import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.SessionWindows;
+import org.apache.kafka.streams.kstream.SlidingWindows;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
@@ -42,7 +44,7 @@ import org.apache.kafka.streams.state.WindowStore;
  *
  * <pre>
  * case NAME
- * config kind=tumbling|hopping|session size=MS advance=MS gap=MS grace=MS emit=update|final
+ * config kind=tumbling|hopping|session|sliding size=MS advance=MS gap=MS diff=MS retention=MS grace=MS emit=update|final [suppress=true]
  * pipe KEY TS     a record with String key KEY, timestamp TS ms (one partition)
  * mark            prints "--"
  * end             closes the case, prints "end"
@@ -52,6 +54,16 @@ import org.apache.kafka.streams.state.WindowStore;
  * "KEY START END COUNT" (window start and end in ms), tombstones as
  * "KEY START END null". Without any "case" line the input is one case.
  * Errors go to stderr and make the exit status non-zero.
+ *
+ * <p>emit=final uses suppress(untilWindowCloses), except for sliding windows
+ * (windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(diff, grace))), which
+ * use emitStrategy(onWindowClose), checked after every record: suppression
+ * takes a sliding window's inclusive end for an exclusive one and emits it
+ * while it can still change (suppress=true selects it anyway). Sliding
+ * windows need retention=MS, the window store's retention: with the default
+ * (2 * diff + grace) a fetch hides windows older than the newest stored
+ * window start minus the retention, and emitStrategy(onWindowClose) then
+ * never emits the windows a jump of stream time leaves behind.
  */
 public final class Main {
     private static final String IN = "in";
@@ -208,6 +220,19 @@ public final class Main {
                     results = counts.toStream();
                     break;
                 }
+                case "sliding": {
+                    KTable<Windowed<String>, Long> counts = grouped
+                            .windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(Duration.ofMillis(ms(kv, "diff")), grace))
+                            .emitStrategy(fin && !kv.containsKey("suppress") ? EmitStrategy.onWindowClose() : EmitStrategy.onWindowUpdate())
+                            .count(Materialized.<String, Long, WindowStore<Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                                    .withRetention(Duration.ofMillis(ms(kv, "retention")))
+                                    .withCachingDisabled());
+                    if (fin && kv.containsKey("suppress")) {
+                        counts = counts.suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()));
+                    }
+                    results = counts.toStream();
+                    break;
+                }
                 default:
                     throw new IllegalArgumentException("config: unknown kind " + kind);
             }
@@ -220,6 +245,9 @@ public final class Main {
             props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
             props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
             props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
+            // Emit-final of sliding windows (emitStrategy(onWindowClose)) checks
+            // for closed windows after every record, not once per wall-clock second.
+            props.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION, 0L);
             // The wall clock starts at 0 and is never advanced: only stream
             // time moves windows forward.
             driver = new TopologyTestDriver(b.build(), props, Instant.ofEpochMilli(0));

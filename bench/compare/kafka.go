@@ -1,0 +1,496 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/emostream/emostream/examples/emostream/wire"
+	"github.com/emostream/emostream/pkg/stream"
+)
+
+// broker is the Kafka the benchmark runs on: KAFKA_BROKERS if set, else the
+// local one of scripts/kafka-local.sh (started if needed, and then stopped
+// again at the end unless KEEP_KAFKA=1).
+type broker struct {
+	root    string
+	brokers []string
+	started bool
+}
+
+func startBroker(root string) (*broker, error) {
+	b := &broker{root: root}
+	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
+		b.brokers = splitList(env)
+		logf("using KAFKA_BROKERS=%s", env)
+		return b, nil
+	}
+	script := filepath.Join(root, "scripts", "kafka-local.sh")
+	running := exec.Command("bash", script, "status").Run() == nil
+	cmd := exec.Command("bash", script, "up")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("scripts/kafka-local.sh up: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "KAFKA_BROKERS="); ok {
+			b.brokers = splitList(v)
+		}
+	}
+	if len(b.brokers) == 0 {
+		return nil, errors.New("scripts/kafka-local.sh up printed no KAFKA_BROKERS line")
+	}
+	b.started = !running
+	if running {
+		logf("reusing the local Kafka that was already running (left running)")
+	}
+	return b, nil
+}
+
+func (b *broker) stop() {
+	if !b.started {
+		return
+	}
+	if os.Getenv("KEEP_KAFKA") == "1" {
+		logf("KEEP_KAFKA=1: leaving the local Kafka running (make kafka-down stops it)")
+		return
+	}
+	cmd := exec.Command("bash", filepath.Join(b.root, "scripts", "kafka-local.sh"), "down")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		logf("kafka-local.sh down: %v", err)
+	}
+}
+
+// pid returns the local broker's process id, for its CPU time, or 0.
+func (b *broker) pid() int {
+	dir := os.Getenv("KAFKA_STATE_DIR")
+	if dir == "" {
+		dir = "/tmp/emostream-kafka"
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "kafka.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte("kafka.Kafka")) {
+		return 0
+	}
+	// Only if it is the broker we talk to: the script's default port, or KAFKA_PORT.
+	port := os.Getenv("KAFKA_PORT")
+	if port == "" {
+		port = "39092"
+	}
+	for _, a := range b.brokers {
+		if strings.HasSuffix(a, ":"+port) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// warmUp makes the broker create its internal topics (__consumer_offsets,
+// and __transaction_state for exactly-once) now: on a fresh broker the first
+// consumer group or transactional producer waits for them, and that would
+// be charged to whichever engine runs first.
+func (b *broker) warmUp(transactions bool) error {
+	cfg := saramaConfig()
+	cfg.Metadata.Retry.Max = 120
+	client, err := sarama.NewClient(b.brokers, cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := client.Coordinator("emostream-bench-warmup")
+		if err == nil && transactions {
+			_, err = client.TransactionCoordinator("emostream-bench-warmup")
+		}
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("broker warm-up: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func saramaConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.ClientID = "emostream-bench-compare"
+	cfg.Metadata.Retry.Max = 20
+	cfg.Metadata.Retry.Backoff = 250 * time.Millisecond
+	return cfg
+}
+
+func (b *broker) createTopic(name string, partitions int32, configs map[string]string) error {
+	admin, err := sarama.NewClusterAdmin(b.brokers, saramaConfig())
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	entries := map[string]*string{}
+	for k, v := range configs {
+		entries[k] = &v
+	}
+	if err := admin.CreateTopic(name, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1, ConfigEntries: entries}, false); err != nil {
+		return fmt.Errorf("create topic %s: %w", name, err)
+	}
+	client, err := sarama.NewClient(b.brokers, saramaConfig())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_ = client.RefreshMetadata(name)
+		if parts, err := client.WritablePartitions(name); err == nil && int32(len(parts)) == partitions {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topic %s not visible after creation", name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// keepForever turns off time- and size-based retention: the benchmark's
+// records carry event timestamps months in the past.
+var keepForever = map[string]string{"retention.ms": "-1", "retention.bytes": "-1"}
+
+// checkInput verifies that the input topic still holds every record.
+func (b *broker) checkInput(d *dataset, topic string) error {
+	client, err := sarama.NewClient(b.brokers, saramaConfig())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for p := 0; p < d.partitions; p++ {
+		oldest, err := client.GetOffset(topic, int32(p), sarama.OffsetOldest)
+		if err != nil {
+			return err
+		}
+		newest, err := client.GetOffset(topic, int32(p), sarama.OffsetNewest)
+		if err != nil {
+			return err
+		}
+		if oldest != 0 || newest != int64(d.perPart[p]+1) {
+			return fmt.Errorf("input topic %s partition %d holds offsets %d..%d, want 0..%d (deleted by retention?)",
+				topic, p, oldest, newest, d.perPart[p]+1)
+		}
+	}
+	return nil
+}
+
+// deleteTopics deletes every topic and consumer group whose name starts with
+// prefix.
+func (b *broker) deleteTopics(prefix string) {
+	admin, err := sarama.NewClusterAdmin(b.brokers, saramaConfig())
+	if err != nil {
+		logf("cleanup: %v", err)
+		return
+	}
+	defer admin.Close()
+	topics, err := admin.ListTopics()
+	if err != nil {
+		logf("cleanup: %v", err)
+		return
+	}
+	for t := range topics {
+		if strings.HasPrefix(t, prefix) {
+			if err := admin.DeleteTopic(t); err != nil {
+				logf("cleanup: delete %s: %v", t, err)
+			}
+		}
+	}
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		logf("cleanup: %v", err)
+		return
+	}
+	for g := range groups {
+		if strings.HasPrefix(g, prefix) {
+			_ = admin.DeleteConsumerGroup(g)
+		}
+	}
+}
+
+// written sums the end offsets of every topic whose name starts with one of
+// prefixes: the records (and, with transactions, commit markers) an engine
+// wrote to Kafka.
+func (b *broker) written(prefixes ...string) (int64, error) {
+	client, err := sarama.NewClient(b.brokers, saramaConfig())
+	if err != nil {
+		return 0, err
+	}
+	defer client.Close()
+	topics, err := client.Topics()
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, t := range topics {
+		match := false
+		for _, p := range prefixes {
+			match = match || strings.HasPrefix(t, p)
+		}
+		if !match {
+			continue
+		}
+		parts, err := client.Partitions(t)
+		if err != nil {
+			return 0, err
+		}
+		for _, p := range parts {
+			off, err := client.GetOffset(t, p, sarama.OffsetNewest)
+			if err != nil {
+				return 0, err
+			}
+			sum += off
+		}
+	}
+	return sum, nil
+}
+
+// preload writes the data set (sentinels last) with Kafka's default murmur2
+// partitioning, as the ingest API does, and checks the partition sizes.
+func (b *broker) preload(d *dataset, topic string) error {
+	cfg := saramaConfig()
+	cfg.Producer.Partitioner = stream.SaramaPartitioner()
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Return.Successes = true
+	// Batches stay below the broker's message.max.bytes (1 MiB by default).
+	cfg.Producer.Flush.Bytes = 512 << 10
+	cfg.Producer.Flush.Frequency = 10 * time.Millisecond
+	p, err := sarama.NewAsyncProducer(b.brokers, cfg)
+	if err != nil {
+		return err
+	}
+	var (
+		wg       sync.WaitGroup
+		firstErr error
+		acked    int
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range p.Successes() {
+			acked++
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for e := range p.Errors() {
+			if firstErr == nil {
+				firstErr = e
+			}
+		}
+	}()
+	var marshalErr error
+	d.each(func(key string, ev wire.Event) {
+		v, err := ev.Marshal()
+		if err != nil {
+			marshalErr = err
+			return
+		}
+		p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key),
+			Value: sarama.ByteEncoder(v), Timestamp: time.UnixMilli(ev.Timestamp)}
+	}, true)
+	p.AsyncClose()
+	wg.Wait()
+	switch {
+	case marshalErr != nil:
+		return marshalErr
+	case firstErr != nil:
+		return fmt.Errorf("preload: %w", firstErr)
+	case acked != d.n+d.partitions:
+		return fmt.Errorf("preload: %d of %d records acknowledged", acked, d.n+d.partitions)
+	}
+	client, err := sarama.NewClient(b.brokers, saramaConfig())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for part := 0; part < d.partitions; part++ {
+		off, err := client.GetOffset(topic, int32(part), sarama.OffsetNewest)
+		if err != nil {
+			return err
+		}
+		if want := int64(d.perPart[part] + 1); off != want {
+			return fmt.Errorf("preload: partition %d holds %d records, want %d (murmur2 partitioning mismatch?)", part, off, want)
+		}
+	}
+	return nil
+}
+
+// collector follows an engine's output topic (read_committed, from the
+// start) and notes when the expected result set is complete.
+type collector struct {
+	consumer sarama.Consumer
+	parts    []sarama.PartitionConsumer
+	expected map[rkey]int64
+
+	mu        sync.Mutex
+	results   map[rkey]wire.Result
+	raw       map[rkey]string // value bytes of the first copy
+	records   int
+	dups      int // further copies of a result with the same value
+	conflicts int // further copies with a different value
+	extra     int // results for (window, emoji) pairs not expected
+	bad       int // values that do not decode
+	badKeys   int // record key != emoji_type
+	seen      int // expected pairs seen
+	first     time.Time
+	lastRecv  time.Time
+	complete  chan struct{}
+	doneAt    time.Time
+}
+
+func newCollector(brokers []string, topic string, partitions int32, expected map[rkey]int64) (*collector, error) {
+	cfg := saramaConfig()
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond
+	cfg.Consumer.Return.Errors = true
+	consumer, err := sarama.NewConsumer(brokers, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &collector{consumer: consumer, expected: expected, results: map[rkey]wire.Result{},
+		raw: map[rkey]string{}, complete: make(chan struct{})}
+	for p := int32(0); p < partitions; p++ {
+		// A topic created a moment ago may not have a leader that serves
+		// requests yet (NOT_LEADER_OR_FOLLOWER): retry for a while.
+		var pc sarama.PartitionConsumer
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			pc, err = consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("consume %s/%d: %w", topic, p, err)
+		}
+		c.parts = append(c.parts, pc)
+		go func() {
+			for m := range pc.Messages() {
+				c.handle(m)
+			}
+		}()
+		go func() {
+			for e := range pc.Errors() {
+				logf("collector %s/%d: %v", topic, p, e)
+			}
+		}()
+	}
+	return c, nil
+}
+
+func (c *collector) handle(m *sarama.ConsumerMessage) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.records++
+	c.lastRecv = now
+	if c.first.IsZero() {
+		c.first = now
+	}
+	r, err := wire.DecodeResult(m.Value)
+	if err != nil {
+		c.bad++
+		return
+	}
+	if string(m.Key) != r.EmojiType {
+		c.badKeys++
+	}
+	k := rkey{r.WindowStart, r.EmojiType}
+	if old, ok := c.results[k]; ok {
+		if old == r {
+			c.dups++
+		} else {
+			c.conflicts++
+		}
+		return
+	}
+	c.results[k] = r
+	c.raw[k] = string(m.Value)
+	if _, ok := c.expected[k]; !ok {
+		c.extra++
+		return
+	}
+	c.seen++
+	if c.seen == len(c.expected) {
+		c.doneAt = now
+		close(c.complete)
+	}
+}
+
+// drain waits until nothing has arrived for quiet, then stops.
+func (c *collector) drain(quiet time.Duration) {
+	start := time.Now()
+	for {
+		c.mu.Lock()
+		last := c.lastRecv
+		c.mu.Unlock()
+		if last.Before(start) {
+			last = start
+		}
+		if time.Since(last) >= quiet {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.close()
+}
+
+func (c *collector) close() {
+	for _, pc := range c.parts {
+		_ = pc.Close()
+	}
+	_ = c.consumer.Close()
+}
+
+// readResultFile reads goka's results (wire.Result JSON lines).
+func readResultFile(path string) (map[rkey]wire.Result, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	out := map[rkey]wire.Result{}
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		r, err := wire.DecodeResult(sc.Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out[rkey{r.WindowStart, r.EmojiType}] = r
+	}
+	return out, sc.Err()
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}

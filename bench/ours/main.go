@@ -1,0 +1,140 @@
+// Command ours runs EmoStream's windowed aggregator topology on pkg/stream and
+// pkg/window for the throughput comparison in bench/compare (issue #6).
+//
+// The topology is examples/emostream/aggregator.Topology, copied, with one
+// change: window.WallClockClose(false). The aggregator closes windows by the
+// wall clock too (the contract's "results arrive on time with idle input"),
+// which would declare every record of a preloaded, historic data set late the
+// moment the task catches up. With it off, stream time alone closes windows,
+// exactly as in Kafka Streams (which has no wall-clock close), so both engines
+// do the same work and must produce the same results. The runtime options are
+// aggregator.Options, the ones `emostream aggregate` uses.
+//
+// It runs until SIGTERM/SIGINT, then shuts the App down cleanly (committing)
+// and writes the CPU profile if -cpuprofile was given.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emostream/emostream/examples/emostream/aggregator"
+	"github.com/emostream/emostream/examples/emostream/wire"
+	"github.com/emostream/emostream/pkg/stream"
+	"github.com/emostream/emostream/pkg/window"
+)
+
+func main() {
+	brokers := flag.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:39092"), "bootstrap brokers, comma-separated")
+	appID := flag.String("app-id", "emostream-bench-ours", "application id (consumer group, internal topic prefix)")
+	input := flag.String("input", "topic1", "input topic")
+	output := flag.String("output", "topic2", "output topic")
+	dlq := flag.String("dlq", "topic1.dlq", "dead-letter topic (late and malformed records)")
+	guarantee := flag.String("guarantee", "at_least_once", "at_least_once or exactly_once_v2 (stream.ExactlyOnce)")
+	commit := flag.Duration("commit", time.Second, "commit interval (stream.CommitInterval)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
+
+	cfg := aggregator.Config{
+		Brokers:       splitComma(*brokers),
+		ApplicationID: *appID,
+		InputTopic:    *input,
+		OutputTopic:   *output,
+		DLQTopic:      *dlq,
+		Window:        2 * time.Second,
+		Grace:         500 * time.Millisecond,
+		Scale:         1000,
+		Logger:        logger,
+		Extra:         []stream.Opt{stream.CommitInterval(*commit)},
+	}
+	switch *guarantee {
+	case "at_least_once":
+	case "exactly_once_v2":
+		cfg.Extra = append(cfg.Extra, stream.ExactlyOnce())
+	default:
+		fatal(fmt.Errorf("-guarantee must be at_least_once or exactly_once_v2, got %q", *guarantee))
+	}
+
+	top, err := benchTopology(cfg)
+	if err != nil {
+		fatal(err)
+	}
+	app, err := stream.NewApp(top, aggregator.Options(cfg)...)
+	if err != nil {
+		fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	logger.Info("bench: starting", "input", cfg.InputTopic, "output", cfg.OutputTopic, "guarantee", *guarantee, "commit", *commit)
+	if err := app.Run(ctx); err != nil {
+		logger.Error("bench: app failed", "err", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+// benchTopology is aggregator.Topology with window.WallClockClose(false)
+// (see the package comment); everything else is the same code.
+func benchTopology(cfg aggregator.Config) (*stream.Topology, error) {
+	b := stream.NewBuilder()
+	events := stream.Source(b, cfg.InputTopic, stream.String(), wire.EventSerde(),
+		stream.WithTimestampExtractor(func(r stream.Record[string, wire.Event]) time.Time { return r.Value.Time() }))
+	counts := window.Count(stream.GroupByKey(events),
+		window.OfSizeAndGrace(cfg.Window, cfg.Grace),
+		window.Named("emoji-counts"),
+		window.Emit(window.OnWindowClose),
+		window.WallClockClose(false), // the one difference from aggregator.Topology
+		window.LateRecordsTo(cfg.DLQTopic),
+		window.CloseInterval(100*time.Millisecond),
+	)
+	results := stream.Map(counts, func(w window.Windowed[string], n int64) (string, wire.Result) {
+		return w.Key, wire.NewResult(w.Start.UnixMilli(), cfg.Window, w.Key, n, cfg.Scale)
+	})
+	results.To(cfg.OutputTopic, stream.String(), wire.ResultSerde())
+	return b.Build()
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func splitComma(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "ours:", err)
+	os.Exit(2)
+}

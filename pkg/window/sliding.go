@@ -1,0 +1,345 @@
+package window
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/emostream/emostream/pkg/stream"
+)
+
+// SlidingWindows are Kafka Streams' sliding windows (KIP-450): windows of a
+// fixed time difference, inclusive at both ends, defined by the records
+// rather than by the epoch. A record at ts has a left window [ts-diff, ts]
+// and, when a later record of the key falls in it, a right window
+// [ts+1, ts+1+diff]; each distinct non-empty window exists once. Records
+// with ts < diff share the window [0, diff] instead of left windows with
+// negative starts.
+//
+// A window [start, end] accepts records until the clock passes end + grace:
+// it closes when the clock reaches end + grace + 1. A record is late when
+// every window containing it is closed (ts + diff + grace < clock). Results
+// carry Windowed keys whose End is inclusive (start + diff), as in Kafka
+// Streams.
+type SlidingWindows struct {
+	diff, grace time.Duration
+}
+
+// OfTimeDifference returns sliding windows of the given time difference (the
+// window size, both ends inclusive) with no grace period.
+func OfTimeDifference(timeDifference time.Duration) SlidingWindows {
+	return SlidingWindows{diff: timeDifference}
+}
+
+// OfTimeDifferenceAndGrace returns sliding windows of the given time
+// difference that accept records until grace after their end.
+func OfTimeDifferenceAndGrace(timeDifference, grace time.Duration) SlidingWindows {
+	return SlidingWindows{diff: timeDifference, grace: grace}
+}
+
+// TimeDifference is the window size: a window spans [start, start+diff].
+func (w SlidingWindows) TimeDifference() time.Duration { return w.diff }
+
+// GracePeriod implements Windows.
+func (w SlidingWindows) GracePeriod() time.Duration { return w.grace }
+
+// closeBound: a window [start, end] (end inclusive) takes records while
+// end >= now - grace, so it is closed once end <= now - grace - 1.
+func (w SlidingWindows) closeBound(now int64) int64 { return now - w.grace.Milliseconds() - 1 }
+
+func (w SlidingWindows) windowsFor(int64) [][2]int64 { return nil }
+
+// maxSize is the span a record looks back over (2 * diff): windows starting
+// there are read to build a new record's windows.
+func (w SlidingWindows) maxSize() time.Duration { return 2 * w.diff }
+
+// Late decisions can change at every millisecond.
+func (w SlidingWindows) advanceMs() int64 { return 1 }
+
+func (w SlidingWindows) validate() error {
+	switch {
+	case w.diff < time.Millisecond || w.diff%time.Millisecond != 0:
+		return fmt.Errorf("%w: time difference %v must be whole milliseconds, at least 1ms", ErrInvalidWindows, w.diff)
+	case w.grace < 0:
+		return fmt.Errorf("%w: negative grace %v", ErrInvalidWindows, w.grace)
+	}
+	return nil
+}
+
+// slidingWin is a stored sliding window: its start, aggregate and the
+// largest record timestamp in it (Kafka Streams keeps the same next to each
+// window; the algorithm needs it to place new windows).
+type slidingWin[A any] struct {
+	start, maxTs int64
+	value        A
+}
+
+// slidingStep is the state of processing one record.
+type slidingStep[K, V, A any] struct {
+	ctx   stream.ProcessorContext[Windowed[K], A]
+	rec   stream.Record[K, V]
+	kb    []byte
+	ts    int64
+	d     int64
+	bound int64 // windows with end <= bound are closed
+}
+
+// fetchSliding returns the key's windows with start in [from, to], by start.
+func (p *aggProcessor[K, V, A]) fetchSliding(kb []byte, from, to int64) ([]slidingWin[A], error) {
+	it, err := p.main.Range(encodeWindowKey(kb, from, math.MinInt64), encodeWindowKey(kb, to, math.MaxInt64))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []slidingWin[A]
+	for it.Next() {
+		_, start, _, err := decodeWindowKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		maxTs, found, err := p.times.Get(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: window %d of %q has no record time", ErrCorruptKey, start, p.timesName)
+		}
+		out = append(out, slidingWin[A]{start: start, maxTs: maxTs, value: it.Value()})
+	}
+	return out, it.Err()
+}
+
+// processSliding follows Kafka Streams' sliding window aggregation
+// (KStreamSlidingWindowAggregate): update the existing windows that contain
+// the record, then create the record's left window, the previous record's
+// right window and the record's right window where they are missing and not
+// empty, new windows starting from the aggregates of their neighbours.
+func (p *aggProcessor[K, V, A]) processSliding(ctx stream.ProcessorContext[Windowed[K], A], rec stream.Record[K, V], kb []byte, ts, bound int64) error {
+	d := p.w.(SlidingWindows).diff.Milliseconds()
+	// Every window holding ts ends by ts + diff. Negative timestamps have no
+	// windows (Kafka Streams rejects them before aggregation).
+	late := ts < 0 || ts+d <= bound
+	// The windows a record touches depend on the state it finds, so
+	// redelivery is recognised per record key, as for sessions.
+	_, applied, err := p.keys.Update(kb, func(n int64, _ bool) (int64, error) {
+		if late {
+			return 0, errLate
+		}
+		return n + 1, nil
+	})
+	switch {
+	case late && errors.Is(err, errLate):
+		if err := p.reportLate(ctx); err != nil {
+			return err
+		}
+		return p.closeUpTo(ctx, bound)
+	case err != nil:
+		return err
+	case !applied:
+		// Redelivered: the windows already include the record. Re-send the
+		// open ones holding it so downstream sees their current values.
+		if p.o.emit == OnWindowUpdate {
+			wins, err := p.fetchSliding(kb, max(0, ts-d), ts)
+			if err != nil {
+				return err
+			}
+			for _, w := range wins {
+				if w.start+d > bound {
+					p.forward(ctx, rec.Key, w.start, w.start+d, w.value, rec.Timestamp)
+				}
+			}
+		}
+		return p.closeUpTo(ctx, bound)
+	}
+	s := &slidingStep[K, V, A]{ctx: ctx, rec: rec, kb: kb, ts: ts, d: d, bound: bound}
+	if ts < d {
+		err = p.slideEarly(s)
+	} else {
+		err = p.slide(s)
+	}
+	if err != nil {
+		return err
+	}
+	return p.closeUpTo(ctx, bound)
+}
+
+// slide handles a record with ts >= diff. It walks the windows starting in
+// [ts - 2*diff, ts + 1] from the newest down, as Kafka Streams does with its
+// backward fetch.
+func (p *aggProcessor[K, V, A]) slide(s *slidingStep[K, V, A]) error {
+	ts, d := s.ts, s.d
+	wins, err := p.fetchSliding(s.kb, max(0, ts-2*d), ts+1)
+	if err != nil {
+		return err
+	}
+	starts := make(map[int64]bool, len(wins))
+	var left, right *slidingWin[A]
+	leftExists, rightExists := false, false
+	hasPrev, prev := false, int64(0)
+scan:
+	for i := len(wins) - 1; i >= 0; i-- {
+		w := &wins[i]
+		starts[w.start] = true
+		end := w.start + d
+		switch {
+		case w.start == ts+1:
+			rightExists = true
+		case end > ts:
+			// A window holding ts that starts after ts - diff; the newest one
+			// holds what the record's right window would.
+			if right == nil {
+				right = w
+			}
+			if err := p.slideUpdate(s, w.start, w.value, w.maxTs, true); err != nil {
+				return err
+			}
+		case end == ts:
+			leftExists = true
+			if err := p.slideUpdate(s, w.start, w.value, w.maxTs, true); err != nil {
+				return err
+			}
+			if w.maxTs >= ts {
+				// A record at ts came before: its windows exist already.
+				return nil
+			}
+			hasPrev, prev = true, w.maxTs
+		default:
+			// The newest window ending before ts: its latest record is the
+			// one before ts.
+			left, hasPrev, prev = w, true, w.maxTs
+			break scan
+		}
+	}
+	if hasPrev && !starts[prev+1] && prev+1+d >= ts {
+		// The previous record's right window now holds this record only.
+		if err := p.slideUpdate(s, prev+1, p.init(), ts, false); err != nil {
+			return err
+		}
+	}
+	if !leftExists {
+		base := p.init()
+		if hasPrev && ts-d <= prev {
+			base = left.value
+		}
+		if err := p.slideUpdate(s, ts-d, base, ts, false); err != nil {
+			return err
+		}
+	}
+	if !rightExists && right != nil && right.maxTs > ts {
+		return p.slideCreateRight(s, right)
+	}
+	return nil
+}
+
+// slideEarly handles a record with ts < diff: its left window would start
+// before 0, so it goes into the window [0, diff] with every other early
+// record (Kafka Streams' processEarly). It walks the windows starting in
+// [0, ts + 1] from the oldest up.
+func (p *aggProcessor[K, V, A]) slideEarly(s *slidingStep[K, V, A]) error {
+	ts := s.ts
+	wins, err := p.fetchSliding(s.kb, 0, ts+1)
+	if err != nil {
+		return err
+	}
+	starts := make(map[int64]bool, len(wins))
+	var combined, right *slidingWin[A]
+	rightExists := false
+	hasPrev, prev := false, int64(0)
+	for i := range wins {
+		w := &wins[i]
+		starts[w.start] = true
+		switch {
+		case w.start == 0:
+			combined = w
+			if w.maxTs < ts {
+				hasPrev, prev = true, w.maxTs
+			}
+		case w.start <= ts:
+			right = w
+			if err := p.slideUpdate(s, w.start, w.value, w.maxTs, true); err != nil {
+				return err
+			}
+		case w.start == ts+1:
+			rightExists = true
+		}
+	}
+	// Without a right window of an earlier record holding ts, the records of
+	// [0, diff] after ts are exactly those of the record's right window.
+	if right == nil && combined != nil && combined.maxTs > ts {
+		right = combined
+	}
+	if !rightExists && right != nil && right.maxTs > ts {
+		if err := p.slideCreateRight(s, right); err != nil {
+			return err
+		}
+	}
+	if hasPrev && !starts[prev+1] {
+		if err := p.slideUpdate(s, prev+1, p.init(), ts, false); err != nil {
+			return err
+		}
+	}
+	if combined == nil {
+		return p.slideUpdate(s, 0, p.init(), ts, false)
+	}
+	return p.slideUpdate(s, 0, combined.value, combined.maxTs, true)
+}
+
+// slideUpdate adds the record to the window starting at start, unless the
+// window is closed. exists says whether the window is stored (then its stored
+// value is used); otherwise base is its value before the record.
+func (p *aggProcessor[K, V, A]) slideUpdate(s *slidingStep[K, V, A], start int64, base A, maxTs int64, exists bool) error {
+	end := start + s.d
+	if end <= s.bound {
+		return nil // closed: Kafka Streams skips the window, not the record
+	}
+	wk := encodeWindowKey(s.kb, start, end)
+	var v A
+	if exists {
+		// A fresh copy from the store, so an aggregator that changes its
+		// argument in place cannot alter the neighbour values still in use.
+		var err error
+		if v, _, err = p.main.Update(wk, func(old A, _ bool) (A, error) {
+			return p.agg(s.rec.Key, s.rec.Value, old), nil
+		}); err != nil {
+			return err
+		}
+	} else {
+		v = p.agg(s.rec.Key, s.rec.Value, base)
+		if err := p.main.Put(wk, v); err != nil {
+			return err
+		}
+		if err := p.index.Put(indexKey(s.kb, start, end), windowOpen); err != nil {
+			return err
+		}
+	}
+	if err := p.times.Put(wk, max(maxTs, s.ts)); err != nil {
+		return err
+	}
+	if p.o.emit == OnWindowUpdate {
+		p.forward(s.ctx, s.rec.Key, start, end, v, s.rec.Timestamp)
+	}
+	return nil
+}
+
+// slideCreateRight creates the record's right window [ts+1, ts+1+diff] with
+// the aggregate of the newest window holding ts (before the record was
+// added): the records after ts. It is never closed: the record is not late.
+func (p *aggProcessor[K, V, A]) slideCreateRight(s *slidingStep[K, V, A], from *slidingWin[A]) error {
+	start := s.ts + 1
+	end := start + s.d
+	wk := encodeWindowKey(s.kb, start, end)
+	if err := p.main.Put(wk, from.value); err != nil {
+		return err
+	}
+	if err := p.index.Put(indexKey(s.kb, start, end), windowOpen); err != nil {
+		return err
+	}
+	if err := p.times.Put(wk, from.maxTs); err != nil {
+		return err
+	}
+	if p.o.emit == OnWindowUpdate {
+		p.forward(s.ctx, s.rec.Key, start, end, from.value, s.rec.Timestamp)
+	}
+	return nil
+}
