@@ -773,7 +773,7 @@ func report(cfg *config, d *dataset, all map[string][]*measurement, setup map[st
 			"event_rate":        strconv.Itoa(cfg.rate) + " records per second of event time",
 			"jitter_ms":         strconv.FormatInt(cfg.jitter, 10),
 			"emojis":            strconv.Itoa(len(d.emojis)),
-			"ours_topology":     "aggregator.Topology with window.WallClockClose(false)",
+			"ours_topology":     "aggregator.Topology with Config.StreamTimeOnly (wall-clock close off)",
 		},
 	}
 	rps := func(e string) *float64 {

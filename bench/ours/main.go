@@ -1,8 +1,8 @@
 // Command ours runs EmoStream's windowed aggregator topology on pkg/stream and
 // pkg/window for the throughput comparison in bench/compare (issue #6).
 //
-// The topology is examples/emostream/aggregator.Topology, copied, with one
-// change: window.WallClockClose(false). The aggregator closes windows by the
+// The topology is examples/emostream/aggregator.Topology itself, with
+// Config.StreamTimeOnly set (wall-clock close off). The aggregator closes windows by the
 // wall clock too (the contract's "results arrive on time with idle input"),
 // which would declare every record of a preloaded, historic data set late the
 // moment the task catches up. With it off, stream time alone closes windows,
@@ -27,9 +27,7 @@ import (
 	"time"
 
 	"github.com/emostream/emostream/examples/emostream/aggregator"
-	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream"
-	"github.com/emostream/emostream/pkg/window"
 )
 
 func main() {
@@ -84,7 +82,8 @@ func main() {
 		fatal(fmt.Errorf("-guarantee must be at_least_once or exactly_once_v2, got %q", *guarantee))
 	}
 
-	top, err := benchTopology(cfg)
+	cfg.StreamTimeOnly = true // historic data: see the package comment
+	top, err := aggregator.Topology(cfg)
 	if err != nil {
 		fatal(err)
 	}
@@ -100,27 +99,6 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
-}
-
-// benchTopology is aggregator.Topology with window.WallClockClose(false)
-// (see the package comment); everything else is the same code.
-func benchTopology(cfg aggregator.Config) (*stream.Topology, error) {
-	b := stream.NewBuilder()
-	events := stream.Source(b, cfg.InputTopic, stream.String(), wire.EventSerde(),
-		stream.WithTimestampExtractor(func(r stream.Record[string, wire.Event]) time.Time { return r.Value.Time() }))
-	counts := window.Count(stream.GroupByKey(events),
-		window.OfSizeAndGrace(cfg.Window, cfg.Grace),
-		window.Named("emoji-counts"),
-		window.Emit(window.OnWindowClose),
-		window.WallClockClose(false), // the one difference from aggregator.Topology
-		window.LateRecordsTo(cfg.DLQTopic),
-		window.CloseInterval(100*time.Millisecond),
-	)
-	results := stream.Map(counts, func(w window.Windowed[string], n int64) (string, wire.Result) {
-		return w.Key, wire.NewResult(w.Start.UnixMilli(), cfg.Window, w.Key, n, cfg.Scale)
-	})
-	results.To(cfg.OutputTopic, stream.String(), wire.ResultSerde())
-	return b.Build()
 }
 
 func envOr(k, def string) string {

@@ -33,23 +33,35 @@ type session[A any] struct {
 // those ending at or after ts-gap and starting at or before ts+gap.
 func (p *aggProcessor[K, V, A]) overlapping(kb []byte, ts int64) ([]session[A], error) {
 	gap := p.w.(SessionWindows).gap.Milliseconds()
-	it, err := p.main.Range(encodeWindowKey(kb, math.MinInt64, math.MinInt64), encodeWindowKey(kb, ts+gap, math.MaxInt64))
+	var out []session[A]
+	err := p.scanKey(kb, math.MinInt64, ts+gap, func(wk []byte, start, end int64, v A) error {
+		// Closed sessions are final: Kafka Streams no longer returns them.
+		if end >= ts-gap && end > p.closedTo {
+			out = append(out, session[A]{start, end, v})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// scanKey calls fn for each of the key's stored windows with start in
+// [from, to], in start order.
+func (p *aggProcessor[K, V, A]) scanKey(kb []byte, from, to int64, fn func(wk []byte, start, end int64, v A) error) error {
+	it, err := p.main.Range(encodeWindowKey(kb, from, math.MinInt64), encodeWindowKey(kb, to, math.MaxInt64))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
-	var out []session[A]
 	for it.Next() {
 		_, start, end, err := decodeWindowKey(it.Key())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		// Closed sessions are final: Kafka Streams no longer returns them.
-		if end >= ts-gap && start <= ts+gap && end > p.closedTo {
-			out = append(out, session[A]{start, end, it.Value()})
+		if err := fn(it.Key(), start, end, it.Value()); err != nil {
+			return err
 		}
 	}
-	return out, it.Err()
+	return it.Err()
 }
 
 // processSession follows Kafka Streams' session aggregation: merge the

@@ -3,7 +3,6 @@ package window
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/emostream/emostream/pkg/stream"
@@ -87,27 +86,19 @@ type slidingStep[K, V, A any] struct {
 
 // fetchSliding returns the key's windows with start in [from, to], by start.
 func (p *aggProcessor[K, V, A]) fetchSliding(kb []byte, from, to int64) ([]slidingWin[A], error) {
-	it, err := p.main.Range(encodeWindowKey(kb, from, math.MinInt64), encodeWindowKey(kb, to, math.MaxInt64))
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	var out []slidingWin[A]
-	for it.Next() {
-		_, start, _, err := decodeWindowKey(it.Key())
+	err := p.scanKey(kb, from, to, func(wk []byte, start, _ int64, v A) error {
+		maxTs, found, err := p.times.Get(wk)
 		if err != nil {
-			return nil, err
-		}
-		maxTs, found, err := p.times.Get(it.Key())
-		if err != nil {
-			return nil, err
+			return err
 		}
 		if !found {
-			return nil, fmt.Errorf("%w: window %d of %q has no record time", ErrCorruptKey, start, p.timesName)
+			return fmt.Errorf("%w: window %d of %q has no record time", ErrCorruptKey, start, p.timesName)
 		}
-		out = append(out, slidingWin[A]{start: start, maxTs: maxTs, value: it.Value()})
-	}
-	return out, it.Err()
+		out = append(out, slidingWin[A]{start: start, maxTs: maxTs, value: v})
+		return nil
+	})
+	return out, err
 }
 
 // processSliding follows Kafka Streams' sliding window aggregation

@@ -34,6 +34,10 @@ type Config struct {
 	// memory and restores them from their changelogs on start.
 	StateDir string
 	Logger   *slog.Logger
+	// StreamTimeOnly turns wall-clock close off, so windows close by stream
+	// time alone (as in Kafka Streams). For backfills and benchmarks over
+	// historic data, which wall-clock close would declare late.
+	StreamTimeOnly bool
 	// Registerer, if set, receives the library's metrics.
 	Registerer prometheus.Registerer
 	// Extra options for the stream runtime, e.g. stream.SaramaConfig for TLS
@@ -87,6 +91,7 @@ func Topology(cfg Config) (*stream.Topology, error) {
 		window.OfSizeAndGrace(cfg.Window, cfg.Grace),
 		window.Named("emoji-counts"),
 		window.Emit(window.OnWindowClose),
+		window.WallClockClose(!cfg.StreamTimeOnly),
 		window.LateRecordsTo(cfg.DLQTopic),
 		window.CloseInterval(100*time.Millisecond),
 	)
