@@ -59,17 +59,39 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, parti
 			return fmt.Errorf("creating topic %s: %w", topic, err)
 		}
 	}
-	meta, err := admin.DescribeTopics(topics)
-	if err != nil {
-		return fmt.Errorf("describing topics: %w", err)
-	}
-	for _, m := range meta {
-		if m.Err != sarama.ErrNoError {
-			return fmt.Errorf("topic %s: %w", m.Name, m.Err)
+	deadline = time.Now().Add(30 * time.Second)
+	// A created topic reaches the brokers' metadata caches a moment after
+	// CreateTopics returns (Kafka propagates it asynchronously), so retry
+	// "unknown topic" and "leader not available" for a while.
+	for {
+		meta, err := admin.DescribeTopics(topics)
+		if err != nil {
+			return fmt.Errorf("describing topics: %w", err)
 		}
-		if n := int32(len(m.Partitions)); n != partitions {
-			log.Warn("topic exists with another partition count; using it as it is", "topic", m.Name, "partitions", n, "flag", partitions)
+		var pending error
+		for _, m := range meta {
+			switch {
+			case m.Err == sarama.ErrUnknownTopicOrPartition || m.Err == sarama.ErrLeaderNotAvailable:
+				pending = fmt.Errorf("topic %s: %w", m.Name, m.Err)
+			case m.Err != sarama.ErrNoError:
+				return fmt.Errorf("topic %s: %w", m.Name, m.Err)
+			}
+		}
+		if pending == nil {
+			for _, m := range meta {
+				if n := int32(len(m.Partitions)); n != partitions {
+					log.Warn("topic exists with another partition count; using it as it is", "topic", m.Name, "partitions", n, "flag", partitions)
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return pending
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return nil
 }
