@@ -27,7 +27,7 @@ func main() {
 			return aggregator.Run(ctx, aggregator.Config{
 				Brokers: c.Brokers, InputTopic: c.InputTopic, OutputTopic: c.OutputTopic,
 				DLQTopic: c.DLQTopic, Partitions: c.Partitions, Window: c.Window,
-				Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir,
+				Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir, ExactlyOnce: c.ExactlyOnce,
 				Logger: c.Logger, Registerer: c.Registerer,
 			})
 		},

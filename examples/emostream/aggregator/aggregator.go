@@ -38,6 +38,10 @@ type Config struct {
 	// time alone (as in Kafka Streams). For backfills and benchmarks over
 	// historic data, which wall-clock close would declare late.
 	StreamTimeOnly bool
+	// ExactlyOnce runs the topology with Kafka transactions
+	// (stream.ExactlyOnce): results, changelog writes and input offsets
+	// commit atomically and consumers read committed data only.
+	ExactlyOnce bool
 	// Registerer, if set, receives the library's metrics.
 	Registerer prometheus.Registerer
 	// Extra options for the stream runtime, e.g. stream.SaramaConfig for TLS
@@ -114,6 +118,9 @@ func Options(cfg Config) []stream.Opt {
 	}
 	if cfg.StateDir != "" {
 		opts = append(opts, stream.StateDir(cfg.StateDir))
+	}
+	if cfg.ExactlyOnce {
+		opts = append(opts, stream.ExactlyOnce())
 	}
 	opts = append(opts, cfg.Extra...)
 	return opts

@@ -33,7 +33,9 @@ type AggregatorConfig struct {
 	// StateDir is <data-dir>/aggregator, or empty (state in memory, restored
 	// from changelogs) without --data-dir.
 	StateDir string
-	Logger   *slog.Logger
+	// ExactlyOnce runs the aggregator with Kafka transactions (--exactly-once).
+	ExactlyOnce bool
+	Logger      *slog.Logger
 	// Registerer receives the aggregator's metrics; it is the registry that
 	// /metrics serves, or nil when nothing serves metrics.
 	Registerer prometheus.Registerer
@@ -134,6 +136,7 @@ func (e *env) aggregatorConfig(brokers []string, reg prometheus.Registerer) Aggr
 		Grace:       c.grace,
 		Scale:       c.scale,
 		StateDir:    e.stateDir(),
+		ExactlyOnce: c.exactlyOnce,
 		Logger:      e.log.With("component", "aggregator"),
 		Registerer:  reg,
 	}

@@ -43,6 +43,7 @@ type config struct {
 	grace        time.Duration
 	scale        int64
 	loadClients  int
+	exactlyOnce  bool
 
 	target   string
 	clients  int
@@ -125,6 +126,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.window, "window", 2*time.Second, "tumbling window `size`")
 	fs.DurationVar(&c.grace, "grace", 500*time.Millisecond, "how long after a window's end late records still count")
 	fs.Int64Var(&c.scale, "scale", 1000, "bursts = ceil(count / `scale`)")
+	fs.BoolVar(&c.exactlyOnce, "exactly-once", false, "aggregator: write results, state and offsets in Kafka transactions (read_committed); see docs/reliability.md")
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
 	fs.StringVar(&c.target, "target", "http://127.0.0.1:8080", "load: `URL` of the ingest API")
 	fs.IntVar(&c.clients, "clients", 10, "load: concurrent clients")
