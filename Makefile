@@ -4,7 +4,7 @@ GO        ?= go
 BENCHTIME ?= 1s
 BENCHPKGS ?= ./pkg/...
 
-.PHONY: test vet fmt-check fmt bench bench-compare kafka-up kafka-down kafka-status
+.PHONY: test vet fmt-check fmt bench bench-compare bench-latency bench-ingest bench-plots kafka-up kafka-down kafka-status smoke soak
 
 ## test: go vet + go test -race against the embedded and a real (local) Kafka
 test:
@@ -33,6 +33,31 @@ bench:
 bench-compare:
 	QUICK='$(QUICK)' $(GO) run ./bench/compare
 
+## bench-latency: end-to-end latency of `emostream run` (embedded broker;
+## BROKERS=host:port for a real Kafka): POSTs 2000 emojis/s for 60 s and times
+## each window result on /events beyond window_end + grace; writes
+## bench/results/latency.json (LATENCY_ARGS='-duration 20s', see -h). Not in CI.
+bench-latency:
+	$(GO) run ./bench/latency $(if $(BROKERS),-brokers $(BROKERS)) $(LATENCY_ARGS)
+
+## bench-ingest: ingest API throughput, single POSTs and batches of 100, 20 s
+## each (BROKERS=host:port for a real Kafka; INGEST_ARGS, see -h); writes
+## bench/results/ingest.json. Not in CI.
+bench-ingest:
+	$(GO) run ./bench/ingest $(if $(BROKERS),-brokers $(BROKERS)) $(INGEST_ARGS)
+
+## bench-plots: draw docs/img/perf-*.png from bench/results/*.json (a chart
+## whose results are missing is skipped)
+bench-plots:
+	$(GO) run ./bench/plot
+
+## smoke: fault-injection smoke test of EmoStream on its own real Kafka
+## (127.0.0.1:39192): aggregator SIGKILLs and a stop, a broker restart, an API
+## SIGKILL under load, then exact checks of topic1, topic2 and the DLQ.
+## LARGE=1: 1,000,000 emojis; SMOKE_ARGS=-exactly-once (and more, see -h).
+smoke:
+	$(GO) run ./examples/emostream/smoke $(if $(LARGE),-large) $(SMOKE_ARGS)
+
 ## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:39092
 kafka-up:
 	@bash scripts/kafka-local.sh up
@@ -45,3 +70,8 @@ kafka-down:
 ## kafka-status: tell whether the local Kafka runs and answers
 kafka-status:
 	@bash scripts/kafka-local.sh status
+
+## soak: run emostream under a steady load (DURATION=10m, RATE=2000, BATCH=10)
+## and fail if its memory or goroutines grow; see scripts/soak.sh. Not in CI.
+soak:
+	bash scripts/soak.sh

@@ -3,13 +3,22 @@
 # without Docker and without a Kafka tarball: the broker jars are fetched from
 # Maven Central with `mvn` and cached.
 #
-# Usage: scripts/kafka-local.sh up|down|status|brokers
+# Usage: scripts/kafka-local.sh up|down|stop|start|restart|status|brokers
 #
 #   up       fetch jars (first time only), format storage, start the broker in
 #            the background, wait until it answers metadata requests, then
 #            print KAFKA_BROKERS=<host:port> on stdout. A no-op (apart from the
 #            readiness check and the final line) when the broker already runs.
+#            A state dir left by a stopped or crashed broker is wiped first.
 #   down     stop the broker (SIGTERM, SIGKILL after 30 s) and delete its state.
+#   stop     stop the broker like `down`, but KEEP its state dir (config, data,
+#            logs), so `start` can bring the same cluster back.
+#   start    start the broker again on the data a previous `up` created and
+#            `stop` (or a crash) left, without reformatting; wait for it and
+#            print KAFKA_BROKERS= like `up`. Fails when there is no such data
+#            (use `up`). A no-op apart from the readiness check when it runs.
+#   restart  `stop` then `start`: a broker restart that keeps every topic,
+#            offset and transaction (for fault-injection tests).
 #   status   say whether the broker runs and answers; exit 0 if it does.
 #   brokers  print the bootstrap address (host:port) on stdout.
 #
@@ -21,8 +30,8 @@
 #   KAFKA_HEAP_OPTS        JVM heap options (default "-Xms256m -Xmx512m")
 #   KAFKA_READY_TIMEOUT    seconds to wait for readiness (default 90)
 #
-# Everything except the final KAFKA_BROKERS= line of `up` and the output of
-# `brokers` goes to stderr, so `eval "$(scripts/kafka-local.sh up)"` works.
+# Everything except the final KAFKA_BROKERS= line of `up`/`start`/`restart` and
+# the output of `brokers` goes to stderr, so `eval "$(scripts/kafka-local.sh up)"` works.
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -53,6 +62,7 @@ DATA_DIR=$STATE_DIR/data
 PROPS=$STATE_DIR/server.properties
 LOG4J_CONF=$STATE_DIR/log4j2.xml
 BROKERS=$HOST:$PORT
+JVM_COMMON=(-Djava.awt.headless=true -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$LOG_DIR")
 
 log() { printf 'kafka-local: %s\n' "$*" >&2; }
 die() {
@@ -291,20 +301,8 @@ random_cluster_id() {
 
 cmd_up() {
 	need java
-	local pid
-	if pid=$(running_pid); then
-		log "broker already running (pid $pid)"
-		[[ -f $CHECK_SRC ]] || write_ready_check
-		wait_ready "$pid"
-		echo "KAFKA_BROKERS=$BROKERS"
-		return 0
-	fi
-	if port_open "$HOST" "$PORT"; then
-		die "port $HOST:$PORT is already in use by another process (set KAFKA_PORT to use another one)"
-	fi
-	if port_open "$HOST" "$CONTROLLER_PORT"; then
-		die "port $HOST:$CONTROLLER_PORT is already in use by another process (set KAFKA_CONTROLLER_PORT)"
-	fi
+	already_up && return 0
+	ports_free
 	local start=$SECONDS
 	fetch_jars
 	write_ready_check
@@ -315,20 +313,27 @@ cmd_up() {
 	mkdir -p "$STATE_DIR"
 	write_config
 
-	local jvm_common=(-Djava.awt.headless=true -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$LOG_DIR")
 	local cluster_id
 	cluster_id=$(random_cluster_id)
 	log "formatting storage in $DATA_DIR (cluster id $cluster_id)"
-	if ! java -Xmx256m "${jvm_common[@]}" -cp "$LIB_DIR/*" kafka.tools.StorageTool \
+	if ! java -Xmx256m "${JVM_COMMON[@]}" -cp "$LIB_DIR/*" kafka.tools.StorageTool \
 		format -t "$cluster_id" -c "$PROPS" >"$STATE_DIR/format.log" 2>&1; then
 		cat "$STATE_DIR/format.log" >&2
 		die "kafka storage format failed"
 	fi
 
+	launch "$start"
+}
+
+# launch starts the broker on the config and storage in $STATE_DIR, waits until
+# it is ready and prints the KAFKA_BROKERS= line. $1 is when the command began.
+launch() {
+	local start=$1 pid
 	log "starting broker (logs: $LOG_DIR/server.log)"
+	# The broker appends to kafka.out; keep the previous run's output.
 	# shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM flags.
-	setsid nohup java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${jvm_common[@]}" \
-		-cp "$LIB_DIR/*" kafka.Kafka "$PROPS" >"$OUT_FILE" 2>&1 </dev/null &
+	setsid nohup java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${JVM_COMMON[@]}" \
+		-cp "$LIB_DIR/*" kafka.Kafka "$PROPS" >>"$OUT_FILE" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$PID_FILE"
 	wait_ready "$pid"
@@ -336,7 +341,54 @@ cmd_up() {
 	echo "KAFKA_BROKERS=$BROKERS"
 }
 
-cmd_down() {
+# ports_free fails when another process holds the client or controller port.
+ports_free() {
+	if port_open "$HOST" "$PORT"; then
+		die "port $HOST:$PORT is already in use by another process (set KAFKA_PORT to use another one)"
+	fi
+	if port_open "$HOST" "$CONTROLLER_PORT"; then
+		die "port $HOST:$CONTROLLER_PORT is already in use by another process (set KAFKA_CONTROLLER_PORT)"
+	fi
+}
+
+# props_match_ports fails when the config in $STATE_DIR was written for other
+# ports than KAFKA_PORT/KAFKA_CONTROLLER_PORT say.
+props_match_ports() {
+	[[ -f $PROPS ]] || return 0
+	grep -qx "listeners=PLAINTEXT://${HOST}:${PORT},CONTROLLER://${HOST}:${CONTROLLER_PORT}" "$PROPS" ||
+		die "$PROPS was written for other ports than KAFKA_PORT=$PORT KAFKA_CONTROLLER_PORT=$CONTROLLER_PORT"
+}
+
+# already_up handles `up`/`start` when the broker runs: check readiness and
+# print the KAFKA_BROKERS= line. It fails (status 1) when no broker runs.
+already_up() {
+	local pid
+	pid=$(running_pid) || return 1
+	log "broker already running (pid $pid)"
+	props_match_ports
+	[[ -f $CHECK_SRC ]] || write_ready_check
+	wait_ready "$pid"
+	echo "KAFKA_BROKERS=$BROKERS"
+}
+
+cmd_start() {
+	need java
+	already_up && return 0
+	[[ -f $PROPS && -f $DATA_DIR/meta.properties ]] ||
+		die "no formatted broker state in $STATE_DIR to start from (run 'up' for a fresh broker)"
+	props_match_ports
+	ports_free
+	local start=$SECONDS
+	fetch_jars
+	write_ready_check
+	write_quiet_log4j
+	log "starting on the existing data in $DATA_DIR (not reformatted)"
+	launch "$start"
+}
+
+# stop_broker stops the broker if it runs (SIGTERM, SIGKILL after 30 s) and
+# leaves its state dir alone.
+stop_broker() {
 	local pid
 	if pid=$(running_pid); then
 		log "stopping broker (pid $pid)"
@@ -358,7 +410,18 @@ cmd_down() {
 	else
 		log "broker not running"
 	fi
+	rm -f "$PID_FILE"
+}
+
+cmd_down() {
+	stop_broker
 	rm -rf "$STATE_DIR"
+}
+
+cmd_stop() {
+	stop_broker
+	[[ -d $STATE_DIR ]] && log "state kept in $STATE_DIR ('start' brings it back, 'down' deletes it)"
+	return 0
 }
 
 cmd_status() {
@@ -378,10 +441,16 @@ cmd_status() {
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
+stop) cmd_stop ;;
+start) cmd_start ;;
+restart)
+	cmd_stop
+	cmd_start
+	;;
 status) cmd_status ;;
 brokers) echo "$BROKERS" ;;
 *)
-	echo "usage: $0 up|down|status|brokers" >&2
+	echo "usage: $0 up|down|stop|start|restart|status|brokers" >&2
 	exit 2
 	;;
 esac

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emostream/emostream/examples/emostream/aggregator"
 	"github.com/emostream/emostream/examples/emostream/app"
+	"github.com/emostream/emostream/pkg/stream"
 )
 
 func main() {
@@ -24,11 +25,15 @@ func main() {
 	code := app.Main(ctx, app.Options{
 		Args: os.Args[1:],
 		Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
+			var extra []stream.Opt
+			if c.Security.Enabled() {
+				extra = append(extra, stream.WithSecurity(c.Security))
+			}
 			return aggregator.Run(ctx, aggregator.Config{
 				Brokers: c.Brokers, InputTopic: c.InputTopic, OutputTopic: c.OutputTopic,
 				DLQTopic: c.DLQTopic, Partitions: c.Partitions, Window: c.Window,
 				Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir, ExactlyOnce: c.ExactlyOnce,
-				Logger: c.Logger, Registerer: c.Registerer,
+				Logger: c.Logger, Registerer: c.Registerer, Extra: extra,
 			})
 		},
 	})

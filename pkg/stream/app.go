@@ -54,6 +54,8 @@ type App struct {
 	commitMu sync.Mutex
 	// txnDirty is set when a record was produced in the open transaction.
 	txnDirty atomic.Bool
+	// rc is the record cache budget; nil when CacheMaxBytes is 0.
+	rc *recordCache
 }
 
 type backendKey struct {
@@ -90,6 +92,9 @@ func NewApp(top *Topology, opts ...Opt) (*App, error) {
 		tasks: map[TaskID]*task{}, byClaim: map[string]map[int32]*task{},
 		cache: map[backendKey]*cachedBackend{}, partCache: map[string]int32{},
 		subParts: map[int]int32{},
+	}
+	if cfg.cacheMaxBytes > 0 {
+		a.rc = &recordCache{max: cfg.cacheMaxBytes}
 	}
 	a.met = newMetrics(cfg.appID, a.storeSizes)
 	return a, nil
@@ -137,6 +142,14 @@ func (a *App) saramaConfig() *sarama.Config {
 		// Short fetch waits: lower latency, and restores can tell an empty
 		// tail quickly (see restore).
 		sc.Consumer.MaxWaitTime = 100 * time.Millisecond
+	}
+	// sarama fetches again only once every message of the last response sits
+	// in a partition's channel; a channel that holds a whole fetch (1 MiB of
+	// small records) keeps the next fetch in flight while tasks process,
+	// instead of idling for a round trip per 256 records. Unless the
+	// application chose its own size.
+	if sc.ChannelBufferSize == 256 {
+		sc.ChannelBufferSize = 16 << 10
 	}
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -356,9 +369,17 @@ func (a *App) ensureTopic(admin sarama.ClusterAdmin, topic string, partitions in
 		_ = a.client.RefreshMetadata(topic)
 		parts, err := a.client.Partitions(topic)
 		if err == nil && int32(len(parts)) == partitions {
-			return nil
+			// Every partition must have a leader before tasks read or write it.
+			for _, p := range parts {
+				if _, err = a.client.Leader(topic, p); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				return nil
+			}
 		}
-		if err == nil && int32(len(parts)) != partitions {
+		if err == nil && int32(len(parts)) != partitions && len(parts) > 0 {
 			return fmt.Errorf("%w: topic %s has %d partitions, the topology needs %d", ErrInvalidTopology, topic, len(parts), partitions)
 		}
 		if time.Now().After(deadline) {
@@ -469,7 +490,8 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 	marked := false
 	for _, t := range tasks {
 		t.mu.Lock()
-		t.pending.Wait()
+		t.flushStores()
+		a.waitAcks(t)
 		if a.failure() == nil {
 			for topic, off := range t.offsets {
 				sess.MarkOffset(topic, t.id.Partition, off, "")
@@ -480,6 +502,28 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 	}
 	if marked && a.failure() == nil {
 		sess.Commit()
+	}
+}
+
+// ackTimeout bounds how long a commit (or a shutdown) waits for Kafka to
+// acknowledge a task's records. A broker restart takes seconds; a producer
+// that is still waiting after this is stuck (or the broker is gone), and
+// failing lets the application restart cleanly instead of hanging.
+const ackTimeout = 45 * time.Second
+
+// waitAcks waits until Kafka acknowledged every record t produced, or fails
+// the application after ackTimeout (nothing is committed then, so the input
+// is processed again by the next owner). The caller holds t.mu.
+func (a *App) waitAcks(t *task) {
+	done := make(chan struct{})
+	go func() {
+		t.pending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(ackTimeout):
+		a.fail(fmt.Errorf("stream: task %v: records not acknowledged within %v", t.id, ackTimeout))
 	}
 }
 
@@ -497,7 +541,8 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 	for _, t := range tasks {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		t.pending.Wait()
+		t.flushStores()
+		a.waitAcks(t)
 		for topic, off := range t.offsets {
 			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: t.id.Partition, Offset: off})
 		}
@@ -535,7 +580,10 @@ func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
 	defer a.mu.Unlock()
 	for id, t := range a.tasks {
 		t.mu.Lock()
-		t.pending.Wait()
+		// Writes after the commit (a late punctuation) still reach the
+		// changelog before the store is handed on.
+		t.flushStores()
+		a.waitAcks(t)
 		_ = t.closeLocked()
 		for _, c := range t.stores {
 			a.releaseBackend(c)
@@ -554,6 +602,10 @@ type claimState struct {
 	claim sarama.ConsumerGroupClaim
 	last  atomic.Int64 // unix ns of the last message (or of the claim's start)
 }
+
+// quietGap is how many offsets below the high watermark a silent partition
+// may stop and still count as caught up (see caughtUp).
+const quietGap = 64
 
 // caughtUp: every source partition of t is being consumed and its next
 // offset to process has reached the high watermark of the last fetch. The
@@ -580,7 +632,15 @@ func (a *App) caughtUp(t *task) bool {
 		// Before the first fetch the high watermark reads 0: unknown unless
 		// the starting position is 0 as well.
 		atEnd := next >= 0 && !(hwm == 0 && next > 0) && next >= hwm
-		quiet := len(c.Messages()) == 0 && time.Since(time.Unix(0, cs.last.Load())) > time.Second
+		// Quiet: nothing buffered or delivered for a second, after at least
+		// one fetch (hwm > 0), with at most a few offsets left — transaction
+		// markers or an aborted batch. A larger gap is a backlog the
+		// consumer has not fetched yet (a slow first fetch, a broker that
+		// is restarting): waiting for it keeps its records from being
+		// declared late. Only after 30 s of silence does any gap count.
+		silent := time.Since(time.Unix(0, cs.last.Load()))
+		quiet := len(c.Messages()) == 0 && hwm > 0 &&
+			((hwm-next <= quietGap && silent > time.Second) || silent > 30*time.Second)
 		if !atEnd && !quiet {
 			return false
 		}
@@ -609,35 +669,74 @@ func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 	}
 	lag := a.met.lag.WithLabelValues(claim.Topic(), strconv.Itoa(int(claim.Partition())))
 	in := a.met.recordsIn.WithLabelValues(claim.Topic())
+	msgs := claim.Messages()
+	var scratch inRecord
 	for {
+		var first *sarama.ConsumerMessage
 		select {
 		case <-sess.Context().Done():
 			return nil
-		case m, ok := <-claim.Messages():
+		case m, ok := <-msgs:
 			if !ok {
 				return nil
 			}
-			cs.last.Store(time.Now().UnixNano())
-			r := &inRecord{topic: m.Topic, partition: m.Partition, offset: m.Offset, key: m.Key, value: m.Value, timestamp: m.Timestamp}
-			if len(m.Headers) > 0 {
-				r.headers = make([]Header, len(m.Headers))
-				for i, h := range m.Headers {
-					r.headers[i] = Header{Key: string(h.Key), Value: h.Value}
-				}
-			}
-			start := time.Now()
-			t.mu.Lock()
-			err := t.process(r)
-			t.mu.Unlock()
-			a.met.latency.Observe(time.Since(start).Seconds())
-			in.Inc()
-			lag.Set(float64(claim.HighWaterMarkOffset() - m.Offset - 1))
-			if err != nil {
-				a.fail(err)
-				return err
-			}
+			first = m
+		}
+		// Process what the last fetch buffered (up to maxBatch records) under
+		// one lock, so locking, clock reads and metrics are paid per batch.
+		cs.last.Store(time.Now().UnixNano())
+		start := time.Now()
+		t.mu.Lock()
+		n, last, err := a.processBatch(t, first, msgs, &scratch)
+		t.mu.Unlock()
+		if n > 0 {
+			a.met.latency.Observe(time.Since(start).Seconds() / float64(n))
+			in.Add(float64(n))
+			lag.Set(float64(claim.HighWaterMarkOffset() - last - 1))
+		}
+		if err != nil {
+			a.fail(err)
+			return err
 		}
 	}
+}
+
+// maxBatch bounds how many buffered records ConsumeClaim processes under one
+// task lock, so punctuations and commits wait at most that long.
+const maxBatch = 512
+
+// processBatch processes m and then whatever msgs has buffered, up to
+// maxBatch records. It returns how many it processed and the last offset.
+// r is reused for every record: nothing keeps an *inRecord after process
+// returns (headers, key and value are the record's own). The caller holds
+// t.mu.
+func (a *App) processBatch(t *task, m *sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage, r *inRecord) (n int, last int64, err error) {
+	for m != nil {
+		*r = inRecord{topic: m.Topic, partition: m.Partition, offset: m.Offset, key: m.Key, value: m.Value, timestamp: m.Timestamp}
+		if len(m.Headers) > 0 {
+			r.headers = make([]Header, len(m.Headers))
+			for i, h := range m.Headers {
+				r.headers[i] = Header{Key: string(h.Key), Value: h.Value}
+			}
+		}
+		if err := t.process(r); err != nil {
+			return n, m.Offset, err
+		}
+		n, last = n+1, m.Offset
+		if n >= maxBatch {
+			break
+		}
+		select {
+		case next, ok := <-msgs:
+			if !ok {
+				return n, last, nil
+			}
+			m = next
+		default:
+			m = nil
+		}
+	}
+	return n, last, nil
 }
 
 // taskEnv implementation.
@@ -646,6 +745,9 @@ func (a *App) applicationID() string { return a.cfg.appID }
 func (a *App) now() time.Time        { return time.Now() }
 func (a *App) log() *slog.Logger     { return a.cfg.logger.With("application_id", a.cfg.appID) }
 func (a *App) metrics() *Metrics     { return a.met }
+
+func (a *App) recordCache() *recordCache { return a.rc }
+func (a *App) exactlyOnce() bool         { return a.cfg.exactlyOnce }
 
 func (a *App) partitions(topic string) (int32, error) {
 	a.partMu.Lock()
@@ -784,7 +886,9 @@ func (a *App) restore(t *task, c *storeCore) error {
 	// never reach the high watermark. The restore consumer fetches with a
 	// short wait (Consumer.MaxWaitTime 100ms); a second of silence at an
 	// unchanged high watermark means the tail holds only markers or
-	// aborted records.
+	// aborted records — but only once a fetch response has arrived (the
+	// consumer's high watermark reads 0 before), or a slow first fetch
+	// would end the restore with nothing read.
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	got := false
@@ -792,7 +896,7 @@ func (a *App) restore(t *task, c *storeCore) error {
 	for c.restoredTo < hwm {
 		select {
 		case <-idle.C:
-			if !a.cfg.exactlyOnce || got {
+			if !a.cfg.exactlyOnce || got || pc.HighWaterMarkOffset() == 0 {
 				got = false
 				continue
 			}

@@ -52,6 +52,13 @@
 // crash a result may be written again, with the same or a newer value. See
 // docs/design.md for the details and the limits.
 //
+// # Security
+//
+// WithSecurity secures every Kafka connection an App opens with TLS (see
+// TLSFiles to load PEM files) and SASL (PLAIN, SCRAM-SHA-256,
+// SCRAM-SHA-512); Security.Apply does the same for a sarama configuration
+// of your own. A Security prints and logs without its password.
+//
 // # Testing
 //
 // Package streamtest runs a topology in memory with a controlled clock;

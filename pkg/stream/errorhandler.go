@@ -94,3 +94,15 @@ func CaughtUp(ctx interface{ TaskID() TaskID }) bool {
 	}
 	return true
 }
+
+// ExactlyOnceEnabled reports whether the task of ctx runs with Kafka
+// transactions ([ExactlyOnce]): its outputs and state changes are committed
+// atomically, so after a restart nothing it emitted before the last commit
+// is missing and nothing after it is visible. Processors that re-emit
+// results on restart to make up for lost outputs need not do so then.
+func ExactlyOnceEnabled(ctx interface{ TaskID() TaskID }) bool {
+	if c, ok := ctx.(interface{ isExactlyOnce() bool }); ok {
+		return c.isExactlyOnce()
+	}
+	return false
+}

@@ -279,3 +279,8 @@ func (l *LocalRunner) openBackend(*task, *storeSpec, string) (kv.Store, int64, e
 }
 
 func (l *LocalRunner) restore(*task, *storeCore) error { return nil }
+
+// recordCache: a LocalRunner keeps no changelog, so nothing is held back.
+func (l *LocalRunner) recordCache() *recordCache { return nil }
+
+func (l *LocalRunner) exactlyOnce() bool { return false }

@@ -30,7 +30,7 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 			Namespace: "stream", Name: "records_out_total", Help: "Records written to sink topics (changelogs excluded), by topic.", ConstLabels: labels,
 		}, []string{"topic"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "stream", Name: "process_latency_seconds", Help: "Time to run one input record through its task.", ConstLabels: labels,
+			Namespace: "stream", Name: "process_latency_seconds", Help: "Time to run one input record through its task (the mean over each batch of buffered records, observed once per batch).", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12),
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -19,7 +19,10 @@ func (f optFunc) apply(c *config) { f(c) }
 type config struct {
 	brokers           []string
 	appID             string
-	sarama            func(*sarama.Config)
+	sarama            func(*sarama.Config) // saramaFn, then security; see setSarama
+	saramaFn          func(*sarama.Config)
+	security          *Security
+	securityErr       error
 	logger            *slog.Logger
 	stateDir          string
 	commitInterval    time.Duration
@@ -31,6 +34,7 @@ type config struct {
 	startTime         time.Time
 	restoreTimeout    time.Duration
 	exactlyOnce       bool
+	cacheMaxBytes     int64
 }
 
 func defaultConfig() config {
@@ -42,6 +46,7 @@ func defaultConfig() config {
 		partitions:        1,
 		startTime:         time.Unix(0, 0).UTC(),
 		restoreTimeout:    5 * time.Minute,
+		cacheMaxBytes:     DefaultCacheMaxBytes,
 	}
 }
 
@@ -62,6 +67,9 @@ func (c *config) validate(needBrokers bool) error {
 	if c.partitions <= 0 {
 		errs = append(errs, fmt.Errorf("Partitions must be positive, got %d", c.partitions))
 	}
+	if c.securityErr != nil {
+		errs = append(errs, c.securityErr)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stream: invalid options: %w", err)
 	}
@@ -79,8 +87,23 @@ func ApplicationID(id string) Opt { return optFunc(func(c *config) { c.appID = i
 // SaramaConfig lets the application adjust the sarama configuration of its own
 // clients (TLS, SASL, client id, versions...). The runtime sets what its
 // guarantees depend on (acks, idempotence, manual commits, isolation level)
-// after fn runs. Each App has its own configuration; nothing is global.
-func SaramaConfig(fn func(*sarama.Config)) Opt { return optFunc(func(c *config) { c.sarama = fn }) }
+// after fn runs, and [WithSecurity] settings after that. Each App has its own
+// configuration; nothing is global.
+func SaramaConfig(fn func(*sarama.Config)) Opt {
+	return optFunc(func(c *config) { c.saramaFn = fn; c.setSarama() })
+}
+
+// WithSecurity secures every Kafka connection the runtime opens (consumer,
+// producers, admin) with sec's TLS and SASL settings; see [Security]. It is
+// applied after a [SaramaConfig] function, whatever the order of the
+// options. Invalid settings make NewApp fail with an error that does not
+// contain the password.
+func WithSecurity(sec Security) Opt {
+	return optFunc(func(c *config) {
+		c.security, c.securityErr = &sec, sec.Validate()
+		c.setSarama()
+	})
+}
 
 // Logger sets the slog logger (default slog.Default()).
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
@@ -113,6 +136,19 @@ func Partitions(n int32) Opt { return optFunc(func(c *config) { c.partitions = n
 func WallClockInterval(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.wallClockInterval = d })
 }
+
+// DefaultCacheMaxBytes is the default [CacheMaxBytes].
+const DefaultCacheMaxBytes = 10 << 20
+
+// CacheMaxBytes bounds the record cache of an App (Kafka Streams'
+// statestore.cache.max.bytes; default [DefaultCacheMaxBytes]). State stores
+// apply every write at once, but hold back its changelog record until the
+// next commit, so many updates of one key between two commits cost one
+// changelog record. A store whose share would exceed the budget sends its
+// held-back records early. Commits always send them first: offsets never
+// cover state that is not in the changelog, so the no-double-count guarantee
+// is unchanged. 0 turns the cache off (one changelog record per write).
+func CacheMaxBytes(n int64) Opt { return optFunc(func(c *config) { c.cacheMaxBytes = max(n, 0) }) }
 
 // ExactlyOnce turns on Kafka transactions (Kafka Streams' exactly_once_v2):
 // the records a commit interval produced — outputs, changelog writes,

@@ -49,7 +49,9 @@ func (bytesSerde) Deserialize(b []byte) ([]byte, error) {
 	if b == nil {
 		return nil, nil
 	}
-	return append([]byte(nil), b...), nil
+	// append([]byte{}, ...), not append(nil, ...): an empty value must stay
+	// empty, or a pass-through topology turns it into a tombstone (nil).
+	return append([]byte{}, b...), nil
 }
 
 // Int64 returns a Serde for int64 as 8 big-endian bytes, the format of Kafka's

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,6 +145,26 @@ type storeCore struct {
 	// lastAcked is the highest changelog offset Kafka acknowledged for this
 	// store's own writes (-1 before the first).
 	lastAcked atomic.Int64
+	// dirty holds the changelog writes not sent yet (the record cache): the
+	// latest value per key, nil for a deletion. Several writes of one key
+	// between two commits become one changelog record.
+	dirty      map[string]*dirtyValue
+	dirtyBytes int64
+}
+
+// dirtyValue is a held-back changelog value (nil: a deletion). A pointer,
+// so rewriting a key already in the cache looks it up without allocating.
+type dirtyValue struct{ v []byte }
+
+// cacheEntryOverhead approximates a dirty entry's bookkeeping beyond its key
+// and value bytes (map slot, string and slice headers).
+const cacheEntryOverhead = 64
+
+// recordCache is the budget of changelog writes an App holds back between
+// commits, shared by all its stores (Kafka Streams' statestore.cache.max.bytes).
+type recordCache struct {
+	max  int64
+	used atomic.Int64
 }
 
 func (c *storeCore) acked(off int64) {
@@ -163,13 +184,48 @@ func (c *storeCore) write(key, value []byte) error {
 	if value == nil {
 		err = c.backend.Delete(key)
 	} else {
-		err = c.backend.Put(key, value)
+		err = c.backend.PutOwned(key, value)
 	}
 	if err != nil {
 		return err
 	}
-	c.task.sendChangelog(c, key, value)
+	rc := c.task.env.recordCache()
+	if rc == nil {
+		// The producer keeps the key until it is sent; callers may reuse theirs.
+		c.task.sendChangelog(c, bytes.Clone(key), value)
+		return nil
+	}
+	if c.dirty == nil {
+		c.dirty = map[string]*dirtyValue{}
+	}
+	delta := int64(len(value))
+	if d, ok := c.dirty[string(key)]; ok {
+		delta -= int64(len(d.v))
+		d.v = value
+	} else {
+		delta += int64(len(key)) + cacheEntryOverhead
+		c.dirty[string(key)] = &dirtyValue{v: value}
+	}
+	c.dirtyBytes += delta
+	if rc.used.Add(delta) > rc.max {
+		c.flush()
+	}
 	return nil
+}
+
+// flush sends the store's held-back changelog writes. The runtime calls it
+// before it commits (so offsets never cover unsent state) and when the
+// record cache is full. The caller holds the task's lock.
+func (c *storeCore) flush() {
+	if len(c.dirty) == 0 {
+		return
+	}
+	for k, d := range c.dirty {
+		c.task.sendChangelog(c, []byte(k), d.v)
+	}
+	clear(c.dirty)
+	c.task.env.recordCache().used.Add(-c.dirtyBytes)
+	c.dirtyBytes = 0
 }
 
 type kvStore[K, V any] struct {
@@ -218,7 +274,12 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	if err != nil {
 		return zero, false, err
 	}
-	env, found, err := s.get(kb)
+	if s.core.closed.Load() {
+		return zero, false, ErrStoreClosed
+	}
+	// The stored envelope is read in place: it is only parsed, never kept
+	// or modified, and the new one is written to a fresh buffer.
+	raw, found, err := s.core.backend.GetShared(kb)
 	if err != nil {
 		return zero, false, err
 	}
@@ -228,10 +289,14 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	}
 	var old V
 	if found {
-		if old, err = s.vs.Deserialize(env.value); err != nil {
+		value, applied, err := scanEnvelope(raw, pos)
+		if err != nil {
 			return zero, false, err
 		}
-		if pos.dedup() && env.applied(pos) {
+		if old, err = s.vs.Deserialize(value); err != nil {
+			return zero, false, err
+		}
+		if applied {
 			return old, false, nil
 		}
 	}
@@ -243,11 +308,14 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	if err != nil {
 		return zero, false, err
 	}
-	if pos.dedup() {
-		env.set(pos)
+	if !found {
+		raw = nil
 	}
-	env.value = vb
-	if err := s.core.write(kb, env.encode()); err != nil {
+	enc, err := rewriteEnvelope(raw, pos, vb)
+	if err != nil {
+		return zero, false, err
+	}
+	if err := s.core.write(kb, enc); err != nil {
 		return zero, false, err
 	}
 	return nv, true, nil
@@ -427,4 +495,96 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	}
 	e.value = b
 	return e, nil
+}
+
+// eachPosition calls fn for every position stored in the envelope raw
+// without allocating (origin aliases raw) and returns the user value.
+func eachPosition(raw []byte, fn func(origin []byte, offset int64, sub uint64)) ([]byte, error) {
+	if len(raw) < 2 || raw[0] != envelopeVersion {
+		return nil, errBadEnvelope
+	}
+	b := raw[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errBadEnvelope
+	}
+	b = b[k:]
+	for range n {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, errBadEnvelope
+		}
+		origin := b[k : k+int(l)]
+		b = b[k+int(l):]
+		off, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, errBadEnvelope
+		}
+		b = b[k:]
+		sub, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, errBadEnvelope
+		}
+		b = b[k:]
+		fn(origin, int64(off), sub)
+	}
+	return b, nil
+}
+
+// scanEnvelope returns the user value of raw and whether the write at p was
+// already applied to it (always false for a write without a position).
+func scanEnvelope(raw []byte, p writePosition) (value []byte, applied bool, err error) {
+	seen := false
+	value, err = eachPosition(raw, func(origin []byte, off int64, sub uint64) {
+		if !seen && p.dedup() && string(origin) == p.origin {
+			seen = true
+			applied = p.offset < off || (p.offset == off && p.sub <= sub)
+		}
+	})
+	return value, applied && err == nil, err
+}
+
+// rewriteEnvelope encodes value with the positions of raw (nil: none), p
+// replacing the one of its origin (or added; p without a position changes
+// nothing), into a new buffer.
+func rewriteEnvelope(raw []byte, p writePosition, value []byte) ([]byte, error) {
+	var n uint64
+	size := 2 + len(value) + len(raw)
+	if raw != nil {
+		if _, err := eachPosition(raw, func(origin []byte, _ int64, _ uint64) {
+			if !p.dedup() || string(origin) != p.origin {
+				n++
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if p.dedup() {
+		n++
+		size += len(p.origin) + 3*binary.MaxVarintLen64
+	}
+	b := make([]byte, 0, size)
+	b = append(b, envelopeVersion)
+	b = binary.AppendUvarint(b, n)
+	if raw != nil {
+		_, _ = eachPosition(raw, func(origin []byte, off int64, sub uint64) {
+			if !p.dedup() || string(origin) != p.origin {
+				b = appendPosition(b, origin, off, sub)
+			}
+		})
+	}
+	if p.dedup() {
+		b = binary.AppendUvarint(b, uint64(len(p.origin)))
+		b = append(b, p.origin...)
+		b = binary.AppendUvarint(b, uint64(p.offset))
+		b = binary.AppendUvarint(b, p.sub)
+	}
+	return append(b, value...), nil
+}
+
+func appendPosition(b, origin []byte, off int64, sub uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(origin)))
+	b = append(b, origin...)
+	b = binary.AppendUvarint(b, uint64(off))
+	return binary.AppendUvarint(b, sub)
 }

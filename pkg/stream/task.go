@@ -51,6 +51,11 @@ type taskEnv interface {
 	metrics() *Metrics
 	openBackend(t *task, spec *storeSpec, changelog string) (b kv.Store, restoredTo int64, err error)
 	restore(t *task, c *storeCore) error
+	// recordCache is the budget for coalescing changelog writes between
+	// commits; nil writes every change through at once.
+	recordCache() *recordCache
+	// exactlyOnce reports whether outputs and state commit in transactions.
+	exactlyOnce() bool
 }
 
 // task runs one partition of one sub-topology. All calls into it hold mu.
@@ -60,6 +65,7 @@ type task struct {
 	env     taskEnv
 	mu      sync.Mutex
 	sources map[string]func(*inRecord) // resolved topic -> source input
+	origins map[string]string          // resolved topic -> "topic/partition"
 	stores  map[string]*storeCore
 	closers []func() error
 	// caughtUp reports whether the task has processed everything its input
@@ -109,6 +115,7 @@ func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*tas
 		sub:      st,
 		env:      env,
 		sources:  map[string]func(*inRecord){},
+		origins:  map[string]string{},
 		stores:   map[string]*storeCore{},
 		offsets:  map[string]int64{},
 		position: map[string]int64{},
@@ -171,7 +178,12 @@ func (t *task) process(r *inRecord) error {
 	t.cur.meta = RecordMetadata{Topic: r.topic, Partition: r.partition, Offset: r.offset}
 	t.cur.inRecord = true
 	t.cur.raw = r
-	t.cur.origin, t.cur.offset, t.cur.base = fmt.Sprintf("%s/%d", r.topic, r.partition), r.offset, 0
+	origin, ok := t.origins[r.topic]
+	if !ok {
+		origin = fmt.Sprintf("%s/%d", r.topic, r.partition)
+		t.origins[r.topic] = origin
+	}
+	t.cur.origin, t.cur.offset, t.cur.base = origin, r.offset, 0
 	t.cur.writes, t.cur.sends = 0, 0
 	// A repartitioned record keeps the position of the input it came from, so
 	// a replay upstream (which writes it again at a new offset) is recognised.
@@ -284,6 +296,14 @@ func (t *task) sendChangelog(c *storeCore, key, value []byte) {
 	}
 }
 
+// flushStores sends every store's held-back changelog writes. The caller
+// holds mu.
+func (t *task) flushStores() {
+	for _, c := range t.stores {
+		c.flush()
+	}
+}
+
 func (t *task) close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -357,6 +377,8 @@ func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType
 }
 
 func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
+
+func (c *procContext[K, V]) isExactlyOnce() bool { return c.t.env.exactlyOnce() }
 
 func (c *procContext[K, V]) isCaughtUp() bool {
 	return c.t.caughtUp == nil || c.t.caughtUp()

@@ -122,6 +122,28 @@ type aggProcessor[K, V, A any] struct {
 	// closed. persisted is the value last written to the index store.
 	closedTo  int64
 	persisted int64
+
+	// Per-record scratch, reused so the hot path allocates less: the
+	// windows of the record, its window key (stores copy keys they keep),
+	// and the record and flag the aggregate callback works on.
+	wins [][2]int64
+	// nextDue is at most the smallest end of an open window when
+	// nextDueKnown, so closeUpTo skips the index scan while the watermark
+	// stays below it (most records do not cross a window end).
+	nextDue      int64
+	nextDueKnown bool
+	wkBuf        []byte
+	cur          stream.Record[K, V]
+	created      bool
+	aggFn        func(old A, found bool) (A, error)
+}
+
+// aggregate is the Update callback of Process for p.cur.
+func (p *aggProcessor[K, V, A]) aggregate(old A, found bool) (A, error) {
+	if !found {
+		old, p.created = p.init(), true
+	}
+	return p.agg(p.cur.Key, p.cur.Value, old), nil
 }
 
 func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]) error {
@@ -147,10 +169,13 @@ func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]
 	} else if found {
 		p.closedTo, p.persisted = wm, wm
 	}
-	if p.o.emit == OnWindowClose {
+	if p.o.emit == OnWindowClose && !stream.ExactlyOnceEnabled(ctx) {
 		// Results of windows closed before a restart may not have reached Kafka
 		// (the task stopped before its outputs were acknowledged): emit the
 		// retained closed windows again. Their values cannot have changed.
+		// Under transactions a window's close and its result commit together,
+		// so there is nothing to make up for (and read_committed readers
+		// would see the result twice).
 		if err := p.reemitClosed(ctx); err != nil {
 			return err
 		}
@@ -192,9 +217,16 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 		return p.processSliding(ctx, rec, kb, ts, bound)
 	}
 	late, total := 0, 0
-	for _, win := range p.w.windowsFor(ts) {
+	p.wins = p.w.windowsFor(p.wins[:0], ts)
+	if p.aggFn == nil {
+		p.aggFn = p.aggregate
+	}
+	p.cur = rec
+	defer func() { p.cur = stream.Record[K, V]{} }()
+	for _, win := range p.wins {
 		total++
-		wk := encodeWindowKey(kb, win[0], win[1])
+		p.wkBuf = appendWindowKey(p.wkBuf[:0], kb, win[0], win[1])
+		wk := p.wkBuf
 		if win[1] <= bound {
 			// Closed window. Update still runs (and refuses), so a record that
 			// was applied before a crash is recognised and not reported late.
@@ -206,18 +238,13 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 			}
 			continue
 		}
-		created := false
-		v, _, err := p.main.Update(wk, func(old A, found bool) (A, error) {
-			if !found {
-				old, created = p.init(), true
-			}
-			return p.agg(rec.Key, rec.Value, old), nil
-		})
+		p.created = false
+		v, _, err := p.main.Update(wk, p.aggFn)
 		if err != nil {
 			return err
 		}
-		if created {
-			if err := p.index.Put(indexKey(kb, win[0], win[1]), windowOpen); err != nil {
+		if p.created {
+			if err := p.markOpen(kb, win[0], win[1]); err != nil {
 				return err
 			}
 		}
@@ -244,6 +271,14 @@ func (p *aggProcessor[K, V, A]) reportLate(ctx stream.ProcessorContext[Windowed[
 	return nil
 }
 
+// markOpen records a new open window in the close-time index.
+func (p *aggProcessor[K, V, A]) markOpen(kb []byte, start, end int64) error {
+	if p.nextDueKnown && end < p.nextDue {
+		p.nextDue = end
+	}
+	return p.index.Put(indexKey(kb, start, end), windowOpen)
+}
+
 // closeUpTo closes every open window with end <= bound, in (end, key) order,
 // emitting final results when asked, then persists the watermark and purges
 // expired windows.
@@ -251,23 +286,29 @@ func (p *aggProcessor[K, V, A]) closeUpTo(ctx stream.ProcessorContext[Windowed[K
 	if bound <= p.closedTo {
 		return nil
 	}
-	from := timeBound(math.MinInt64)
-	if p.closedTo != math.MinInt64 {
-		from = timeBound(p.closedTo + 1)
-	}
-	due, err := p.scanIndex(from, timeBound(bound+1), windowOpen)
-	if err != nil {
-		return err
-	}
-	for _, ik := range due {
-		if p.o.emit == OnWindowClose {
-			if err := p.emitFinal(ctx, ik); err != nil {
+	if !p.nextDueKnown || bound >= p.nextDue {
+		from := timeBound(math.MinInt64)
+		if p.closedTo != math.MinInt64 {
+			from = timeBound(p.closedTo + 1)
+		}
+		due, err := p.scanIndex(from, timeBound(bound+1), windowOpen)
+		if err != nil {
+			return err
+		}
+		for _, ik := range due {
+			if p.o.emit == OnWindowClose {
+				if err := p.emitFinal(ctx, ik); err != nil {
+					return err
+				}
+			}
+			if err := p.index.Put(ik, windowClosed); err != nil {
 				return err
 			}
 		}
-		if err := p.index.Put(ik, windowClosed); err != nil {
+		if p.nextDue, err = p.firstOpenEnd(bound); err != nil {
 			return err
 		}
+		p.nextDueKnown = true
 	}
 	p.closedTo = bound
 	// Late decisions change only when the watermark crosses a window end, and
@@ -316,6 +357,27 @@ func (p *aggProcessor[K, V, A]) purge(prevBound, bound int64) error {
 		}
 	}
 	return nil
+}
+
+// firstOpenEnd returns the smallest end of an open window ending after
+// bound (math.MaxInt64 if there is none).
+func (p *aggProcessor[K, V, A]) firstOpenEnd(bound int64) (int64, error) {
+	it, err := p.index.Range(timeBound(bound+1), timeBound(math.MaxInt64))
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	for it.Next() {
+		if len(it.Key()) < 16 || it.Value() != windowOpen {
+			continue
+		}
+		_, _, end, err := decodeIndexKey(it.Key())
+		if err != nil {
+			return 0, err
+		}
+		return end, nil
+	}
+	return math.MaxInt64, it.Err()
 }
 
 // scanIndex returns the index keys in [from, to) with the given state (-1: any).

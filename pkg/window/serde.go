@@ -42,7 +42,11 @@ func putTime(b []byte, ms int64) { binary.BigEndian.PutUint64(b, uint64(ms)^(1<<
 func getTime(b []byte) int64     { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
 
 func encodeWindowKey(kb []byte, start, end int64) []byte {
-	b := make([]byte, 0, binary.MaxVarintLen32+len(kb)+16)
+	return appendWindowKey(make([]byte, 0, binary.MaxVarintLen32+len(kb)+16), kb, start, end)
+}
+
+// appendWindowKey appends the encoding of encodeWindowKey to b.
+func appendWindowKey(b, kb []byte, start, end int64) []byte {
 	b = binary.AppendUvarint(b, uint64(len(kb)))
 	b = append(b, kb...)
 	b = append(b, make([]byte, 16)...)
@@ -53,7 +57,8 @@ func encodeWindowKey(kb []byte, start, end int64) []byte {
 
 func decodeWindowKey(b []byte) (kb []byte, start, end int64, err error) {
 	n, k := binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) != n+16 {
+	// n comes from the input: compare without n+16, which can wrap around.
+	if k <= 0 || n > uint64(len(b)-k) || uint64(len(b)-k)-n != 16 {
 		return nil, 0, 0, fmt.Errorf("%w: %d bytes", ErrCorruptKey, len(b))
 	}
 	kb = b[k : k+int(n)]

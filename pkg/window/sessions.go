@@ -114,7 +114,7 @@ func (p *aggProcessor[K, V, A]) processSession(ctx stream.ProcessorContext[Windo
 	if err := p.main.Put(encodeWindowKey(kb, start, end), agg); err != nil {
 		return err
 	}
-	if err := p.index.Put(indexKey(kb, start, end), windowOpen); err != nil {
+	if err := p.markOpen(kb, start, end); err != nil {
 		return err
 	}
 	if p.o.emit == OnWindowUpdate {

@@ -47,7 +47,7 @@ func (w SlidingWindows) GracePeriod() time.Duration { return w.grace }
 // end >= now - grace, so it is closed once end <= now - grace - 1.
 func (w SlidingWindows) closeBound(now int64) int64 { return now - w.grace.Milliseconds() - 1 }
 
-func (w SlidingWindows) windowsFor(int64) [][2]int64 { return nil }
+func (w SlidingWindows) windowsFor(dst [][2]int64, _ int64) [][2]int64 { return dst }
 
 // maxSize is the span a record looks back over (2 * diff): windows starting
 // there are read to build a new record's windows.
@@ -300,7 +300,7 @@ func (p *aggProcessor[K, V, A]) slideUpdate(s *slidingStep[K, V, A], start int64
 		if err := p.main.Put(wk, v); err != nil {
 			return err
 		}
-		if err := p.index.Put(indexKey(s.kb, start, end), windowOpen); err != nil {
+		if err := p.markOpen(s.kb, start, end); err != nil {
 			return err
 		}
 	}
@@ -323,7 +323,7 @@ func (p *aggProcessor[K, V, A]) slideCreateRight(s *slidingStep[K, V, A], from *
 	if err := p.main.Put(wk, from.value); err != nil {
 		return err
 	}
-	if err := p.index.Put(indexKey(s.kb, start, end), windowOpen); err != nil {
+	if err := p.markOpen(s.kb, start, end); err != nil {
 		return err
 	}
 	if err := p.times.Put(wk, from.maxTs); err != nil {

@@ -27,7 +27,7 @@ type Windows interface {
 	closeBound(now int64) int64
 	// windowsFor returns the [start, end) bounds, in ms, of every window that
 	// contains ts (ms), oldest first.
-	windowsFor(ts int64) [][2]int64
+	windowsFor(dst [][2]int64, ts int64) [][2]int64
 	// maxSize is the largest window size, for retention and fetches.
 	maxSize() time.Duration
 	// advanceMs is the step of window boundaries, used to persist the close
@@ -88,11 +88,10 @@ func (w TimeWindows) validate() error {
 	return nil
 }
 
-func (w TimeWindows) windowsFor(ts int64) [][2]int64 {
+func (w TimeWindows) windowsFor(out [][2]int64, ts int64) [][2]int64 {
 	size, adv := w.size.Milliseconds(), w.advance.Milliseconds()
 	// The last window containing ts starts at floor(ts/adv)*adv.
 	last := floorDiv(ts, adv) * adv
-	var out [][2]int64
 	for start := last - ((size-1)/adv)*adv; start <= last; start += adv {
 		// Like Kafka Streams, no window starts before the epoch for
 		// non-negative timestamps.
@@ -146,8 +145,8 @@ func (w SessionWindows) closeBound(now int64) int64 {
 	return now - w.grace.Milliseconds() - w.gap.Milliseconds()
 }
 
-func (w SessionWindows) windowsFor(int64) [][2]int64 { return nil }
-func (w SessionWindows) maxSize() time.Duration      { return w.gap }
+func (w SessionWindows) windowsFor(dst [][2]int64, _ int64) [][2]int64 { return dst }
+func (w SessionWindows) maxSize() time.Duration                        { return w.gap }
 
 // Late decisions can change at every millisecond.
 func (w SessionWindows) advanceMs() int64 { return 1 }

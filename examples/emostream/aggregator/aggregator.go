@@ -3,6 +3,7 @@ package aggregator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -97,7 +98,10 @@ func Topology(cfg Config) (*stream.Topology, error) {
 		window.Emit(window.OnWindowClose),
 		window.WallClockClose(!cfg.StreamTimeOnly),
 		window.LateRecordsTo(cfg.DLQTopic),
-		window.CloseInterval(100*time.Millisecond),
+		// Check for windows due by the wall clock every 20ms (the runtime's
+		// wall-clock tick is 10ms, see Options): results reach topic2 within
+		// a few tens of ms of window_end + grace.
+		window.CloseInterval(20*time.Millisecond),
 	)
 	results := stream.Map(counts, func(w window.Windowed[string], n int64) (string, wire.Result) {
 		return w.Key, wire.NewResult(w.Start.UnixMilli(), cfg.Window, w.Key, n, cfg.Scale)
@@ -115,6 +119,7 @@ func Options(cfg Config) []stream.Opt {
 		stream.Logger(cfg.Logger),
 		stream.OnDeserializationError(stream.SendToDeadLetter, cfg.DLQTopic),
 		stream.CommitInterval(time.Second),
+		stream.WallClockInterval(10 * time.Millisecond),
 	}
 	if cfg.StateDir != "" {
 		opts = append(opts, stream.StateDir(cfg.StateDir))
@@ -136,14 +141,46 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	app, err := stream.NewApp(top, Options(cfg)...)
-	if err != nil {
-		return err
-	}
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(app.Collector()); err != nil {
+	// A runtime failure (a broker restart that outlasts the producer's
+	// retries, a fenced transactional producer) restarts the App, as Kafka
+	// Streams replaces a dead stream thread: the new one restores its state
+	// from the changelogs and resumes from the committed offsets, so nothing
+	// is lost or counted twice. Only quick repeated failures give up.
+	backoff, quick := time.Second, 0
+	for {
+		app, err := stream.NewApp(top, Options(cfg)...)
+		if err != nil {
 			return err
 		}
+		if cfg.Registerer != nil {
+			if err := cfg.Registerer.Register(app.Collector()); err != nil {
+				return err
+			}
+		}
+		started := time.Now()
+		err = app.Run(ctx)
+		if cfg.Registerer != nil {
+			cfg.Registerer.Unregister(app.Collector())
+		}
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff, quick = time.Second, 0
+		}
+		if quick++; quick > maxQuickRestarts {
+			return fmt.Errorf("aggregator: failed %d times in a row, last: %w", quick, err)
+		}
+		cfg.Logger.Error("aggregator failed; restarting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
-	return app.Run(ctx)
 }
+
+// maxQuickRestarts is how many times in a row the aggregator restarts after
+// a failure within a minute of starting before Run gives up.
+const maxQuickRestarts = 10

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -144,6 +145,13 @@ func TestBadRequests(t *testing.T) {
 		{name: "batch non-object", body: batch(okEmoji, `7`), status: 400, errContains: "emoji object", index: 1},
 		{name: "batch too large", body: tooMany, status: 400, errContains: "at most 1000", index: 1000},
 		{name: "batch invalid json", body: `[` + okEmoji + `,]`, status: 400, errContains: "invalid JSON", index: -1},
+		{name: "batch of 400k numbers", body: "[" + strings.Repeat("1,", 400000) + "1]", status: 400, errContains: "at most 1000", index: 1000},
+		{name: "batch of 1001 empty objects", body: "[" + strings.Repeat("{},", 1000) + "{}]", status: 400, errContains: "at most 1000", index: 1000},
+		{name: "deeply nested arrays", body: strings.Repeat("[", 100000) + strings.Repeat("]", 100000), status: 400, errContains: "invalid JSON", index: -1},
+		{name: "batch invalid utf8 user", body: batch(okEmoji, "{\"user_id\":\"\xff\xfe\",\"emoji_type\":\"🔥\"}"), status: 400, errContains: "user_id", index: 1},
+		{name: "emoji_type invalid utf8", body: "{\"user_id\":\"u\",\"emoji_type\":\"\xf0\x9f\x94\"}", status: 400, errContains: "emoji_type", index: -1},
+		{name: "invalid utf8 outside strings", body: "{\"user_id\":\"u\",\"emoji_type\":\"🔥\"}\xff", status: 400, errContains: "invalid JSON", index: -1},
+		{name: "NUL bytes", body: "\x00\x00\x00", status: 400, errContains: "invalid JSON", index: -1},
 		{name: "GET", method: http.MethodGet, status: 405, errContains: "POST", index: -1},
 		{name: "PUT", method: http.MethodPut, body: okEmoji, status: 405, errContains: "POST", index: -1},
 		{name: "DELETE", method: http.MethodDelete, status: 405, errContains: "POST", index: -1},
@@ -210,6 +218,51 @@ func TestBadRequests(t *testing.T) {
 		r := do(t, http.MethodGet, base+"/healthz", "", nil)
 		require.Equal(t, 503, r.status)
 	})
+}
+
+// TestConcurrencyLimit fills the only request slot with a request whose body
+// never ends: the next request is answered 503 at once, in JSON, instead of
+// queueing; once the slot is free requests are handled again.
+func TestConcurrencyLimit(t *testing.T) {
+	_, base := startAPI(t, api.Config{Brokers: []string{deadBroker(t)}, AckTimeout: 200 * time.Millisecond, MaxConcurrent: 1})
+	url := base + "/api"
+	// The slot holder: a raw connection that sends the headers and half of
+	// the body, so its handler holds the only slot while it reads.
+	holder, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = holder.Close() })
+	half := len(okEmoji) / 2
+	_, err = fmt.Fprintf(holder, "POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(okEmoji), okEmoji[:half])
+	require.NoError(t, err)
+
+	var r response
+	var took time.Duration
+	require.Eventually(t, func() bool {
+		start := time.Now()
+		r = post(t, url, "application/json", okEmoji)
+		took = time.Since(start)
+		return r.status == 503 && r.body["error"] == "too many concurrent requests"
+	}, 10*time.Second, 10*time.Millisecond, "the slot holder never held the slot")
+	// A queued request would wait as long as the slot holder (for ever
+	// here); the refusal comes at once. 5 s leaves room for a loaded machine.
+	require.Less(t, took, 5*time.Second, "answered at once, not queued")
+	require.Equal(t, "application/json", r.header.Get("Content-Type"))
+	require.Equal(t, "1", r.header.Get("Retry-After"))
+
+	// The rest of the body: the holder gets its own answer and frees the slot.
+	_, err = io.WriteString(holder, okEmoji[half:])
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(holder), nil)
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(res.Body)
+	require.Equal(t, 503, res.StatusCode, string(raw))
+	require.Contains(t, string(raw), "kafka unavailable", "the slot holder got its own answer")
+	r = post(t, url, "application/json", okEmoji)
+	require.Equal(t, 503, r.status)
+	require.Contains(t, r.body["error"], "kafka unavailable", "the slot is free again")
+
+	_, err = api.New(api.Config{Brokers: []string{"x:1"}, MaxConcurrent: -1})
+	require.ErrorContains(t, err, "MaxConcurrent must be positive")
 }
 
 // TestKafkaGoesAway checks the 503 of a server that was connected when the

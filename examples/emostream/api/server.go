@@ -278,7 +278,9 @@ func checkContentType(ct string) string {
 // parseBody validates the whole body before anything is sent, so a bad
 // object anywhere rejects the batch with nothing written.
 func parseBody(body []byte, now time.Time) ([]wire.Event, *reply) {
-	body = bytes.TrimSpace(body)
+	// Only JSON's own whitespace: bytes.TrimSpace would also strip \v, \f,
+	// U+0085 and U+00A0 and so accept bodies that are not JSON.
+	body = bytes.Trim(body, " \t\r\n")
 	if !json.Valid(body) {
 		var v any
 		err := json.Unmarshal(body, &v)

@@ -19,6 +19,7 @@ import (
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/internal/httpx"
 	"github.com/emostream/emostream/examples/emostream/load"
+	"github.com/emostream/emostream/pkg/stream"
 	"github.com/emostream/emostream/pkg/stream/embedded"
 )
 
@@ -35,7 +36,10 @@ type AggregatorConfig struct {
 	StateDir string
 	// ExactlyOnce runs the aggregator with Kafka transactions (--exactly-once).
 	ExactlyOnce bool
-	Logger      *slog.Logger
+	// Security is the TLS and SASL of the Kafka connections (--kafka-tls*,
+	// --kafka-sasl-*); give it to the runtime with stream.WithSecurity.
+	Security stream.Security
+	Logger   *slog.Logger
 	// Registerer receives the aggregator's metrics; it is the registry that
 	// /metrics serves, or nil when nothing serves metrics.
 	Registerer prometheus.Registerer
@@ -91,6 +95,7 @@ func Main(ctx context.Context, o Options) int {
 	}
 	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e := env{Options: o, cfg: c, log: log}
+	e.logSecurity()
 	switch c.command {
 	case "api":
 		err = e.api(ctx)
@@ -115,6 +120,23 @@ func Main(ctx context.Context, o Options) int {
 	return exitOK
 }
 
+// logSecurity says how Kafka connections are secured, and warns about
+// settings that expose the traffic or the password. It never logs the
+// password (stream.Security hides it).
+func (e *env) logSecurity() {
+	c := e.cfg
+	if c.command == "load" || !c.securityEnabled() {
+		return
+	}
+	e.log.Info("Kafka connections secured", "security", c.security)
+	if c.kafkaTLSInsecure {
+		e.log.Warn("--kafka-tls-insecure-skip-verify: broker certificates are not checked; anyone in the path can read the traffic")
+	}
+	if strings.EqualFold(c.saslMechanism, stream.SASLPlain) && !c.kafkaTLS {
+		e.log.Warn("SASL PLAIN without --kafka-tls sends the password in clear text")
+	}
+}
+
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // env carries what every subcommand needs.
@@ -137,6 +159,7 @@ func (e *env) aggregatorConfig(brokers []string, reg prometheus.Registerer) Aggr
 		Scale:       c.scale,
 		StateDir:    e.stateDir(),
 		ExactlyOnce: c.exactlyOnce,
+		Security:    c.security,
 		Logger:      e.log.With("component", "aggregator"),
 		Registerer:  reg,
 	}
@@ -152,41 +175,78 @@ func (e *env) stateDir() string {
 	return filepath.Join(e.cfg.dataDir, "aggregator")
 }
 
-func (e *env) startBroker() (*embedded.Broker, error) {
+// startBroker starts the embedded broker. With --data-dir it first checks
+// that the directory can be written and has room, and returns a guard that
+// reports when it no longer does (nil without --data-dir).
+func (e *env) startBroker() (*embedded.Broker, *diskGuard, error) {
 	opts := []embedded.Opt{embedded.Addr(e.cfg.brokerListen), embedded.DefaultPartitions(e.cfg.partitions)}
-	if e.cfg.dataDir != "" {
-		opts = append(opts, embedded.DataDir(filepath.Join(e.cfg.dataDir, "broker")))
+	var guard *diskGuard
+	if dir := e.cfg.dataDir; dir != "" {
+		if err := checkDataDir(dir); err != nil {
+			return nil, nil, err
+		}
+		if err := checkDataDir(brokerDataDir(dir)); err != nil {
+			return nil, nil, err
+		}
+		guard = newDiskGuard(dir)
+		opts = append(opts, embedded.DataDir(brokerDataDir(dir)),
+			embedded.Logger(slog.New(guard.handler(e.log.Handler()))))
 	}
 	b, err := embedded.Start(opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e.log.Info("embedded broker started", "addr", strings.Join(b.Addrs(), ","), "data_dir", e.cfg.dataDir)
-	return b, nil
+	return b, guard, nil
+}
+
+// retention is the retention of the topics the app creates: --retention on
+// the embedded broker (which keeps every record in memory or indexes it in
+// memory, so unbounded retention would grow without end), the cluster's
+// own default on a real cluster.
+func (e *env) retention() time.Duration {
+	if len(e.cfg.brokers) == 0 {
+		return e.cfg.retention
+	}
+	return 0
+}
+
+// closeBroker stops the embedded broker, which saves its state to
+// --data-dir, and turns a failure to write there (now or before) into err.
+func closeBroker(b *embedded.Broker, guard *diskGuard, err *error) {
+	_ = b.Close()
+	if guard == nil {
+		return
+	}
+	if gerr := guard.Err(); gerr != nil && *err == nil {
+		*err = gerr
+	}
 }
 
 // run is everything in one process.
-func (e *env) run(ctx context.Context) error {
+func (e *env) run(ctx context.Context) (err error) {
 	c := e.cfg
 	brokers := c.brokers
+	var guard *diskGuard
 	if len(brokers) == 0 {
-		b, err := e.startBroker()
+		var b *embedded.Broker
+		b, guard, err = e.startBroker()
 		if err != nil {
 			return err
 		}
-		defer b.Close() // last: everything else flushes into it first
+		defer closeBroker(b, guard, &err) // last: everything else flushes into it first
 		brokers = b.Addrs()
 	}
-	if err := ensureTopics(ctx, e.log, brokers, c.partitions, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
 		return err
 	}
 	reg := httpx.NewRegistry()
-	apiSrv, err := api.New(api.Config{Brokers: brokers, Topic: c.inputTopic, Registry: reg, Logger: e.log})
+	apiSrv, err := api.New(api.Config{Brokers: brokers, Topic: c.inputTopic, Registry: reg, Logger: e.log, Sarama: c.configureSarama})
 	if err != nil {
 		return err
 	}
 	dash, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: c.outputTopic, Window: c.window, Grace: c.grace,
-		Scale: c.scale, Registry: reg, Logger: e.log})
+		Scale: c.scale, Registry: reg, Logger: e.log, Sarama: c.configureSarama})
 	if err != nil {
 		return err
 	}
@@ -207,6 +267,9 @@ func (e *env) run(ctx context.Context) error {
 	sup.start(1, "http", func(ctx context.Context) error { return httpx.Serve(ctx, ln, mux, e.log, dash.CloseStreams) })
 	sup.start(1, "api", apiSrv.Run)
 	sup.start(2, "dashboard", dash.Run)
+	if guard != nil {
+		sup.start(2, "data dir", guard.run)
+	}
 	if e.Aggregator != nil {
 		acfg := e.aggregatorConfig(brokers, reg)
 		sup.start(2, "aggregator", func(ctx context.Context) error { return e.Aggregator(ctx, acfg) })
@@ -242,10 +305,11 @@ func (e *env) run(ctx context.Context) error {
 
 func (e *env) api(ctx context.Context) error {
 	brokers := e.cfg.kafkaBrokers()
-	if err := ensureTopics(ctx, e.log, brokers, e.cfg.partitions, e.cfg.inputTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, e.cfg.security, e.cfg.partitions, 0, e.cfg.inputTopic); err != nil {
 		return err
 	}
-	s, err := api.New(api.Config{Brokers: brokers, Topic: e.cfg.inputTopic, HTTP: e.cfg.http, Logger: e.log})
+	s, err := api.New(api.Config{Brokers: brokers, Topic: e.cfg.inputTopic, HTTP: e.cfg.http, Logger: e.log,
+		Sarama: e.cfg.configureSarama})
 	if err != nil {
 		return err
 	}
@@ -254,11 +318,11 @@ func (e *env) api(ctx context.Context) error {
 
 func (e *env) dashboard(ctx context.Context) error {
 	brokers := e.cfg.kafkaBrokers()
-	if err := ensureTopics(ctx, e.log, brokers, e.cfg.partitions, e.cfg.outputTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, e.cfg.security, e.cfg.partitions, 0, e.cfg.outputTopic); err != nil {
 		return err
 	}
 	s, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: e.cfg.outputTopic, HTTP: e.cfg.http,
-		Window: e.cfg.window, Grace: e.cfg.grace, Scale: e.cfg.scale, Logger: e.log})
+		Window: e.cfg.window, Grace: e.cfg.grace, Scale: e.cfg.scale, Logger: e.log, Sarama: e.cfg.configureSarama})
 	if err != nil {
 		return err
 	}
@@ -271,7 +335,7 @@ func (e *env) aggregate(ctx context.Context) error {
 	}
 	brokers := e.cfg.kafkaBrokers()
 	c := e.cfg
-	if err := ensureTopics(ctx, e.log, brokers, c.partitions, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
 		return err
 	}
 	if !c.httpSet {
@@ -304,19 +368,24 @@ func (e *env) load(ctx context.Context) error {
 	return lc.Run(ctx)
 }
 
-func (e *env) broker(ctx context.Context) error {
-	b, err := e.startBroker()
+func (e *env) broker(ctx context.Context) (err error) {
+	b, guard, err := e.startBroker()
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer closeBroker(b, guard, &err)
 	c := e.cfg
-	if err := ensureTopics(ctx, e.log, b.Addrs(), c.partitions, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, b.Addrs(), stream.Security{}, c.partitions, c.retention, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "Kafka-protocol broker listening on %s; connect with --brokers %s\n", b.Addrs()[0], b.Addrs()[0])
-	<-ctx.Done()
-	return nil
+	if guard == nil {
+		<-ctx.Done()
+		return nil
+	}
+	gctx, stop := context.WithCancel(ctx)
+	defer stop()
+	return guard.run(gctx)
 }
 
 // baseURL is the URL people can open for a listener: a wildcard address is

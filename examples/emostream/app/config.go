@@ -11,6 +11,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/emostream/emostream/pkg/stream"
 )
 
 // EnvPrefix starts the environment variable of every flag.
@@ -44,13 +48,29 @@ type config struct {
 	scale        int64
 	loadClients  int
 	exactlyOnce  bool
+	retention    time.Duration
 
 	target   string
 	clients  int
 	rate     float64
 	duration time.Duration
 	batch    int
+
+	// Kafka connection security (--kafka-tls*, --kafka-sasl-*).
+	kafkaTLS         bool
+	kafkaTLSCA       string
+	kafkaTLSCert     string
+	kafkaTLSKey      string
+	kafkaTLSInsecure bool
+	saslMechanism    string
+	saslUser         string
+	saslPassword     string
+	// security is built from the fields above by validate.
+	security stream.Security
 }
+
+// secretFlags are flags whose values must never be printed.
+var secretFlags = map[string]bool{"kafka-sasl-password": true}
 
 // errHelp is returned by parse for -h; Main prints usage and exits 0.
 var errHelp = flag.ErrHelp
@@ -75,6 +95,9 @@ func parse(args []string, getenv func(string) string) (*config, error) {
 		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(name); v != "" && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
+				if secretFlags[f.Name] {
+					v = "<redacted>"
+				}
 				envErr = fmt.Errorf("%s=%q: %v", name, v, err)
 			}
 		}
@@ -126,6 +149,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.window, "window", 2*time.Second, "tumbling window `size`")
 	fs.DurationVar(&c.grace, "grace", 500*time.Millisecond, "how long after a window's end late records still count")
 	fs.Int64Var(&c.scale, "scale", 1000, "bursts = ceil(count / `scale`)")
+	fs.DurationVar(&c.retention, "retention", 10*time.Minute, "embedded broker: how long topic1, topic2 and the DLQ keep records (0: forever); a real cluster's topics keep their own settings")
 	fs.BoolVar(&c.exactlyOnce, "exactly-once", false, "aggregator: write results, state and offsets in Kafka transactions (read_committed); see docs/reliability.md")
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
 	fs.StringVar(&c.target, "target", "http://127.0.0.1:8080", "load: `URL` of the ingest API")
@@ -133,6 +157,14 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&c.rate, "rate", 1000, "load (and run's simulated clients): emojis per second in total; 0 for as fast as possible")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "load: how long to run; 0 until Ctrl-C")
 	fs.IntVar(&c.batch, "batch", 1, "load: emojis per request (1 to 1000)")
+	fs.BoolVar(&c.kafkaTLS, "kafka-tls", false, "connect to Kafka (--brokers) over TLS")
+	fs.StringVar(&c.kafkaTLSCA, "kafka-tls-ca", "", "PEM `file` with the CA certificates that sign the brokers' certificates (default: the system's roots)")
+	fs.StringVar(&c.kafkaTLSCert, "kafka-tls-cert", "", "PEM `file` with a client certificate, for brokers that require one (with --kafka-tls-key)")
+	fs.StringVar(&c.kafkaTLSKey, "kafka-tls-key", "", "PEM `file` with the client certificate's private key")
+	fs.BoolVar(&c.kafkaTLSInsecure, "kafka-tls-insecure-skip-verify", false, "accept any broker certificate (tests only: the traffic can then be read by anyone in the path)")
+	fs.StringVar(&c.saslMechanism, "kafka-sasl-mechanism", "", "SASL `mechanism` to log in to Kafka: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
+	fs.StringVar(&c.saslUser, "kafka-sasl-user", "", "SASL `user` name")
+	fs.StringVar(&c.saslPassword, "kafka-sasl-password", "", "SASL `password`; prefer "+EnvPrefix+"KAFKA_SASL_PASSWORD, since other users of the machine can see command lines")
 	return fs
 }
 
@@ -162,6 +194,9 @@ func (c *config) validate() error {
 	} else if c.window%time.Millisecond != 0 {
 		bad("--window must be a whole number of milliseconds, got %v", c.window)
 	}
+	if c.retention != 0 && c.retention < time.Minute {
+		bad("--retention must be 0 (forever) or at least 1m, got %v", c.retention)
+	}
 	if c.grace < 0 {
 		bad("--grace must not be negative, got %v", c.grace)
 	}
@@ -183,10 +218,77 @@ func (c *config) validate() error {
 	if c.batch < 1 || c.batch > 1000 {
 		bad("--batch must be 1 to 1000, got %d", c.batch)
 	}
+	c.validateSecurity(bad)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
-	return nil
+	return c.loadSecurity()
+}
+
+// validateSecurity checks the --kafka-tls* and --kafka-sasl-* flags. No
+// message contains the password.
+func (c *config) validateSecurity(bad func(string, ...any)) {
+	if !c.kafkaTLS {
+		for _, f := range []struct {
+			flag string
+			set  bool
+		}{{"--kafka-tls-ca", c.kafkaTLSCA != ""}, {"--kafka-tls-cert", c.kafkaTLSCert != ""}, {"--kafka-tls-key", c.kafkaTLSKey != ""},
+			{"--kafka-tls-insecure-skip-verify", c.kafkaTLSInsecure}} {
+			if f.set {
+				bad("%s needs --kafka-tls", f.flag)
+			}
+		}
+	}
+	if c.kafkaTLSCert != "" && c.kafkaTLSKey == "" {
+		bad("--kafka-tls-cert needs --kafka-tls-key")
+	}
+	if c.kafkaTLSKey != "" && c.kafkaTLSCert == "" {
+		bad("--kafka-tls-key needs --kafka-tls-cert")
+	}
+	switch mech := strings.ToUpper(c.saslMechanism); mech {
+	case "":
+		if c.saslUser != "" {
+			bad("--kafka-sasl-user needs --kafka-sasl-mechanism")
+		}
+		if c.saslPassword != "" {
+			bad("--kafka-sasl-password needs --kafka-sasl-mechanism")
+		}
+	case stream.SASLPlain, stream.SASLScramSHA256, stream.SASLScramSHA512:
+		if c.saslUser == "" {
+			bad("--kafka-sasl-mechanism %s needs --kafka-sasl-user", mech)
+		}
+		if c.saslPassword == "" {
+			bad("--kafka-sasl-mechanism %s needs a password (%sKAFKA_SASL_PASSWORD or --kafka-sasl-password)", mech, EnvPrefix)
+		}
+	default:
+		bad("--kafka-sasl-mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.saslMechanism)
+	}
+	if c.securityEnabled() && (c.command == "broker" || (c.command == "run" && len(c.brokers) == 0)) {
+		bad("--kafka-tls and --kafka-sasl-* apply to the cluster given with --brokers; the embedded broker (%s without --brokers) has neither", c.command)
+	}
+}
+
+func (c *config) securityEnabled() bool { return c.kafkaTLS || c.saslMechanism != "" }
+
+// loadSecurity reads the TLS files and builds c.security; the flags are
+// already valid.
+func (c *config) loadSecurity() error {
+	c.security = stream.Security{SASL: stream.SASL{Mechanism: strings.ToUpper(c.saslMechanism), User: c.saslUser, Password: c.saslPassword}}
+	if c.kafkaTLS {
+		tc, err := stream.TLSFiles{CAFile: c.kafkaTLSCA, CertFile: c.kafkaTLSCert, KeyFile: c.kafkaTLSKey,
+			InsecureSkipVerify: c.kafkaTLSInsecure}.Config()
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "stream: "))
+		}
+		c.security.TLS = tc
+	}
+	return c.security.Validate()
+}
+
+// configureSarama applies the Kafka security flags to a client's
+// configuration.
+func (c *config) configureSarama(sc *sarama.Config) {
+	_ = c.security.Apply(sc) // validated by parse
 }
 
 // kafkaBrokers is where the parts that only talk to Kafka connect: the

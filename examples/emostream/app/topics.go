@@ -2,42 +2,61 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/emostream/emostream/pkg/stream"
 )
 
 // connectTimeout bounds how long a subcommand waits for Kafka at start:
 // in a compose file the broker may come up after us.
 const connectTimeout = 60 * time.Second
 
-func saramaConfig(clientID string) *sarama.Config {
+func saramaConfig(clientID string, configure func(*sarama.Config)) *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_6_0_0
 	sc.ClientID = clientID
 	sc.Net.DialTimeout = 5 * time.Second
 	sc.Metadata.AllowAutoTopicCreation = false
+	if configure != nil {
+		configure(sc)
+	}
 	return sc
 }
 
 // ensureTopics creates the topics that do not exist yet with the given
 // partitions and the cluster's default replication factor. A topic that
 // exists with another partition count is left alone with a warning:
-// changing it would move keys between partitions.
-func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, partitions int32, topics ...string) error {
+// changing it would move keys between partitions. retention, when not 0,
+// is the retention.ms of the topics created (existing topics keep theirs).
+// Connection failures are
+// retried for connectTimeout, except those no retry can cure: a rejected
+// login or an untrusted certificate.
+func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, sec stream.Security, partitions int32, retention time.Duration, topics ...string) error {
 	var admin sarama.ClusterAdmin
 	deadline := time.Now().Add(connectTimeout)
 	for {
 		var err error
-		admin, err = sarama.NewClusterAdmin(brokers, saramaConfig("emostream-admin"))
+		admin, err = newAdmin(ctx, brokers, sec)
 		if err == nil {
 			break
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if fatal := connectError(err, sec); fatal != nil {
+			return fmt.Errorf("connecting to Kafka at %v: %w", brokers, fatal)
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("connecting to Kafka at %v: %w", brokers, err)
+			return fmt.Errorf("connecting to Kafka at %v: %w%s", brokers, err, connectHint(sec))
 		}
 		log.Warn("waiting for Kafka", "brokers", brokers, "err", err)
 		select {
@@ -49,7 +68,12 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, parti
 	defer admin.Close()
 
 	for _, topic := range topics {
-		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1}, false)
+		detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1}
+		if retention > 0 {
+			ms := strconv.FormatInt(retention.Milliseconds(), 10)
+			detail.ConfigEntries = map[string]*string{"retention.ms": &ms}
+		}
+		err := admin.CreateTopic(topic, detail, false)
 		var te *sarama.TopicError
 		switch {
 		case err == nil:
@@ -76,6 +100,11 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, parti
 			case m.Err != sarama.ErrNoError:
 				return fmt.Errorf("topic %s: %w", m.Name, m.Err)
 			}
+			for _, pm := range m.Partitions {
+				if pm.Err == sarama.ErrLeaderNotAvailable || pm.Leader < 0 {
+					pending = fmt.Errorf("topic %s partition %d: %w", m.Name, pm.ID, sarama.ErrLeaderNotAvailable)
+				}
+			}
 		}
 		if pending == nil {
 			for _, m := range meta {
@@ -94,4 +123,71 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, parti
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// newAdmin connects an admin client, giving up when ctx ends: a broker that
+// accepts the connection but never answers (a TLS handshake to a plaintext
+// port, say) must not delay Ctrl-C until sarama's timeouts.
+func newAdmin(ctx context.Context, brokers []string, sec stream.Security) (sarama.ClusterAdmin, error) {
+	sc := saramaConfig("emostream-admin", func(sc *sarama.Config) { _ = sec.Apply(sc) })
+	sc.Net.ReadTimeout = 10 * time.Second // admin requests are small and quick
+	type result struct {
+		admin sarama.ClusterAdmin
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		a, err := sarama.NewClusterAdmin(brokers, sc)
+		ch <- result{a, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.admin, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.admin != nil {
+				_ = r.admin.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// connectError explains a connection failure that retrying cannot cure, or
+// returns nil for one worth retrying. Sarama's errors carry no password,
+// and neither do these.
+func connectError(err error, sec stream.Security) error {
+	var (
+		unknownCA  x509.UnknownAuthorityError
+		hostname   x509.HostnameError
+		invalid    x509.CertificateInvalidError
+		notTLS     tls.RecordHeaderError
+		verifyFail *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
+		return fmt.Errorf("Kafka rejected the login (%s): check --kafka-sasl-mechanism, --kafka-sasl-user and the password: %w", sec.SASL, err)
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verifyFail):
+		return fmt.Errorf("the broker's TLS certificate is not trusted (see --kafka-tls-ca): %w", err)
+	case errors.As(err, &notTLS):
+		return fmt.Errorf("the broker does not speak TLS on that address (check --kafka-tls and --brokers): %w", err)
+	}
+	return nil
+}
+
+// connectHint is added to a connection error when security is on: some
+// brokers close the connection on a failed login instead of answering with
+// an error, and a TLS client talking to a plaintext port just times out.
+func connectHint(sec stream.Security) string {
+	var hints []string
+	if sec.SASL.Mechanism != "" {
+		hints = append(hints, fmt.Sprintf("logging in with %s, a broker may close the connection on a wrong mechanism, user or password", sec.SASL))
+	}
+	if sec.TLS != nil {
+		hints = append(hints, "with --kafka-tls, a plaintext listener makes the handshake time out")
+	}
+	if len(hints) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(hints, "; ") + ")"
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,9 @@ type Config struct {
 	// Rate is the target in emojis per second across all clients; 0 sends
 	// as fast as the clients can.
 	Rate float64
-	// Duration is how long to run; 0 runs until the context ends.
+	// Duration is how long to send; requests under way when it ends are
+	// answered (within Timeout) and counted. 0 runs until the context ends,
+	// which interrupts the requests under way.
 	Duration time.Duration
 	// Batch is the number of emojis per request: 1 (the default) sends one
 	// object, more send an array.
@@ -44,7 +47,9 @@ type Config struct {
 	Progress io.Writer
 	// ProgressInterval defaults to 1s.
 	ProgressInterval time.Duration
-	// HTTPClient replaces the client built from Clients and Timeout.
+	// HTTPClient replaces the client built from Clients and Timeout: the
+	// requests then go through net/http (as they do to an https target)
+	// instead of the package's lean HTTP/1.1 client.
 	HTTPClient *http.Client
 }
 
@@ -53,7 +58,11 @@ type Client struct {
 	cfg      Config
 	endpoint string
 	http     *http.Client
+	raw      *rawTarget // plain HTTP without Config.HTTPClient: the lean client of conn.go
 	picker   *picker
+	// emojiJSON holds each emoji of Config.Emojis as a JSON string, so
+	// request bodies are appended without encoding/json.
+	emojiJSON [][]byte
 
 	mu       sync.Mutex
 	total    *histogram
@@ -125,7 +134,9 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("load: invalid config: %w", err)
 	}
 	hc := cfg.HTTPClient
+	var raw *rawTarget
 	if hc == nil {
+		raw = newRawTarget(endpoint, cfg.Timeout) // nil for https
 		hc = &http.Client{
 			Timeout: cfg.Timeout,
 			Transport: &http.Transport{
@@ -137,8 +148,12 @@ func New(cfg Config) (*Client, error) {
 			},
 		}
 	}
+	emojiJSON := make([][]byte, len(cfg.Emojis))
+	for i, e := range cfg.Emojis {
+		emojiJSON[i], _ = json.Marshal(e)
+	}
 	return &Client{
-		cfg: cfg, endpoint: endpoint, http: hc,
+		cfg: cfg, endpoint: endpoint, http: hc, raw: raw, emojiJSON: emojiJSON,
 		total: newHistogram(), interval: newHistogram(),
 		sum: Summary{ByStatus: map[int]int64{}},
 	}, nil
@@ -163,9 +178,13 @@ func (c *Client) Endpoint() string { return c.endpoint }
 // summary to Progress. It returns [ErrNothingAccepted] if requests were
 // sent but none was accepted.
 func (c *Client) Run(ctx context.Context) error {
+	// stop ends the sending; requests under way when Duration is over still
+	// get their answers (within Timeout), so what the server accepted is
+	// what the summary counts. Cancelling ctx interrupts them.
+	stop := ctx
 	if c.cfg.Duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Duration)
+		stop, cancel = context.WithTimeout(ctx, c.cfg.Duration)
 		defer cancel()
 	}
 	start := time.Now()
@@ -179,15 +198,15 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	for i := range c.cfg.Clients {
-		wg.Go(func() { c.worker(ctx, i, slots) })
+		wg.Go(func() { c.worker(ctx, stop, i, slots) })
 	}
 	if slots != nil {
-		wg.Go(func() { c.pace(ctx, start, slots) })
+		wg.Go(func() { c.pace(stop, start, slots) })
 	}
 	progressDone := make(chan struct{})
 	go func() {
 		defer close(progressDone)
-		c.progress(ctx, start)
+		c.progress(stop, start)
 	}()
 	wg.Wait()
 	<-progressDone
@@ -231,54 +250,96 @@ func (c *Client) pace(ctx context.Context, start time.Time, slots chan<- struct{
 	}
 }
 
-func (c *Client) worker(ctx context.Context, id int, slots <-chan struct{}) {
+// worker sends requests until stop ends; ctx bounds each request.
+func (c *Client) worker(ctx, stop context.Context, id int, slots <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(id)))
-	user := fmt.Sprintf("load-%03d", id)
+	user, _ := json.Marshal(fmt.Sprintf("load-%03d", id))
+	var conn *rawConn
+	if c.raw != nil {
+		conn = c.raw.newConn(ctx)
+		defer conn.close()
+	}
+	var body []byte
 	for {
 		if slots != nil {
 			select {
-			case <-ctx.Done():
+			case <-stop.Done():
 				return
 			case <-slots:
 			}
-		} else if ctx.Err() != nil {
+		}
+		if stop.Err() != nil {
 			return
 		}
-		c.send(ctx, rng, user)
+		body = c.send(ctx, rng, user, conn, body)
 	}
 }
 
-func (c *Client) send(ctx context.Context, rng *rand.Rand, user string) {
+// send posts one request of Batch emojis stamped with the current time,
+// reusing buf for its body, and records the answer. It returns the buffer
+// for the next request.
+func (c *Client) send(ctx context.Context, rng *rand.Rand, user []byte, conn *rawConn, buf []byte) []byte {
 	now := time.Now()
-	ms := now.UnixMilli()
-	reqs := make([]wire.Request, c.cfg.Batch)
-	for i := range reqs {
-		reqs[i] = wire.Request{UserID: user, EmojiType: c.picker.pick(rng, now), Timestamp: &ms}
-	}
-	var body []byte
-	if c.cfg.Batch == 1 {
-		body, _ = json.Marshal(reqs[0])
+	body := c.appendBody(buf[:0], rng, user, now)
+	var status int
+	var err error
+	if conn != nil {
+		status, err = conn.post(body)
 	} else {
-		body, _ = json.Marshal(reqs)
+		status, err = c.postHTTP(ctx, body)
 	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return body // the run ended mid-request; not the server's fault
+		}
+		c.record(0, time.Since(now), 0)
+		return body
+	}
+	c.record(status, time.Since(now), c.cfg.Batch)
+	return body
+}
+
+// appendBody appends a request body to dst: one emoji object, or an array
+// of Batch of them, all with the timestamp now in epoch milliseconds.
+func (c *Client) appendBody(dst []byte, rng *rand.Rand, user []byte, now time.Time) []byte {
+	ms := now.UnixMilli()
+	if c.cfg.Batch > 1 {
+		dst = append(dst, '[')
+	}
+	for i := range c.cfg.Batch {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"user_id":`...)
+		dst = append(dst, user...)
+		dst = append(dst, `,"emoji_type":`...)
+		dst = append(dst, c.emojiJSON[c.picker.pickIndex(rng, now)]...)
+		dst = append(dst, `,"timestamp":`...)
+		dst = strconv.AppendInt(dst, ms, 10)
+		dst = append(dst, '}')
+	}
+	if c.cfg.Batch > 1 {
+		dst = append(dst, ']')
+	}
+	return dst
+}
+
+// postHTTP sends body with the net/http client (Config.HTTPClient, or an
+// https target).
+func (c *Client) postHTTP(ctx context.Context, body []byte) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		c.record(0, 0, 0)
-		return
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	res, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return // the run ended mid-request; not the server's fault
-		}
-		c.record(0, time.Since(now), 0)
-		return
+		return 0, err
 	}
 	// Reading the body to the end lets the connection be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
 	_ = res.Body.Close()
-	c.record(res.StatusCode, time.Since(now), len(reqs))
+	return res.StatusCode, nil
 }
 
 func (c *Client) record(status int, d time.Duration, emojis int) {

@@ -14,6 +14,14 @@
 // and keycaps, drawn with a skewed distribution whose favourite changes
 // every few seconds, so the dashboard has trends to show.
 //
+// Requests to a plain-HTTP target go through a minimal HTTP/1.1 client of
+// the package's own: each client writes a request with one system call on
+// its keep-alive connection and reads the answer in the same goroutine, so
+// that the load client, which usually shares the machine with the server it
+// loads, costs as little CPU per request as possible (about a third of what
+// net/http's client costs). An https target, or a Config.HTTPClient, uses
+// net/http.
+//
 // [Client.Run] runs the load; the `load` subcommand and `run --load-clients`
 // both use it.
 package load

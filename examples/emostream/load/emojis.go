@@ -39,12 +39,15 @@ func newPicker(emojis []string, start time.Time) *picker {
 	return p
 }
 
-func (p *picker) pick(r *rand.Rand, now time.Time) string {
+func (p *picker) pick(r *rand.Rand, now time.Time) string { return p.emojis[p.pickIndex(r, now)] }
+
+// pickIndex is pick's choice as an index into the emoji list.
+func (p *picker) pickIndex(r *rand.Rand, now time.Time) int {
 	x := r.Float64() * p.cum[len(p.cum)-1]
 	rank := 0
 	for rank < len(p.cum)-1 && p.cum[rank] < x {
 		rank++
 	}
 	shift := int(now.Sub(p.start) / trendPeriod)
-	return p.emojis[(rank+shift)%len(p.emojis)]
+	return (rank + shift) % len(p.emojis)
 }

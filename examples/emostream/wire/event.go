@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +22,12 @@ type Event struct {
 func (e Event) Time() time.Time { return time.UnixMilli(e.Timestamp) }
 
 // Marshal encodes the event as the topic1 record value.
-func (e Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+func (e Event) Marshal() ([]byte, error) {
+	if b, ok := appendEventFast(make([]byte, 0, 48+len(e.UserID)+len(e.EmojiType)), e); ok {
+		return b, nil
+	}
+	return json.Marshal(e)
+}
 
 // Reasons a topic1 value is rejected by [DecodeEvent]; they are the
 // [DecodeError.Reason] values, stable for DLQ headers and metric labels.
@@ -42,7 +46,15 @@ const (
 // milliseconds. Anything else is a *[DecodeError] whose Reason is one of the
 // Reason constants, so a dead-letter record says why it was rejected.
 func DecodeEvent(b []byte) (Event, error) {
-	b = bytes.TrimSpace(b)
+	if ev, ok := decodeEventFast(b); ok {
+		return ev, nil
+	}
+	return decodeEventSlow(b)
+}
+
+// decodeEventSlow is DecodeEvent on encoding/json, for every input.
+func decodeEventSlow(b []byte) (Event, error) {
+	b = trimJSONSpace(b)
 	switch {
 	case len(b) == 0 || string(b) == "null":
 		return Event{}, &DecodeError{Reason: ReasonEmpty}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
@@ -69,3 +70,9 @@ func hex4(b []byte, at int) (uint64, bool) {
 	u, err := strconv.ParseUint(string(b[at:at+4]), 16, 16)
 	return u, err == nil
 }
+
+// trimJSONSpace removes the whitespace JSON allows around a value (RFC 8259
+// section 2: space, tab, CR, LF). bytes.TrimSpace is wrong here: it also
+// strips \v, \f, U+0085 and U+00A0, which would let invalid JSON such as
+// "\v{...}" pass the json.Valid check that follows.
+func trimJSONSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }

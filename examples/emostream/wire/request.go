@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -46,7 +45,7 @@ type rawRequest struct {
 // *[FieldError]. Unknown fields are ignored, so clients may send more than
 // the contract asks for.
 func ParseRequest(b []byte, now time.Time) (Event, error) {
-	b = bytes.TrimSpace(b)
+	b = trimJSONSpace(b)
 	if !json.Valid(b) {
 		var v any
 		return Event{}, json.Unmarshal(b, &v) // the decoder's error says where

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +58,7 @@ const ReasonInvalidResult = "invalid result"
 // emoji_type, a positive count and non-negative bursts. A value that does
 // not is a *[DecodeError].
 func DecodeResult(b []byte) (Result, error) {
-	b = bytes.TrimSpace(b)
+	b = trimJSONSpace(b)
 	switch {
 	case len(b) == 0 || string(b) == "null":
 		return Result{}, &DecodeError{Reason: ReasonEmpty}

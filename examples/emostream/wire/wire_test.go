@@ -181,48 +181,4 @@ func TestSerdes(t *testing.T) {
 	require.Equal(t, int64(1), r.Count)
 }
 
-func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"user_id":"u","emoji_type":"🔥","timestamp":1}`, `{"user_id":"\ud83d","emoji_type":"👍🏽"}`,
-		`[`, `{"timestamp":"2026-01-01T00:00:00Z"}`, "{\"user_id\":\"\xff\"}"} {
-		f.Add([]byte(s))
-	}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ev, err := ParseRequest(b, now)
-		if err != nil {
-			return
-		}
-		// Whatever is accepted must survive the trip through topic1.
-		enc, err := ev.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := DecodeEvent(enc)
-		if err != nil {
-			t.Fatalf("accepted %q but DecodeEvent(%s) failed: %v", b, enc, err)
-		}
-		if back != ev {
-			t.Fatalf("round trip changed %+v into %+v", ev, back)
-		}
-	})
-}
-
-func FuzzDecodeEvent(f *testing.F) {
-	f.Add([]byte(`{"user_id":"u","emoji_type":"🔥","timestamp":1}`))
-	f.Add([]byte(`{"user_id":"u","emoji_type":"🔥🔥","timestamp":1}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ev, err := DecodeEvent(b)
-		if err != nil {
-			var de *DecodeError
-			if !errors.As(err, &de) || de.Reason == "" {
-				t.Fatalf("error %v is not a DecodeError with a reason", err)
-			}
-			return
-		}
-		if !ValidEmoji(ev.EmojiType) || ev.UserID == "" || ev.Timestamp < 0 {
-			t.Fatalf("accepted invalid event %+v", ev)
-		}
-	})
-}
-
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -21,6 +22,11 @@ const DefaultAddr = "127.0.0.1:0"
 // [DefaultPartitions] option is given. It matches num.partitions=1, the
 // Apache Kafka default and the setting of scripts/kafka-local.sh.
 const DefaultNumPartitions int32 = 1
+
+// CleanupInterval is how often the broker compacts compacted topics and
+// deletes records past a topic's retention.ms (Kafka's
+// log.cleaner.backoff.ms).
+const CleanupInterval = time.Minute
 
 // clusterID is the cluster id the embedded broker reports in metadata.
 const clusterID = "emostream-embedded"
@@ -121,6 +127,10 @@ func Start(opts ...Opt) (*Broker, error) {
 		kfake.ClusterID(clusterID),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(int(c.partitions)),
+		// Compaction and retention run every minute rather than kfake's
+		// default hour, so compacted changelogs and topics with a
+		// retention.ms stay small in a long-running process.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(CleanupInterval.Milliseconds(), 10)}),
 	}
 	if c.dataDir != "" {
 		kopts = append(kopts, kfake.DataDir(c.dataDir))

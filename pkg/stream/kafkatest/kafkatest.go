@@ -389,6 +389,22 @@ func ConsumeN(t testing.TB, brokers []string, topic string, n int, timeout time.
 	return msgs
 }
 
+// consumePartition starts consuming p from the oldest offset. A partition
+// just created may not have settled on its leader yet ("not the leader",
+// "leader not available"): those are retried until metadataTimeout.
+func consumePartition(consumer sarama.Consumer, topic string, p int32) (sarama.PartitionConsumer, error) {
+	deadline := time.Now().Add(metadataTimeout)
+	for {
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		retriable := errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) ||
+			errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrNotCoordinatorForConsumer)
+		if err == nil || !retriable || time.Now().After(deadline) {
+			return pc, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func consume(brokers []string, topic string, n int, timeout time.Duration) ([]Message, error) {
 	consumer, err := sarama.NewConsumer(brokers, SaramaConfig())
 	if err != nil {
@@ -417,7 +433,7 @@ func consume(brokers []string, topic string, n int, timeout time.Duration) ([]Me
 		wg.Wait()
 	}()
 	for _, p := range parts {
-		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		pc, err := consumePartition(consumer, topic, p)
 		if err != nil {
 			return nil, fmt.Errorf("consuming partition %d: %w", p, err)
 		}

@@ -30,13 +30,20 @@ const (
 	ShutdownTimeout = 15 * time.Second
 )
 
-// NewServer returns an http.Server for h with EmoStream's timeouts.
+// timeouts are what NewServer uses: the constants above, which tests
+// shorten to see slow clients cut off without waiting seconds.
+var timeouts = struct{ readHeader, read, idle time.Duration }{ReadHeaderTimeout, ReadTimeout, IdleTimeout}
+
+// NewServer returns an http.Server for h with EmoStream's timeouts. A client
+// that sends its headers slower than [ReadHeaderTimeout], or its whole
+// request slower than [ReadTimeout], is disconnected: slow clients cannot
+// pin connections or handlers for longer.
 func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		IdleTimeout:       IdleTimeout,
+		ReadHeaderTimeout: timeouts.readHeader,
+		ReadTimeout:       timeouts.read,
+		IdleTimeout:       timeouts.idle,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

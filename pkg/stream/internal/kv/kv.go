@@ -28,6 +28,12 @@ type Store interface {
 	// Put stores value under key, replacing any previous value. The store
 	// copies both slices, so the caller may reuse them afterwards.
 	Put(key, value []byte) error
+	// GetShared is Get without the copy where the backend can avoid one:
+	// the caller must not modify the returned value.
+	GetShared(key []byte) ([]byte, bool, error)
+	// PutOwned is Put that may keep value itself instead of a copy: the
+	// caller must not modify value afterwards. key is copied as by Put.
+	PutOwned(key, value []byte) error
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(key []byte) error
 	// Range returns an iterator over the keys in [from, to) in ascending

@@ -100,6 +100,42 @@ func (s *memStore) Put(key, value []byte) error {
 	return nil
 }
 
+// GetShared returns the stored slice itself: items are immutable once
+// inserted, so it stays valid (and unchanged) however the key is written later.
+func (s *memStore) GetShared(key []byte) ([]byte, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.tree == nil {
+		return nil, false, ErrClosed
+	}
+	it, ok := s.tree.Get(probe(key))
+	return it.value, ok, nil
+}
+
+// PutOwned keeps value without copying it, and reuses the stored key slice
+// when the key exists, so overwriting a key allocates nothing.
+func (s *memStore) PutOwned(key, value []byte) error {
+	if value == nil {
+		value = []byte{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tree == nil {
+		return ErrClosed
+	}
+	if it, ok := s.tree.Get(probe(key)); ok {
+		it.value = value
+		s.tree.ReplaceOrInsert(it)
+		return nil
+	}
+	k := cloneBytes(key)
+	if k == nil {
+		k = []byte{}
+	}
+	s.tree.ReplaceOrInsert(memItem{pfx: keyPrefix(k), key: k, value: value})
+	return nil
+}
+
 func (s *memStore) Delete(key []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

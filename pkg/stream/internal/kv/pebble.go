@@ -264,6 +264,12 @@ func (s *pebbleStore) Put(key, value []byte) error {
 	return nil
 }
 
+// GetShared is Get: Pebble's own slice does not outlive the read.
+func (s *pebbleStore) GetShared(key []byte) ([]byte, bool, error) { return s.Get(key) }
+
+// PutOwned is Put: Pebble copies the value into its write batch anyway.
+func (s *pebbleStore) PutOwned(key, value []byte) error { return s.Put(key, value) }
+
 // Delete writes a tombstone without syncing, for the same reason as Put.
 func (s *pebbleStore) Delete(key []byte) error {
 	s.mu.RLock()
