@@ -892,7 +892,7 @@ func (a *App) restore(t *task, c *storeCore) error {
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	got := false
-	n := 0
+	n, idleTicks := 0, 0
 	for c.restoredTo < hwm {
 		select {
 		case <-idle.C:
@@ -900,7 +900,23 @@ func (a *App) restore(t *task, c *storeCore) error {
 				got = false
 				continue
 			}
-			if now, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest); err == nil && now == hwm {
+			// Done only when no transaction is open on the partition (its
+			// last stable offset has reached the high watermark): an open
+			// one — say of an instance that just died — holds back every
+			// record after its start until it commits or times out, and
+			// the fetches meanwhile return nothing.
+			now, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest)
+			if err != nil || now != hwm {
+				hwm = max(hwm, now)
+				continue
+			}
+			// Nothing read at all although offsets lie ahead: give the
+			// consumer a few more seconds before believing they are only
+			// markers and aborted records.
+			if idleTicks++; n == 0 && hwm-from > 1 && idleTicks < 5 {
+				continue
+			}
+			if lso, err := a.lastStableOffset(c.changelog, c.partition); err == nil && lso >= hwm {
 				c.restoredTo = hwm
 			}
 		case m := <-pc.Messages():
@@ -923,6 +939,31 @@ func (a *App) restore(t *task, c *storeCore) error {
 	}
 	t.logger.Info("store restored", slog.String("store", c.name), slog.Int("records", n), slog.Duration("took", time.Since(start)))
 	return nil
+}
+
+// lastStableOffset asks the partition's leader for its last stable offset
+// (ListOffsets with read_committed isolation): the first offset of the
+// oldest open transaction, or the high watermark when none is open.
+func (a *App) lastStableOffset(topic string, partition int32) (int64, error) {
+	broker, err := a.client.Leader(topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	req := sarama.NewOffsetRequest(a.client.Config().Version)
+	req.IsolationLevel = sarama.ReadCommitted
+	req.AddBlock(topic, partition, sarama.OffsetNewest, 1)
+	resp, err := broker.GetAvailableOffsets(req)
+	if err != nil {
+		return 0, err
+	}
+	block := resp.GetBlock(topic, partition)
+	if block == nil {
+		return 0, fmt.Errorf("stream: no offset for %s/%d", topic, partition)
+	}
+	if block.Err != sarama.ErrNoError {
+		return 0, block.Err
+	}
+	return block.Offset, nil
 }
 
 func (a *App) localStores(name string) ([]*storeCore, int32, error) {
