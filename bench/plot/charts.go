@@ -221,7 +221,13 @@ func engineSeries(runs []*compareRun, value func(*compareEngine) float64) ([]str
 
 func compareSubtitle(runs []*compareRun) string {
 	r := runs[0]
-	return fmt.Sprintf("%d partitions, %s, Kafka 4.4.0 on loopback, %s cores", r.Partitions, strings.ReplaceAll(r.Guarantee, "_", "-"), orUnknown(r.Settings["cores"]))
+	guarantee := strings.ReplaceAll(r.Guarantee, "_", "-")
+	for _, o := range runs[1:] {
+		if o.Guarantee != r.Guarantee {
+			guarantee = "guarantee per series"
+		}
+	}
+	return fmt.Sprintf("%d partitions, %s, Kafka 4.4.0 on loopback, %s cores", r.Partitions, guarantee, orUnknown(r.Settings["cores"]))
 }
 
 func drawThroughput(in inputs, path string) error {

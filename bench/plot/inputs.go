@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // compareRun is the part of a bench/compare result file (latest.json,
@@ -77,6 +78,9 @@ func (c *compareRun) label() string {
 	}
 	if c.Runs > 1 {
 		notes = append(notes, fmt.Sprintf("median of %d", c.Runs))
+	}
+	if c.Guarantee != "" && c.Guarantee != "at_least_once" {
+		notes = append(notes, strings.ReplaceAll(c.Guarantee, "_", "-"))
 	}
 	if len(notes) > 0 {
 		s += " (" + joinComma(notes) + ")"

@@ -52,7 +52,7 @@ func main() {
 	fsf := flag.NewFlagSet("plot", flag.ContinueOnError)
 	results := fsf.String("results", filepath.Join(root, "bench", "results"), "`directory` of the result files")
 	out := fsf.String("out", filepath.Join(root, "docs", "img"), "`directory` for the PNG files")
-	compare := fsf.String("compare", "latest.json,full-5m.json", "bench/compare result `files` (in -results), one bar series each")
+	compare := fsf.String("compare", "quick.json,full-5m.json,full-5m-eos.json", "bench/compare result `files` (in -results), one bar series each")
 	if err := fsf.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
