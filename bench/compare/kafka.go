@@ -2,19 +2,18 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/emostream/emostream/bench/internal/harness"
 	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream"
 )
@@ -74,35 +73,7 @@ func (b *broker) stop() {
 }
 
 // pid returns the local broker's process id, for its CPU time, or 0.
-func (b *broker) pid() int {
-	dir := os.Getenv("KAFKA_STATE_DIR")
-	if dir == "" {
-		dir = "/tmp/emostream-kafka"
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "kafka.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return 0
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("kafka.Kafka")) {
-		return 0
-	}
-	// Only if it is the broker we talk to: the script's default port, or KAFKA_PORT.
-	port := os.Getenv("KAFKA_PORT")
-	if port == "" {
-		port = "39092"
-	}
-	for _, a := range b.brokers {
-		if strings.HasSuffix(a, ":"+port) {
-			return pid
-		}
-	}
-	return 0
-}
+func (b *broker) pid() int { return harness.LocalKafkaPID(b.brokers) }
 
 // warmUp makes the broker create its internal topics (__consumer_offsets,
 // and __transaction_state for exactly-once) now: on a fresh broker the first

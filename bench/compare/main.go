@@ -47,6 +47,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/emostream/emostream/bench/internal/harness"
 	"github.com/emostream/emostream/examples/emostream/wire"
 )
 
@@ -494,7 +495,7 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 	brokerPID := br.pid()
 	var broker0 float64
 	if brokerPID > 0 {
-		broker0, _ = cpuSeconds(brokerPID)
+		broker0, _ = harness.CPUSeconds(brokerPID)
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -527,14 +528,14 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 			doneAt = col.doneAt
 			col.mu.Unlock()
 		}
-		if c, err := cpuSeconds(pid); err == nil {
+		if c, err := harness.CPUSeconds(pid); err == nil {
 			m.cpu = c
 		}
-		if r, err := peakRSSMB(pid); err == nil {
+		if r, err := harness.PeakRSSMB(pid); err == nil {
 			m.rss = r
 		}
 		if brokerPID > 0 {
-			if b1, err := cpuSeconds(brokerPID); err == nil {
+			if b1, err := harness.CPUSeconds(brokerPID); err == nil {
 				m.brokerCPU = b1 - broker0
 			}
 		}

@@ -35,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emostream/emostream/bench/latency/harness"
+	"github.com/emostream/emostream/bench/internal/harness"
 	"github.com/emostream/emostream/examples/emostream/load"
 )
 

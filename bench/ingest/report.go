@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/emostream/emostream/bench/latency/harness"
+	"github.com/emostream/emostream/bench/internal/harness"
 )
 
 // report is bench/results/ingest.json; bench/README.md documents it.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emostream/emostream/bench/latency/harness"
+	"github.com/emostream/emostream/bench/internal/harness"
 )
 
 // report is bench/results/latency.json; bench/README.md documents it.

@@ -22,7 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/emostream/emostream/bench/latency/harness"
+	"github.com/emostream/emostream/bench/internal/harness"
 )
 
 // chart is one output file and how to draw it.

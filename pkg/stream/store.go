@@ -462,38 +462,13 @@ func (e envelope) encode() []byte {
 
 func decodeEnvelope(b []byte) (envelope, error) {
 	var e envelope
-	if len(b) < 2 || b[0] != envelopeVersion {
-		return e, errBadEnvelope
+	value, err := eachPosition(b, func(origin []byte, offset int64, sub uint64) {
+		e.positions = append(e.positions, writePosition{origin: string(origin), offset: offset, sub: sub})
+	})
+	if err != nil {
+		return envelope{}, err
 	}
-	b = b[1:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)) {
-		return e, errBadEnvelope
-	}
-	b = b[k:]
-	if n > 0 {
-		e.positions = make([]writePosition, n)
-	}
-	for i := range e.positions {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l > uint64(len(b)-k) {
-			return e, errBadEnvelope
-		}
-		e.positions[i].origin = string(b[k : k+int(l)])
-		b = b[k+int(l):]
-		off, k := binary.Uvarint(b)
-		if k <= 0 {
-			return e, errBadEnvelope
-		}
-		b = b[k:]
-		sub, k := binary.Uvarint(b)
-		if k <= 0 {
-			return e, errBadEnvelope
-		}
-		b = b[k:]
-		e.positions[i].offset, e.positions[i].sub = int64(off), sub
-	}
-	e.value = b
+	e.value = value
 	return e, nil
 }
 
