@@ -35,8 +35,9 @@ func (s *ReadOnlyWindowStore[K, A]) Fetch(key K, from, to time.Time) ([]stream.K
 	return s.collect(it, math.MinInt64, math.MaxInt64)
 }
 
-// FetchAll returns every window that starts in [from, to], ordered by key
-// bytes, then start.
+// FetchAll returns every window that starts in [from, to], grouped by key
+// (keys in the order of WindowedSerde: length-prefixed key bytes), each key's
+// windows ordered by start.
 func (s *ReadOnlyWindowStore[K, A]) FetchAll(from, to time.Time) ([]stream.KeyValue[Windowed[K], A], error) {
 	it, err := s.kv.All()
 	if err != nil {

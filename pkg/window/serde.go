@@ -10,7 +10,9 @@ import (
 
 // WindowedSerde encodes a Windowed key as uvarint(len(key)) | key | start | end,
 // with start and end as big-endian milliseconds whose sign bit is flipped, so
-// the bytes sort by key, then start, then end.
+// the windows of one key sort together, by start, then end. Different keys
+// sort by the length-prefixed key bytes (shorter keys first), not
+// lexicographically by key.
 func WindowedSerde[K any](keySerde stream.Serde[K]) stream.Serde[Windowed[K]] {
 	return windowedSerde[K]{ks: keySerde}
 }
