@@ -13,6 +13,12 @@ import (
 
 // Config is the driver's command line; see ParseFlags for each flag.
 type Config struct {
+	// Scenario is ScenarioFaults or ScenarioRebalance.
+	Scenario string
+	// Phase is how long the rebalance scenario keeps each group layout
+	// under load.
+	Phase time.Duration
+
 	// Brokers is an existing Kafka to use; empty starts the driver's own.
 	Brokers []string
 
@@ -74,6 +80,34 @@ func (c *Config) Mode() string {
 	return "at-least-once"
 }
 
+// The scenarios.
+const (
+	// ScenarioFaults is the fault-injection run: SIGKILLs, a stop, a broker
+	// restart and an API SIGKILL spread over a fixed number of emojis.
+	ScenarioFaults = "faults"
+	// ScenarioRebalance scales the aggregators' group 1→2→1→2 gracefully,
+	// checks that no result was written twice, then SIGKILLs one (see
+	// runRebalance).
+	ScenarioRebalance = "rebalance"
+)
+
+// Defaults of the rebalance scenario, where they differ from the faults
+// scenario's (flags given explicitly still win). Its broker has its own
+// state dir and ports, so it never wipes a concurrent `make smoke`'s.
+const (
+	rebalanceRate           = 400
+	rebalanceBatch          = 20
+	rebalanceWorkers        = 4
+	rebalancePartitions     = 4
+	rebalanceKafkaStateDir  = "/tmp/emostream-smoke-rebalance-kafka"
+	rebalanceKafkaPort      = 39194
+	rebalanceKafkaCtrlPort  = 39195
+	rebalanceMaxLoad        = 10 * time.Minute // caps the emojis generated (-emojis is ignored)
+	rebalanceDefaultPhase   = 10 * time.Second
+	rebalanceMinPhaseQuiet  = 2 * time.Second // a phase lasts at least window + grace + this
+	rebalanceAggregatorsMax = 3               // processes started over the run
+)
+
 // Sizes of the two standard runs.
 const (
 	smallEmojis   = 60_000
@@ -90,12 +124,22 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("smoke", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: go run ./examples/emostream/smoke [flags]   (or: make smoke [LARGE=1] [SMOKE_ARGS=...])
+		fmt.Fprint(stderr, `Usage: go run ./examples/emostream/smoke [flags]   (or: make smoke [LARGE=1] [SMOKE_ARGS=...],
+                                                          make smoke-rebalance [SMOKE_ARGS=...])
 
 Fault-injection smoke test of EmoStream on a real Kafka: starts its own broker
 (scripts/kafka-local.sh), one API and several aggregator processes, posts
 emojis while it SIGKILLs and stops aggregators, restarts the broker and
 SIGKILLs the API, then checks topic1, topic2 and the DLQ exactly.
+
+-scenario rebalance instead runs 1, 2, 1 and 2 aggregators in turn (starts
+and SIGTERMs) under a steady load, requires that no topic2 result was
+written twice so far, then SIGKILLs one aggregator and restarts it, and
+checks the topics exactly; a result written again after the SIGKILL must be
+identical to the first (key, value bytes, record timestamp). It defaults to
+-rate 400 -batch 20 -workers 4 -partitions 4 and a broker of its own
+(-kafka-port 39194, -kafka-state-dir /tmp/emostream-smoke-rebalance-kafka);
+-emojis, -duration, -aggregators and the fault counts do not apply.
 
 Flags:
 `)
@@ -103,6 +147,8 @@ Flags:
 	}
 	var brokers string
 	var large bool
+	fs.StringVar(&c.Scenario, "scenario", ScenarioFaults, "faults (SIGKILLs, broker restart, API SIGKILL) or rebalance (graceful scale-out and scale-in, then a SIGKILL)")
+	fs.DurationVar(&c.Phase, "phase", rebalanceDefaultPhase, "rebalance: how long each group layout runs under load once the group is stable (at least window + grace + 2s)")
 	fs.StringVar(&brokers, "brokers", "", "use this Kafka (host:port,...) instead of starting one; broker restarts are then skipped")
 	fs.IntVar(&c.Emojis, "emojis", smallEmojis, "emojis to generate")
 	fs.DurationVar(&c.Duration, "duration", smallDuration, "planned generation time; faults are spread over it")
@@ -140,9 +186,33 @@ Flags:
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.Scenario == ScenarioRebalance {
+		if !set["rate"] {
+			c.Rate = rebalanceRate
+		}
+		if !set["batch"] {
+			c.Batch = rebalanceBatch
+		}
+		if !set["workers"] {
+			c.Workers = rebalanceWorkers
+		}
+		if !set["partitions"] {
+			c.Partitions = rebalancePartitions
+		}
+		if !set["kafka-state-dir"] {
+			c.KafkaStateDir = rebalanceKafkaStateDir
+		}
+		if !set["kafka-port"] {
+			c.KafkaPort = rebalanceKafkaPort
+		}
+		if !set["kafka-controller-port"] {
+			c.KafkaControllerPort = rebalanceKafkaCtrlPort
+		}
+		c.Aggregators = rebalanceAggregatorsMax
+	}
 	if large {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["emojis"] {
 			c.Emojis = largeEmojis
 		}
@@ -161,12 +231,23 @@ Flags:
 	if c.Rate == 0 && c.Duration > 0 {
 		c.Rate = float64(c.Emojis) / c.Duration.Seconds()
 	}
+	if c.Scenario == ScenarioRebalance {
+		// The load runs until the scenario stops it; this only caps it.
+		c.Emojis = max(1, int(c.Rate*rebalanceMaxLoad.Seconds()))
+	}
 	return c, c.validate()
 }
 
 func (c *Config) validate() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.Scenario != ScenarioFaults && c.Scenario != ScenarioRebalance {
+		bad("-scenario must be %s or %s", ScenarioFaults, ScenarioRebalance)
+	}
+	if c.Scenario == ScenarioRebalance && c.Phase < c.Window+c.Grace+rebalanceMinPhaseQuiet {
+		bad("-phase %v must be at least -window + -grace + %v (%v), so results of the windows a rebalance affected are written within a phase",
+			c.Phase, rebalanceMinPhaseQuiet, c.Window+c.Grace+rebalanceMinPhaseQuiet)
+	}
 	if c.Emojis < 1 {
 		bad("-emojis must be positive")
 	}

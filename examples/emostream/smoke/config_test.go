@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -52,4 +53,40 @@ func TestFindRepo(t *testing.T) {
 	require.Equal(t, dir, got)
 	_, err = findRepo(t.TempDir())
 	require.Error(t, err)
+}
+
+func TestParseFlagsRebalance(t *testing.T) {
+	c, err := ParseFlags([]string{"-scenario", "rebalance"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ScenarioRebalance, c.Scenario)
+	require.Equal(t, 400.0, c.Rate)
+	require.Equal(t, 20, c.Batch)
+	require.Equal(t, 4, c.Workers)
+	require.Equal(t, 4, c.Partitions)
+	require.Equal(t, 39194, c.KafkaPort)
+	require.Equal(t, 39195, c.KafkaControllerPort)
+	require.Equal(t, "/tmp/emostream-smoke-rebalance-kafka", c.KafkaStateDir)
+	require.Equal(t, 400*600, c.Emojis) // a cap: the scenario stops the load itself
+	require.Equal(t, 10*time.Second, c.Phase)
+
+	c, err = ParseFlags([]string{"-scenario", "rebalance", "-rate", "300", "-partitions", "6", "-kafka-port", "40000", "-phase", "7s"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 300.0, c.Rate)
+	require.Equal(t, 6, c.Partitions)
+	require.Equal(t, 40000, c.KafkaPort)
+	require.Equal(t, 300*600, c.Emojis)
+
+	c, err = ParseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ScenarioFaults, c.Scenario)
+	require.Equal(t, 39192, c.KafkaPort)
+	require.Equal(t, 6, c.Partitions)
+
+	for _, bad := range [][]string{
+		{"-scenario", "other"},
+		{"-scenario", "rebalance", "-phase", "5s"}, // < window 2s + grace 2s + 2s
+	} {
+		_, err := ParseFlags(bad, io.Discard)
+		require.Error(t, err, "%v", bad)
+	}
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // dump writes the run's data into dir for a post-mortem: one TSV file per
-// topic (partition, offset, key, value, headers) and the generator's
+// topic (partition, offset, record timestamp in epoch ms, key, value,
+// headers) and the generator's
 // status of every emoji, run-length encoded.
 func dump(dir string, d Data) error {
 	for _, t := range []struct {
@@ -24,7 +25,7 @@ func dump(dir string, d Data) error {
 					hs = append(hs, k+"="+v)
 				}
 				sort.Strings(hs)
-				fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\n", r.Partition, r.Offset, r.Key, r.Value, strings.Join(hs, ";"))
+				fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%s\t%s\n", r.Partition, r.Offset, r.Timestamp, r.Key, r.Value, strings.Join(hs, ";"))
 			}
 		}); err != nil {
 			return err
@@ -59,7 +60,7 @@ func dumpRaw(path string, recs []Record) error {
 				hs = append(hs, fmt.Sprintf("%s=%q", k, v))
 			}
 			sort.Strings(hs)
-			fmt.Fprintf(w, "%d\t%d\t%q\t%q\t%s\n", r.Partition, r.Offset, r.Key, r.Value, strings.Join(hs, ";"))
+			fmt.Fprintf(w, "%d\t%d\t%d\t%q\t%q\t%s\n", r.Partition, r.Offset, r.Timestamp, r.Key, r.Value, strings.Join(hs, ";"))
 		}
 	})
 }

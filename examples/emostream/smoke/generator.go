@@ -45,6 +45,11 @@ type Generator struct {
 	// Progress, if set, receives a line every ProgressEvery.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// Stop, if set, ends the run early when closed: no new request is
+	// started, the ones in flight finish, and the emojis never sent stay
+	// StatusPending. (Cancelling Run's context instead aborts the requests
+	// in flight too.)
+	Stop <-chan struct{}
 
 	status  []Status
 	ackedAt []int64 // by batch: wall clock of the 202, epoch ms
@@ -164,11 +169,16 @@ pace:
 			case <-ctx.Done():
 				t.Stop()
 				break pace
+			case <-g.Stop:
+				t.Stop()
+				break pace
 			case <-t.C:
 			}
 		}
 		select {
 		case <-ctx.Done():
+			break pace
+		case <-g.Stop:
 			break pace
 		case slots <- b:
 		}

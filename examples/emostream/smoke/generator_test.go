@@ -114,3 +114,37 @@ func TestGeneratorPaces(t *testing.T) {
 		require.Equal(t, StatusPending, x)
 	}
 }
+
+// Stop ends the run without failing the requests in flight: every emoji is
+// acknowledged or never sent.
+func TestGeneratorStop(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var reqs []json.RawMessage
+		_ = json.NewDecoder(r.Body).Decode(&reqs)
+		<-release // held until after Stop
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"accepted":%d}`, len(reqs))
+	}))
+	defer srv.Close()
+	stop := make(chan struct{})
+	g := &Generator{URL: srv.URL, Prefix: "p", Total: 1000, Batch: 10, Rate: 100, Workers: 2, Emojis: []string{"🔥"}, Stop: stop}
+	go func() {
+		time.Sleep(250 * time.Millisecond)
+		close(stop)
+		time.Sleep(100 * time.Millisecond)
+		close(release)
+	}()
+	s := g.Run(context.Background())
+	require.Zero(t, s.Failed+s.Unsent)
+	require.Positive(t, s.Acked)
+	require.Less(t, s.Acked, int64(1000))
+	acked := 0
+	for _, x := range g.Status() {
+		require.Contains(t, []Status{StatusAcked, StatusPending}, x)
+		if x == StatusAcked {
+			acked++
+		}
+	}
+	require.Equal(t, int(s.Acked), acked)
+}

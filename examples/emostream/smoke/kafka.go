@@ -361,7 +361,7 @@ func (o *Observer) ReadAll(ctx context.Context, topic string, idle time.Duration
 				case <-timer.C:
 					break loop
 				case m := <-pc.Messages():
-					r := Record{Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value}
+					r := Record{Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Timestamp: m.Timestamp.UnixMilli()}
 					if headers {
 						r.Headers = make(map[string]string, len(m.Headers))
 						for _, h := range m.Headers {

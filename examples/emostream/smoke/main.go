@@ -11,10 +11,18 @@
 //
 // When the generator is done and every window has closed, it reads topic1,
 // topic2 and the DLQ back (read_committed) and checks them exactly (see
-// [Verify]): every acknowledged emoji is in topic1, and every (window,
-// emoji) count in topic2 equals the number of its topic1 records minus its
-// late records in the DLQ. It prints one verdict line, SMOKE PASS or SMOKE
-// FAIL, and exits non-zero on failure. Run it with `make smoke`.
+// [Verify]): every acknowledged emoji is in topic1, every (window, emoji)
+// count in topic2 equals the number of its topic1 records minus its late
+// records in the DLQ, and every result's record timestamp is the largest
+// timestamp of the records it counts. It prints one verdict line, SMOKE
+// PASS or SMOKE FAIL, and exits non-zero on failure. Run it with `make
+// smoke`.
+//
+// -scenario rebalance (`make smoke-rebalance`) replaces the faults with
+// consumer-group changes under a steady load: aggregators scaled 1→2→1→2
+// by starts and SIGTERMs must write no topic2 result twice, and after a
+// SIGKILL a result written again must be identical to the first; see
+// rebalance.go.
 package main
 
 import (
@@ -69,6 +77,8 @@ type driver struct {
 	group    string
 	work     string
 	bin      string
+	url      string   // the API's base URL
+	common   []string // flags every emostream process gets
 	brokers  []string
 	kafka    *LocalKafka // nil with -brokers
 	api      *Child
@@ -81,6 +91,8 @@ type driver struct {
 	counts     map[FaultKind]int
 	brokerDown []time.Duration
 	unexpected int
+	sent       int64        // emojis the generator sent (any outcome)
+	rebal      *RepeatStats // the rebalance scenario's figures, once known
 }
 
 func (d *driver) logf(format string, args ...any) {
@@ -116,33 +128,50 @@ func (d *driver) run(ctx context.Context) int {
 
 // runPhases does the run up to the verification; cleanup is the caller's.
 func (d *driver) runPhases(ctx context.Context) (*Report, error) {
+	if err := d.setup(ctx); err != nil {
+		return nil, err
+	}
+	if d.cfg.Scenario == ScenarioRebalance {
+		return d.runRebalance(ctx)
+	}
+	return d.runFaults(ctx)
+}
+
+// setup builds the binary, starts Kafka (unless -brokers), creates the
+// run's topics and starts the API.
+func (d *driver) setup(ctx context.Context) error {
 	c := d.cfg
 	var err error
 	repo := c.Repo
 	if repo == "" {
 		wd, err := os.Getwd()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if repo, err = findRepo(wd); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	d.work = c.WorkDir
 	if d.work == "" {
 		if d.work, err = os.MkdirTemp("", "emostream-smoke-"); err != nil {
-			return nil, err
+			return err
 		}
 	} else if err = os.MkdirAll(d.work, 0o755); err != nil {
-		return nil, err
+		return err
 	}
-	d.logf("run %s, mode=%s: %d emojis at %.0f/s (batches of %d, %d clients), %d aggregators, %d partitions, window %v, grace %v; logs in %s",
-		d.id, c.Mode(), c.Emojis, c.Rate, c.Batch, c.Workers, c.Aggregators, c.Partitions, c.Window, c.Grace, d.work)
+	if c.Scenario == ScenarioRebalance {
+		d.logf("run %s, scenario=rebalance, mode=%s: %.0f emojis/s (batches of %d, %d clients), aggregators 1, 2, 1, 2 (starts and SIGTERMs), then a SIGKILL and restart; %d partitions, window %v, grace %v, phases of %v; logs in %s",
+			d.id, c.Mode(), c.Rate, c.Batch, c.Workers, c.Partitions, c.Window, c.Grace, c.Phase, d.work)
+	} else {
+		d.logf("run %s, mode=%s: %d emojis at %.0f/s (batches of %d, %d clients), %d aggregators, %d partitions, window %v, grace %v; logs in %s",
+			d.id, c.Mode(), c.Emojis, c.Rate, c.Batch, c.Workers, c.Aggregators, c.Partitions, c.Window, c.Grace, d.work)
+	}
 
 	// Build.
 	if c.Bin != "" {
 		if d.bin, err = filepath.Abs(c.Bin); err != nil {
-			return nil, err
+			return err
 		}
 		d.logf("testing %s", d.bin)
 	} else {
@@ -155,7 +184,7 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 		build.Dir = repo
 		build.Stdout, build.Stderr = d.out, d.out
 		if err := build.Run(); err != nil {
-			return nil, fmt.Errorf("building emostream: %w", err)
+			return fmt.Errorf("building emostream: %w", err)
 		}
 		d.logf("built %s", d.bin)
 	}
@@ -167,59 +196,72 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 			Port: c.KafkaPort, ControllerPort: c.KafkaControllerPort, Log: d.out}
 		d.logf("starting Kafka on 127.0.0.1:%d (state in %s)", c.KafkaPort, c.KafkaStateDir)
 		if err := d.kafka.Up(); err != nil {
-			return nil, err
+			return err
 		}
 		d.brokers = d.kafka.Brokers()
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	if err := createTopics(d.brokers, int32(c.Partitions), d.in, d.outT, d.dlq); err != nil {
-		return nil, err
+		return err
 	}
 	d.logf("Kafka %s ready; topics %s, %s, %s", strings.Join(d.brokers, ","), d.in, d.outT, d.dlq)
 
-	// Processes.
+	// The API.
 	apiAddr, err := freeAddr()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	common := []string{"--brokers", strings.Join(d.brokers, ","), "--input-topic", d.in, "--output-topic", d.outT,
+	d.common = []string{"--brokers", strings.Join(d.brokers, ","), "--input-topic", d.in, "--output-topic", d.outT,
 		"--dlq-topic", d.dlq, "--partitions", strconv.Itoa(c.Partitions)}
 	d.api = &Child{Name: "api", Bin: d.bin, LogPath: filepath.Join(d.work, "api.log"), OnUnexpectedExit: d.unexpectedExit,
-		Args: append([]string{"api", "--http", apiAddr}, common...)}
-	if err := d.api.Start(); err != nil {
+		Args: append([]string{"api", "--http", apiAddr}, d.common...)}
+	d.url = "http://" + apiAddr
+	return d.api.Start()
+}
+
+// startAggregator starts a new aggregate process called name.
+func (d *driver) startAggregator(name string) (*Child, error) {
+	c := d.cfg
+	a := append([]string{"aggregate", "--window", c.Window.String(), "--grace", c.Grace.String(),
+		"--scale", strconv.FormatInt(c.Scale, 10)}, d.common...)
+	if c.ExactlyOnce {
+		a = append(a, "--exactly-once")
+	}
+	if c.PersistentState {
+		a = append(a, "--data-dir", filepath.Join(d.work, name+"-data"))
+	}
+	ch := &Child{Name: name, Bin: d.bin, Args: a, LogPath: filepath.Join(d.work, name+".log"), OnUnexpectedExit: d.unexpectedExit}
+	if err := ch.Start(); err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	d.aggs = append(d.aggs, ch)
+	d.mu.Unlock()
+	return ch, nil
+}
+
+// runFaults is the fault-injection scenario: the aggregators, then the
+// generator with faults spread over it, then the verification.
+func (d *driver) runFaults(ctx context.Context) (*Report, error) {
+	c := d.cfg
 	for i := range c.Aggregators {
-		name := fmt.Sprintf("agg-%d", i+1)
-		a := append([]string{"aggregate", "--window", c.Window.String(), "--grace", c.Grace.String(),
-			"--scale", strconv.FormatInt(c.Scale, 10)}, common...)
-		if c.ExactlyOnce {
-			a = append(a, "--exactly-once")
-		}
-		if c.PersistentState {
-			a = append(a, "--data-dir", filepath.Join(d.work, name+"-data"))
-		}
-		ch := &Child{Name: name, Bin: d.bin, Args: a, LogPath: filepath.Join(d.work, name+".log"), OnUnexpectedExit: d.unexpectedExit}
-		if err := ch.Start(); err != nil {
+		if _, err := d.startAggregator(fmt.Sprintf("agg-%d", i+1)); err != nil {
 			return nil, err
 		}
-		d.aggs = append(d.aggs, ch)
 	}
-	url := "http://" + apiAddr
-	if err := waitHealthy(ctx, url+"/healthz", 60*time.Second); err != nil {
+	if err := waitHealthy(ctx, d.url+"/healthz", 60*time.Second); err != nil {
 		return nil, fmt.Errorf("API not healthy: %w (see %s)", err, d.api.LogPath)
 	}
-	d.logf("API healthy on %s; waiting for the %d aggregators to form group %s", url, c.Aggregators, d.group)
+	d.logf("API healthy on %s; waiting for the %d aggregators to form group %s", d.url, c.Aggregators, d.group)
 	d.waitGroup(ctx, c.Aggregators, 90*time.Second)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 
 	// Generate, with faults.
-	gen := &Generator{URL: url + "/api", Prefix: "s" + d.id + "-", Total: c.Emojis, Batch: c.Batch, Rate: c.Rate,
-		Workers: c.Workers, Emojis: load.DefaultEmojis(), Progress: d.out, ProgressEvery: 10 * time.Second}
+	gen := d.newGenerator(c.Emojis)
 	planned := time.Duration(float64(c.Emojis) / c.Rate * float64(time.Second))
 	brokerRestarts := c.BrokerRestarts
 	if d.kafka == nil && brokerRestarts > 0 {
@@ -238,13 +280,7 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 	gs := gen.Run(ctx)
 	<-faultsDone
 	stopFaults()
-	d.logf("generator done in %v: %d emojis in %d requests; %d acked, %d failed, %d unsent (503s %d, other HTTP errors %d, network errors %d)",
-		gs.Elapsed.Round(100*time.Millisecond), gs.Acked+gs.Failed+gs.Unsent, gs.Requests, gs.Acked, gs.Failed, gs.Unsent,
-		gs.HTTP503, gs.HTTPOther, gs.NetErrors)
-	d.logf("slowest 202: %v; %d acknowledgements took longer than %v", gs.MaxAck.Round(time.Millisecond), gs.SlowAcks, SlowAck)
-	for _, p := range gen.Problems() {
-		d.problem("API: %s", p)
-	}
+	d.logGenerator(gen, gs)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -255,10 +291,36 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	defer obs.Close()
+	r, _, err := d.finish(ctx, obs, gen, gs)
+	return r, err
+}
+
+// newGenerator is the run's load generator for total emojis.
+func (d *driver) newGenerator(total int) *Generator {
+	c := d.cfg
+	return &Generator{URL: d.url + "/api", Prefix: "s" + d.id + "-", Total: total, Batch: c.Batch, Rate: c.Rate,
+		Workers: c.Workers, Emojis: load.DefaultEmojis(), Progress: d.out, ProgressEvery: 10 * time.Second}
+}
+
+// logGenerator logs the generator's outcome and its problems.
+func (d *driver) logGenerator(gen *Generator, gs GenStats) {
+	d.logf("generator done in %v: %d emojis in %d requests; %d acked, %d failed, %d unsent (503s %d, other HTTP errors %d, network errors %d)",
+		gs.Elapsed.Round(100*time.Millisecond), gs.Acked+gs.Failed+gs.Unsent, gs.Requests, gs.Acked, gs.Failed, gs.Unsent,
+		gs.HTTP503, gs.HTTPOther, gs.NetErrors)
+	d.logf("slowest 202: %v; %d acknowledgements took longer than %v", gs.MaxAck.Round(time.Millisecond), gs.SlowAcks, SlowAck)
+	for _, p := range gen.Problems() {
+		d.problem("API: %s", p)
+	}
+}
+
+// finish waits until every window closed and its result is written, stops
+// the processes, reads the three topics back and verifies them.
+func (d *driver) finish(ctx context.Context, obs *Observer, gen *Generator, gs GenStats) (*Report, Data, error) {
+	c := d.cfg
 	d.settle(ctx, obs, gs.MaxTS)
 	d.stopAll()
 	if err := d.waitTransactions(ctx, obs, 2*time.Minute); err != nil {
-		return nil, err
+		return nil, Data{}, err
 	}
 	d.logf("reading %s, %s and %s back (read_committed)", d.in, d.outT, d.dlq)
 	data := Data{Window: c.Window, Grace: c.Grace, Scale: c.Scale, InputTopic: d.in, Prefix: gen.Prefix,
@@ -278,7 +340,7 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(readErrs[:]...); err != nil {
-		return nil, err
+		return nil, data, err
 	}
 	r := Verify(data)
 	d.printReport(gs, r)
@@ -290,7 +352,7 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 		}
 		d.dumpInternal(ctx, obs)
 	}
-	return r, nil
+	return r, data, nil
 }
 
 func (d *driver) failedSoFar() bool {
@@ -438,25 +500,43 @@ func (d *driver) alive() []*Child {
 // waitGroup waits until the aggregators' consumer group is stable with n
 // members; a timeout is only reported.
 func (d *driver) waitGroup(ctx context.Context, n int, timeout time.Duration) {
+	d.waitMembers(ctx, n, nil, timeout)
+}
+
+// waitMembers waits until the aggregators' consumer group is stable with n
+// members, at least one of them not in old (when old is given: a member
+// that joined since old was taken). It returns the members, or nil after a
+// timeout, which it logs.
+func (d *driver) waitMembers(ctx context.Context, n int, old map[string]bool, timeout time.Duration) map[string]bool {
 	admin, err := sarama.NewClusterAdmin(d.brokers, saramaConfig())
 	if err != nil {
 		d.logf("cannot watch the group: %v", err)
-		return
+		return nil
 	}
 	defer admin.Close()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for ctx.Err() == nil {
 		gs, err := admin.DescribeConsumerGroups([]string{d.group})
 		if err == nil && len(gs) == 1 && gs[0].State == "Stable" && len(gs[0].Members) == n {
-			d.logf("group %s stable with %d members", d.group, n)
-			return
+			members := make(map[string]bool, n)
+			joined := old == nil
+			for id := range gs[0].Members {
+				members[id] = true
+				joined = joined || !old[id]
+			}
+			if joined {
+				d.logf("group %s stable with %d members after %v", d.group, n, time.Since(start).Round(100*time.Millisecond))
+				return members
+			}
 		}
 		if time.Now().After(deadline) {
 			d.logf("group %s not stable with %d members after %v; going on", d.group, n, timeout)
-			return
+			return nil
 		}
-		sleep(ctx, 500*time.Millisecond)
+		sleep(ctx, 250*time.Millisecond)
 	}
+	return nil
 }
 
 // settle waits until every window is closed and its result written: the
@@ -572,7 +652,10 @@ func (d *driver) printReport(gs GenStats, r *Report) {
 	}
 	if r.Repeats > 0 {
 		note := "allowed: at-least-once output"
-		if d.cfg.ExactlyOnce {
+		switch {
+		case d.cfg.Scenario == ScenarioRebalance:
+			note = "see the repeats by phase below"
+		case d.cfg.ExactlyOnce:
 			note = "WARNING: with --exactly-once, docs/design.md promises read_committed consumers see every record once"
 		}
 		d.logf("topic2 repeats: %d identical results written again (%s); for example:", r.Repeats, note)
@@ -623,15 +706,27 @@ func (d *driver) verdict(r *Report, runErr error, passed bool) int {
 	for _, t := range d.brokerDown {
 		down = append(down, t.Round(100*time.Millisecond).String())
 	}
-	d.logf("faults injected: %d aggregator SIGKILLs (restarted), %d aggregator stopped, %d broker restarts (away %s), %d API SIGKILLs (restarted); %d unexpected exits",
-		d.counts[FaultKillAggregator], d.counts[FaultStopAggregator], d.counts[FaultRestartBroker], strings.Join(down, ", "),
-		d.counts[FaultKillAPI], d.unexpected)
-	faults := fmt.Sprintf("%d SIGKILLs, %d stopped, %d broker restart%s, %d API SIGKILL%s, mode=%s",
-		d.counts[FaultKillAggregator], d.counts[FaultStopAggregator], d.counts[FaultRestartBroker], plural(d.counts[FaultRestartBroker]),
-		d.counts[FaultKillAPI], plural(d.counts[FaultKillAPI]), c.Mode())
 	took := time.Since(d.start).Round(time.Second)
+	var faults, what string
+	if c.Scenario == ScenarioRebalance {
+		figures := "no repeat figures (the run ended early)"
+		if d.rebal != nil {
+			figures = d.rebal.String()
+		}
+		d.logf("rebalance: %s", figures)
+		faults = fmt.Sprintf("%s; mode=%s", figures, c.Mode())
+		what = fmt.Sprintf("rebalance scenario, %d emojis", d.sent)
+	} else {
+		d.logf("faults injected: %d aggregator SIGKILLs (restarted), %d aggregator stopped, %d broker restarts (away %s), %d API SIGKILLs (restarted); %d unexpected exits",
+			d.counts[FaultKillAggregator], d.counts[FaultStopAggregator], d.counts[FaultRestartBroker], strings.Join(down, ", "),
+			d.counts[FaultKillAPI], d.unexpected)
+		faults = fmt.Sprintf("%d SIGKILLs, %d stopped, %d broker restart%s, %d API SIGKILL%s, mode=%s",
+			d.counts[FaultKillAggregator], d.counts[FaultStopAggregator], d.counts[FaultRestartBroker], plural(d.counts[FaultRestartBroker]),
+			d.counts[FaultKillAPI], plural(d.counts[FaultKillAPI]), c.Mode())
+		what = fmt.Sprintf("%d emojis", c.Emojis)
+	}
 	if passed {
-		fmt.Fprintf(d.out, "SMOKE PASS: %d emojis, %d windows exact, %s (%v)\n", c.Emojis, r.Windows, faults, took)
+		fmt.Fprintf(d.out, "SMOKE PASS: %s, %d windows exact, %s (%v)\n", what, r.Windows, faults, took)
 		return 0
 	}
 	var why []string
@@ -654,8 +749,8 @@ func (d *driver) verdict(r *Report, runErr error, passed bool) int {
 	if runErr != nil {
 		n++
 	}
-	fmt.Fprintf(d.out, "SMOKE FAIL: %d problem%s (first: %s); %d emojis, %s (%v); logs in %s\n",
-		n, plural(n), oneLine(first), c.Emojis, faults, took, d.work)
+	fmt.Fprintf(d.out, "SMOKE FAIL: %d problem%s (first: %s); %s, %s (%v); logs in %s\n",
+		n, plural(n), oneLine(first), what, faults, took, d.work)
 	return 1
 }
 

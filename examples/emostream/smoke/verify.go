@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strconv"
@@ -37,6 +38,8 @@ type Record struct {
 	Offset    int64
 	Key       []byte
 	Value     []byte
+	// Timestamp is the record's Kafka timestamp, epoch ms.
+	Timestamp int64
 	// Headers are read for the DLQ only (nil elsewhere).
 	Headers map[string]string
 }
@@ -157,7 +160,12 @@ func (p *problems) add(kind, format string, args ...any) {
 //     in it minus the distinct late records of it; each cell with a truth
 //     above 0 has a topic2 result with exactly that count and bursts =
 //     ceil(count/scale), and no other result exists;
-//   - repeated results for one cell are identical.
+//   - every topic1 record's timestamp is its event's timestamp, and every
+//     topic2 result's record timestamp is the largest topic1 record
+//     timestamp among the records counted in its cell (Kafka Streams' rule
+//     for aggregation results; a late record in the DLQ does not count);
+//   - repeated results for one cell are identical to the first: same key,
+//     same value bytes, same record timestamp.
 func Verify(d Data) *Report {
 	r := &Report{}
 	p := &problems{r: r, kinds: map[string]int{}}
@@ -196,6 +204,10 @@ func Verify(d Data) *Report {
 		}
 		if string(rec.Key) != ev.EmojiType {
 			p.add("topic1 key", "partition %d offset %d: key %q, emoji_type %q", rec.Partition, rec.Offset, rec.Key, ev.EmojiType)
+		}
+		if rec.Timestamp != ev.Timestamp {
+			p.add("topic1 timestamp", "partition %d offset %d: record timestamp %s, event timestamp %s", rec.Partition, rec.Offset,
+				fmtMS(rec.Timestamp), fmtMS(ev.Timestamp))
 		}
 		events[pos{rec.Partition, rec.Offset}] = ev
 		truth[pair{windowStart(ev.Timestamp, size), ev.EmojiType}]++
@@ -309,7 +321,25 @@ func Verify(d Data) *Report {
 			MinTS: ev.Timestamp, MaxTS: ev.Timestamp, Acked: acked, Unacked: 1 - acked})
 	}
 
-	// topic2: well-formed, repeats identical, counts exact.
+	// The timestamp every result must carry: the largest topic1 record
+	// timestamp among the records counted in its cell.
+	maxTS := map[pair]int64{}
+	for _, rec := range d.Topic1 {
+		ev, ok := events[pos{rec.Partition, rec.Offset}]
+		if !ok {
+			continue // undecodable, reported above
+		}
+		if _, isLate := late[pos{rec.Partition, rec.Offset}]; isLate {
+			continue
+		}
+		k := pair{windowStart(ev.Timestamp, size), ev.EmojiType}
+		if cur, seen := maxTS[k]; !seen || rec.Timestamp > cur {
+			maxTS[k] = rec.Timestamp
+		}
+	}
+
+	// topic2: well-formed, repeats identical, counts exact, timestamps the
+	// largest counted.
 	r.Topic2 = len(d.Topic2)
 	results := map[pair]wire.Result{}
 	firstAt := map[pair]Record{}
@@ -330,13 +360,21 @@ func Verify(d Data) *Report {
 			p.add("topic2 bursts", "%s: %s count %d bursts %d, want ceil(%d/%d) = %d", where, res.EmojiType, res.Count, res.Bursts, res.Count, d.Scale, want)
 		}
 		k := pair{res.WindowStart, res.EmojiType}
+		if want, ok := maxTS[k]; ok && rec.Timestamp != want {
+			p.add("topic2 timestamp", "%s: window %s %s count %d: record timestamp %s, want %s (the largest timestamp of its counted topic1 records)",
+				where, fmtMS(k.start), k.emoji, res.Count, fmtMS(rec.Timestamp), fmtMS(want))
+		}
 		if prev, ok := results[k]; ok {
-			if prev != res {
+			f := firstAt[k]
+			switch {
+			case prev != res:
 				p.add("topic2 conflicting results", "%s: window %s %s: %+v after %+v", where, fmtMS(k.start), k.emoji, res, prev)
-			} else {
+			case !bytes.Equal(rec.Key, f.Key) || !bytes.Equal(rec.Value, f.Value) || rec.Timestamp != f.Timestamp:
+				p.add("topic2 repeat not identical", "%s: window %s %s: key %q value %s timestamp %s, first written at partition %d offset %d as key %q value %s timestamp %s",
+					where, fmtMS(k.start), k.emoji, rec.Key, rec.Value, fmtMS(rec.Timestamp), f.Partition, f.Offset, f.Key, f.Value, fmtMS(f.Timestamp))
+			default:
 				r.Repeats++
 				if len(r.RepeatEx) < maxPerKind {
-					f := firstAt[k]
 					r.RepeatEx = append(r.RepeatEx, fmt.Sprintf("window %s %s count %d: partition %d offset %d, again at partition %d offset %d",
 						fmtMS(k.start), k.emoji, res.Count, f.Partition, f.Offset, rec.Partition, rec.Offset))
 				}
@@ -344,7 +382,7 @@ func Verify(d Data) *Report {
 			continue
 		}
 		results[k] = res
-		firstAt[k] = Record{Partition: rec.Partition, Offset: rec.Offset}
+		firstAt[k] = rec
 	}
 
 	windows := map[int64]bool{}
@@ -408,7 +446,7 @@ func parseSeq(userID, prefix string, n int) (int, bool) {
 	return seq, true
 }
 
-// fmtMS shows an epoch-milliseconds window start readably.
+// fmtMS shows an epoch-milliseconds window start or timestamp readably.
 func fmtMS(ms int64) string {
 	return fmt.Sprintf("%d (%s)", ms, time.UnixMilli(ms).UTC().Format("15:04:05.000"))
 }

@@ -38,7 +38,7 @@ func (s *scenario) emit(seq int, p int32, emoji string, ts int64) int64 {
 	v, _ := ev.Marshal()
 	off := s.next[p]
 	s.next[p]++
-	s.d.Topic1 = append(s.d.Topic1, Record{Partition: p, Offset: off, Key: []byte(emoji), Value: v})
+	s.d.Topic1 = append(s.d.Topic1, Record{Partition: p, Offset: off, Key: []byte(emoji), Value: v, Timestamp: ts})
 	return off
 }
 
@@ -46,7 +46,7 @@ func (s *scenario) emit(seq int, p int32, emoji string, ts int64) int64 {
 func (s *scenario) late(p int32, off int64) {
 	for _, r := range s.d.Topic1 {
 		if r.Partition == p && r.Offset == off {
-			s.d.DLQ = append(s.d.DLQ, Record{Partition: 0, Offset: int64(len(s.d.DLQ)), Key: r.Key, Value: r.Value,
+			s.d.DLQ = append(s.d.DLQ, Record{Partition: 0, Offset: int64(len(s.d.DLQ)), Key: r.Key, Value: r.Value, Timestamp: r.Timestamp,
 				Headers: map[string]string{"error": "late", "source_topic": "in",
 					"source_partition": strconv.Itoa(int(p)), "source_offset": strconv.FormatInt(off, 10)}})
 			return
@@ -55,15 +55,16 @@ func (s *scenario) late(p int32, off int64) {
 	panic("no such record")
 }
 
-// result appends a topic2 result.
-func (s *scenario) result(start int64, emoji string, count int64) {
+// result appends a topic2 result with record timestamp ts.
+func (s *scenario) result(start int64, emoji string, count, ts int64) {
 	res := wire.NewResult(start, testWindow, emoji, count, s.d.Scale)
 	v, _ := res.Marshal()
-	s.d.Topic2 = append(s.d.Topic2, Record{Partition: 0, Offset: int64(len(s.d.Topic2)), Key: []byte(emoji), Value: v})
+	s.d.Topic2 = append(s.d.Topic2, Record{Partition: 0, Offset: int64(len(s.d.Topic2)), Key: []byte(emoji), Value: v, Timestamp: ts})
 }
 
 // good is a consistent run: 6 emojis sent, 5 acknowledged, 1 failed but in
-// topic1 anyway, 1 late record (in the DLQ twice), a repeated result.
+// topic1 anyway, 1 late record (in the DLQ twice), a repeated result. Each
+// result carries the largest timestamp of its counted records.
 func good() *scenario {
 	s := newScenario(7)
 	for i := range 5 {
@@ -79,11 +80,11 @@ func good() *scenario {
 	s.late(1, off)
 	s.late(1, off) // written again after a crash
 	s.emit(5, 1, "🇮🇳", w0+2500)
-	s.result(w0, "🔥", 2)
-	s.result(w0, "👍🏽", 1)
-	s.result(w0+2000, "🔥", 1)
-	s.result(w0+2000, "🇮🇳", 1)
-	s.result(w0, "🔥", 2) // identical repeat
+	s.result(w0, "🔥", 2, w0+1999)
+	s.result(w0, "👍🏽", 1, w0+500) // not w0+10: that record is late
+	s.result(w0+2000, "🔥", 1, w0+2000)
+	s.result(w0+2000, "🇮🇳", 1, w0+2500)
+	s.result(w0, "🔥", 2, w0+1999) // identical repeat
 	return s
 }
 
@@ -127,7 +128,7 @@ func TestVerifyFailures(t *testing.T) {
 		}, "topic1 foreign record"},
 		{"count too high", func(s *scenario) { s.d.Topic2[1].Value = mustResult(w0, "👍🏽", 2) }, "topic2 wrong count: window 1800000000000 (08:00:00.000) 👍🏽: count 2, want 1"},
 		{"missing result", func(s *scenario) { s.d.Topic2 = s.d.Topic2[:3] }, "topic2 missing result: window 1800000002000 (08:00:02.000) 🇮🇳"},
-		{"spurious result", func(s *scenario) { s.result(w0+4000, "🔥", 3) }, "topic2 spurious result"},
+		{"spurious result", func(s *scenario) { s.result(w0+4000, "🔥", 3, w0+4000) }, "topic2 spurious result"},
 		{"result for an all-late cell", func(s *scenario) {
 			s.late(0, 2) // seq 3, the only 🔥 of window w0+2000
 		}, "topic2 spurious result: window 1800000002000 (08:00:02.000) 🔥: count 1"},
@@ -154,6 +155,19 @@ func TestVerifyFailures(t *testing.T) {
 			s.d.Topic2[1].Value = mustResult(w0, "👍🏽", 2)
 		}, "topic2 wrong count"},
 		{"undecodable result", func(s *scenario) { s.d.Topic2[0].Value = []byte(`{"count":1}`) }, "topic2 undecodable"},
+		{"result timestamp is window_end", func(s *scenario) {
+			s.d.Topic2[0].Timestamp, s.d.Topic2[4].Timestamp = w0+2000, w0+2000
+		}, "topic2 timestamp: topic2 partition 0 offset 0: window 1800000000000 (08:00:00.000) 🔥 count 2: record timestamp 1800000002000 (08:00:02.000), want 1800000001999 (08:00:01.999)"},
+		{"result timestamp is the smallest", func(s *scenario) { s.d.Topic2[2].Timestamp = w0 + 1999 },
+			"topic2 timestamp: topic2 partition 0 offset 2: window 1800000002000 (08:00:02.000) 🔥 count 1: record timestamp 1800000001999"},
+		{"result timestamp one ms off", func(s *scenario) { s.d.Topic2[3].Timestamp = w0 + 2499 }, "topic2 timestamp"},
+		{"repeat with another timestamp", func(s *scenario) { s.d.Topic2[4].Timestamp = w0 + 1998 },
+			"topic2 repeat not identical: topic2 partition 0 offset 4: window 1800000000000 (08:00:00.000) 🔥"},
+		{"repeat with other value bytes", func(s *scenario) {
+			s.d.Topic2[4].Value = []byte(` ` + string(s.d.Topic2[0].Value)) // decodes to the same result
+		}, "topic2 repeat not identical"},
+		{"topic1 record timestamp is not the event's", func(s *scenario) { s.d.Topic1[2].Timestamp++ },
+			"topic1 timestamp: partition 1 offset 0: record timestamp 1800000000501 (08:00:00.501), event timestamp 1800000000500"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,6 +178,28 @@ func TestVerifyFailures(t *testing.T) {
 			require.Contains(t, strings.Join(r.Problems, "\n"), c.want)
 		})
 	}
+}
+
+// A late record in the DLQ is not counted, so its timestamp is not the
+// result's, even when it is the cell's largest.
+func TestVerifyTimestampIgnoresLate(t *testing.T) {
+	s := newScenario(3)
+	for i := range 3 {
+		s.d.Status[i] = StatusAcked
+	}
+	s.emit(0, 0, "👍🏽", w0+100)
+	off := s.emit(1, 0, "👍🏽", w0+1900)
+	s.late(0, off)
+	s.emit(2, 0, "👍🏽", w0+50)
+	s.result(w0, "👍🏽", 2, w0+100)
+	r := Verify(s.d)
+	require.True(t, r.OK(), "%v", r.Problems)
+
+	s.d.Topic2[0].Timestamp = w0 + 1900
+	r = Verify(s.d)
+	require.False(t, r.OK())
+	require.Equal(t, []string{"topic2 timestamp: topic2 partition 0 offset 0: window 1800000000000 (08:00:00.000) 👍🏽 count 2: " +
+		"record timestamp 1800000001900 (08:00:01.900), want 1800000000100 (08:00:00.100) (the largest timestamp of its counted topic1 records)"}, r.Problems)
 }
 
 func TestVerifyLateInTime(t *testing.T) {
