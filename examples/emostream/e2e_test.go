@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
 	"github.com/emostream/emostream/examples/emostream/wire"
@@ -29,53 +31,12 @@ import (
 // expected window results in topic2 on time, a late record in the DLQ and not
 // counted, and the same results on /events.
 func TestEndToEnd(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "emostream")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := buildEmostream(t)
 
 	for _, be := range []string{"embedded", "real"} {
 		t.Run(be, func(t *testing.T) {
-			httpAddr := freeAddr(t)
-			in, out, dlq := "topic1", "topic2", "topic1.dlq"
-			args := []string{"run", "--http", httpAddr, "--partitions", "2", "--scale", "2"}
-			var brokers []string
-			if be == "real" {
-				brokers = kafkatest.RealBrokers(t)
-				in, out, dlq = kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "dlq")
-				args = append(args, "--brokers", strings.Join(brokers, ","), "--input-topic", in, "--output-topic", out, "--dlq-topic", dlq)
-			} else {
-				listen := freeAddr(t)
-				brokers = []string{listen}
-				args = append(args, "--broker-listen", listen)
-			}
-			cmd := exec.Command(bin, args...)
-			var logs bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &logs, &logs
-			require.NoError(t, cmd.Start())
-			t.Cleanup(func() {
-				_ = cmd.Process.Signal(syscall.SIGTERM)
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("emostream exited with %v; logs:\n%s", err, logs.String())
-					}
-				case <-time.After(30 * time.Second):
-					_ = cmd.Process.Kill()
-					t.Errorf("emostream did not stop on SIGTERM; logs:\n%s", logs.String())
-				}
-			})
-			base := "http://" + httpAddr
-			require.Eventually(t, func() bool {
-				resp, err := http.Get(base + "/healthz")
-				if err != nil {
-					return false
-				}
-				resp.Body.Close()
-				return resp.StatusCode == http.StatusOK
-			}, 60*time.Second, 100*time.Millisecond, "not healthy; logs:\n%s", &logs)
+			in, out, dlq, brokers, args := runArgs(t, be)
+			base, _ := startEmostream(t, bin, append(args, "--partitions", "2", "--scale", "2"))
 
 			events := collectEvents(t, base+"/events")
 
@@ -135,6 +96,178 @@ func TestEndToEnd(t *testing.T) {
 			require.Equal(t, want, sse)
 		})
 	}
+}
+
+// TestFirstRecordLate POSTs the README's second curl example, two emojis
+// of 2026-03-01 (months in the past), to a fresh `emostream run`: empty
+// topics, so each is the first record its partition's task ever sees.
+// Both windows closed long ago by the wall clock, so both must go to the
+// DLQ as late and neither may be counted in topic2, first record of a
+// partition or not.
+func TestFirstRecordLate(t *testing.T) {
+	bin := buildEmostream(t)
+	// Word for word the second command of examples/emostream/README.md's
+	// quick start (and 1772366400000 is 2026-03-01T12:00:00Z too).
+	const body = `[{"user_id":"me","emoji_type":"👍🏽","timestamp":"2026-03-01T12:00:00Z"},
+       {"user_id":"you","emoji_type":"🇮🇳","timestamp":1772366400000}]`
+	const ts = int64(1772366400000)
+	require.Equal(t, ts, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "-d '"+body+"'", "the README's example changed; update this test")
+
+	for _, be := range []string{"embedded", "real"} {
+		t.Run(be, func(t *testing.T) {
+			in, out, dlq, brokers, args := runArgs(t, be)
+			base, logs := startEmostream(t, bin, args) // default --partitions 4, --window 2s, --grace 500ms
+			require.Zero(t, endOffsets(t, brokers, in), "topic %s is not empty", in)
+
+			resp, err := http.Post(base+"/api", "application/json", strings.NewReader(body))
+			require.NoError(t, err)
+			reply, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusAccepted, resp.StatusCode, "%s", reply)
+			require.JSONEq(t, `{"accepted":2}`, string(reply))
+
+			// Each emoji ends up in the DLQ or (wrongly) in a count; wait
+			// for both outcomes, then a little longer for anything else.
+			deadline := time.Now().Add(30 * time.Second)
+			for endOffsets(t, brokers, dlq)+endOffsets(t, brokers, out) < 2 && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			time.Sleep(2 * time.Second)
+			nDLQ, nOut := endOffsets(t, brokers, dlq), endOffsets(t, brokers, out)
+			var counted []string
+			if nOut > 0 {
+				for _, m := range kafkatest.ConsumeN(t, brokers, out, int(nOut), 10*time.Second) {
+					counted = append(counted, fmt.Sprintf("partition %d offset %d: %s", m.Partition, m.Offset, m.Value))
+				}
+			}
+			require.Empty(t, counted, "records of 2026-03-01 were counted in %s; the app logs:\n%s", out, logs)
+			require.EqualValues(t, 2, nDLQ, "want both emojis in %s", dlq)
+
+			got := map[string]wire.Event{}
+			for _, m := range kafkatest.ConsumeN(t, brokers, dlq, 2, 10*time.Second) {
+				require.Equal(t, "late", m.Headers["error"], "DLQ record %d/%d: %v", m.Partition, m.Offset, m.Headers)
+				require.Equal(t, in, m.Headers["source_topic"])
+				require.NotEmpty(t, m.Headers["source_partition"])
+				require.NotEmpty(t, m.Headers["source_offset"])
+				ev, err := wire.DecodeEvent([]byte(m.Value))
+				require.NoError(t, err)
+				require.Equal(t, ev.EmojiType, m.Key)
+				got[ev.UserID] = ev
+			}
+			require.Equal(t, map[string]wire.Event{
+				"me":  {UserID: "me", EmojiType: "👍🏽", Timestamp: ts},
+				"you": {UserID: "you", EmojiType: "🇮🇳", Timestamp: ts},
+			}, got)
+		})
+	}
+}
+
+// buildEmostream builds the binary under test into the test's temp dir.
+func buildEmostream(t *testing.T) string {
+	bin := filepath.Join(t.TempDir(), "emostream")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	return bin
+}
+
+// runArgs returns the topics, the brokers and the `run` flags for a
+// backend: "embedded" (a broker of its own on a free port, default topic
+// names) or "real" (KAFKA_BROKERS, topics named after the test).
+func runArgs(t *testing.T, backend string) (in, out, dlq string, brokers, args []string) {
+	in, out, dlq = "topic1", "topic2", "topic1.dlq"
+	args = []string{"run", "--http", freeAddr(t)}
+	if backend == "real" {
+		brokers = kafkatest.RealBrokers(t)
+		in, out, dlq = kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "dlq")
+		args = append(args, "--brokers", strings.Join(brokers, ","), "--input-topic", in, "--output-topic", out, "--dlq-topic", dlq)
+	} else {
+		listen := freeAddr(t)
+		brokers = []string{listen}
+		args = append(args, "--broker-listen", listen)
+	}
+	return in, out, dlq, brokers, args
+}
+
+// startEmostream starts bin with args (whose --http flag is the second
+// argument's value), waits until /healthz answers 200 and stops it with
+// SIGTERM when the test ends; a bad exit fails the test. It returns the
+// HTTP base URL and the process's output.
+func startEmostream(t *testing.T, bin string, args []string) (string, *syncBuffer) {
+	httpAddr := ""
+	for i, a := range args {
+		if a == "--http" && i+1 < len(args) {
+			httpAddr = args[i+1]
+		}
+	}
+	require.NotEmpty(t, httpAddr, "no --http in %v", args)
+	cmd := exec.Command(bin, args...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("emostream exited with %v; logs:\n%s", err, logs)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("emostream did not stop on SIGTERM; logs:\n%s", logs)
+		}
+	})
+	base := "http://" + httpAddr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 100*time.Millisecond, "not healthy; logs:\n%s", logs)
+	return base, logs
+}
+
+// endOffsets sums the high watermarks of topic's partitions: how many
+// records it holds (the app writes no transactions here).
+func endOffsets(t *testing.T, brokers []string, topic string) int64 {
+	client, err := sarama.NewClient(brokers, kafkatest.SaramaConfig())
+	require.NoError(t, err)
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	require.NoError(t, err)
+	var n int64
+	for _, p := range parts {
+		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		require.NoError(t, err)
+		n += off
+	}
+	return n
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and the test's
+// reads at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func freeAddr(t *testing.T) string {
