@@ -392,6 +392,17 @@ func (a *App) ensureTopic(admin sarama.ClusterAdmin, topic string, partitions in
 // Setup builds the tasks of the new assignment (consumer group callback).
 func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 	claims := sess.Claims()
+	// The committed offsets' metadata carries each task's last commit epoch
+	// and stream time, which the tasks restore before their processors'
+	// Init. Without them a task cannot tell what its predecessor delivered:
+	// retry the session rather than guess.
+	committed, err := a.fetchCommitted(sess.Context(), claims)
+	if err != nil {
+		if sess.Context().Err() == nil {
+			a.cfg.logger.Warn("fetching committed offsets failed", slog.String("application_id", a.cfg.appID), slog.Any("err", err))
+		}
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	assigned := map[backendKey]bool{}
@@ -413,7 +424,14 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 	for _, st := range a.top.subs {
 		first := resolveTopic(a.cfg.appID, st.sources[0])
 		for _, p := range claims[first] {
-			t, err := newTask(a.top, st, p, a)
+			start := taskStart{committed: map[string]committedPosition{}}
+			for _, src := range st.sources {
+				topic := resolveTopic(a.cfg.appID, src)
+				if cp, ok := committed[topic][p]; ok {
+					start.committed[topic] = cp
+				}
+			}
+			t, err := newTask(a.top, st, p, a, start)
 			if err != nil {
 				a.fail(err)
 				return err
@@ -469,8 +487,9 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 }
 
 // commit waits until everything each task produced is acknowledged, then
-// marks and commits the task's offsets. Offsets are never committed ahead of
-// the output (and changelog writes) of the records they cover.
+// commits the task's offsets with metadata recording its commit epoch and
+// stream time. Offsets are never committed ahead of the output (and
+// changelog writes) of the records they cover.
 func (a *App) commit(sess sarama.ConsumerGroupSession) {
 	if a.failure() != nil {
 		return
@@ -487,22 +506,285 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 		a.commitTxn(sess, tasks)
 		return
 	}
-	marked := false
+	var commits []*offsetCommit
 	for _, t := range tasks {
 		t.mu.Lock()
 		t.flushStores()
 		a.waitAcks(t)
 		if a.failure() == nil {
-			for topic, off := range t.offsets {
-				sess.MarkOffset(topic, t.id.Partition, off, "")
-				marked = true
+			if c := a.prepareCommit(t); c != nil {
+				// What the task does from now on, while the commit is on its
+				// way, belongs to the next epoch: this commit does not cover
+				// it. (If the commit fails, the next one covers both.)
+				if c.advance {
+					t.advanceEpoch(c.epoch)
+				}
+				commits = append(commits, c)
 			}
 		}
 		t.mu.Unlock()
 	}
-	if marked && a.failure() == nil {
-		sess.Commit()
+	if len(commits) > 0 && a.failure() == nil {
+		a.commitOffsets(sess, commits)
 	}
+}
+
+// offsetCommit is what one task commits: the offsets of its source
+// partitions, with the metadata recording its commit epoch and stream time.
+type offsetCommit struct {
+	t       *task
+	offsets map[string]int64 // resolved topic -> next offset
+	meta    string
+	epoch   uint64
+	advance bool // the commit covers the task's current epoch
+	st      time.Time
+}
+
+// prepareCommit returns what t's next commit must write — every source
+// partition whose offset or metadata differs from its last commit — or nil
+// when nothing does. The metadata is committed even when no offset moved
+// (say, windows closed by the wall clock in a task that has read nothing).
+// The caller holds t.mu.
+func (a *App) prepareCommit(t *task) *offsetCommit {
+	meta, epoch, advance := t.commitMeta()
+	c := &offsetCommit{t: t, meta: meta, epoch: epoch, advance: advance, st: t.streamTime, offsets: map[string]int64{}}
+	for topic := range t.sources {
+		if _, processed := t.position[topic]; !processed && !advance {
+			continue // neither its offset nor the task's epoch moved
+		}
+		off, ok := a.commitOffset(t, topic)
+		if !ok {
+			continue
+		}
+		if cp, ok := t.committed[topic]; ok && cp.offset == off && cp.meta == meta {
+			continue
+		}
+		c.offsets[topic] = off
+	}
+	if len(c.offsets) == 0 {
+		return nil
+	}
+	return c
+}
+
+// commitOffset is the offset to commit for t's source topic: the next one
+// to process, or — when the task has processed nothing from it — the
+// committed offset fetched when the task was created, or where its claim
+// started. The caller holds t.mu.
+func (a *App) commitOffset(t *task, topic string) (int64, bool) {
+	if off, ok := t.position[topic]; ok {
+		return off, true
+	}
+	if cp, ok := t.committed[topic]; ok && cp.offset >= 0 {
+		return cp.offset, true
+	}
+	a.claimMu.Lock()
+	cs := a.claims[topic][t.id.Partition]
+	a.claimMu.Unlock()
+	if cs != nil && cs.claim.InitialOffset() >= 0 {
+		return cs.claim.InitialOffset(), true
+	}
+	// No committed offset: consumption starts at the oldest one.
+	off, err := a.client.GetOffset(topic, t.id.Partition, sarama.OffsetOldest)
+	return off, err == nil && off >= 0
+}
+
+// commitOffsets sends one OffsetCommit request for the tasks' offsets to the
+// group coordinator (with the session's generation and member id) and, for
+// each task all of whose partitions were committed, records the commit and
+// its epoch. A failed commit is logged; the next one writes the same
+// partitions again with newer metadata.
+//
+// The request is sent directly rather than with the session's
+// MarkOffset/Commit, whose outcome is only reported on the group's error
+// channel: a task's epoch counts as committed only once Kafka said so.
+func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetCommit) {
+	req := a.offsetCommitRequest(sess)
+	var ts int64
+	if req.Version == 1 {
+		ts = sarama.ReceiveTime
+	}
+	for _, c := range commits {
+		for topic, off := range c.offsets {
+			req.AddBlockWithLeaderEpoch(topic, c.t.id.Partition, off, -1, ts, c.meta)
+		}
+	}
+	var resp *sarama.OffsetCommitResponse
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		var broker *sarama.Broker
+		if broker, err = a.client.Coordinator(a.cfg.appID); err == nil {
+			resp, err = broker.CommitOffset(req)
+		}
+		if err == nil {
+			err = coordinatorError(resp)
+		}
+		if err == nil {
+			break
+		}
+		_ = a.client.RefreshCoordinator(a.cfg.appID)
+	}
+	if err != nil {
+		a.cfg.logger.Warn("offset commit failed", slog.String("application_id", a.cfg.appID), slog.Any("err", err))
+		return
+	}
+	var failed error
+	for _, c := range commits {
+		ok := true
+		c.t.mu.Lock()
+		for topic, off := range c.offsets {
+			var perr error = sarama.ErrIncompleteResponse
+			if kerr, found := resp.Errors[topic][c.t.id.Partition]; found && kerr != sarama.ErrNoError {
+				perr = kerr
+			} else if found {
+				perr = nil
+			}
+			if perr != nil {
+				ok = false
+				if failed == nil {
+					failed = fmt.Errorf("%s/%d: %w", topic, c.t.id.Partition, perr)
+				}
+				continue
+			}
+			c.t.committed[topic] = committedPosition{offset: off, meta: c.meta}
+		}
+		if ok && c.advance {
+			c.t.epochCommitted(c.epoch, c.st)
+		}
+		c.t.mu.Unlock()
+	}
+	if failed != nil {
+		a.cfg.logger.Warn("offset commit failed", slog.String("application_id", a.cfg.appID), slog.Any("err", failed))
+	}
+}
+
+// coordinatorError returns the first error of resp that asks to find the
+// coordinator again and retry.
+func coordinatorError(resp *sarama.OffsetCommitResponse) error {
+	for _, parts := range resp.Errors {
+		for _, kerr := range parts {
+			switch kerr {
+			case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable, sarama.ErrOffsetsLoadInProgress, sarama.ErrRequestTimedOut:
+				return kerr
+			}
+		}
+	}
+	return nil
+}
+
+// offsetCommitRequest is an empty OffsetCommit request for the session, in
+// the version sarama's own offset manager would use.
+func (a *App) offsetCommitRequest(sess sarama.ConsumerGroupSession) *sarama.OffsetCommitRequest {
+	conf := a.client.Config()
+	req := &sarama.OffsetCommitRequest{
+		Version:                 1,
+		ConsumerGroup:           a.cfg.appID,
+		ConsumerGroupGeneration: sess.GenerationID(),
+		ConsumerID:              sess.MemberID(),
+	}
+	v := conf.Version
+	switch {
+	case v.IsAtLeast(sarama.V2_4_0_0):
+		req.Version = 8
+	case v.IsAtLeast(sarama.V2_3_0_0):
+		req.Version = 7
+	case v.IsAtLeast(sarama.V2_1_0_0):
+		req.Version = 6
+	case v.IsAtLeast(sarama.V2_0_0_0):
+		req.Version = 4
+	case v.IsAtLeast(sarama.V0_11_0_0):
+		req.Version = 3
+	case v.IsAtLeast(sarama.V0_9_0_0):
+		req.Version = 2
+	}
+	if req.Version >= 7 && conf.Consumer.Group.InstanceId != "" {
+		id := conf.Consumer.Group.InstanceId
+		req.GroupInstanceId = &id
+	}
+	if req.Version >= 2 && req.Version < 5 {
+		req.RetentionTime = -1
+		if conf.Consumer.Offsets.Retention > 0 {
+			req.RetentionTime = int64(conf.Consumer.Offsets.Retention / time.Millisecond)
+		}
+	}
+	return req
+}
+
+// commitFetchTimeout bounds the fetch of committed offsets at an assignment.
+const commitFetchTimeout = 30 * time.Second
+
+// fetchCommitted reads the group's committed offsets and their metadata for
+// the claimed partitions from the group coordinator, retrying until
+// commitFetchTimeout or ctx ends.
+func (a *App) fetchCommitted(ctx context.Context, claims map[string][]int32) (map[string]map[int32]committedPosition, error) {
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, commitFetchTimeout)
+	defer cancel()
+	type result struct {
+		m   map[string]map[int32]committedPosition
+		err error
+	}
+	for attempt := 0; ; attempt++ {
+		res := make(chan result, 1)
+		go func() {
+			m, err := a.fetchCommittedOnce(claims)
+			res <- result{m, err}
+		}()
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stream: fetch committed offsets: %w", ctx.Err())
+		case r := <-res:
+			if r.err == nil {
+				return r.m, nil
+			}
+			err = r.err
+		}
+		_ = a.client.RefreshCoordinator(a.cfg.appID)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stream: fetch committed offsets: %w (%v)", err, ctx.Err())
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+		}
+	}
+}
+
+func (a *App) fetchCommittedOnce(claims map[string][]int32) (map[string]map[int32]committedPosition, error) {
+	broker, err := a.client.Coordinator(a.cfg.appID)
+	if err != nil {
+		return nil, err
+	}
+	req := sarama.NewOffsetFetchRequest(a.client.Config().Version, a.cfg.appID, claims)
+	// As sarama does for read_committed consumers: wait for offsets that an
+	// open transaction is committing.
+	req.RequireStable = req.Version >= 7
+	resp, err := broker.FetchOffset(req)
+	if err != nil {
+		return nil, err
+	}
+	if kerr := resp.GroupError(); kerr != sarama.ErrNoError {
+		return nil, kerr
+	}
+	out := map[string]map[int32]committedPosition{}
+	for topic, parts := range claims {
+		out[topic] = map[int32]committedPosition{}
+		for _, p := range parts {
+			b := resp.GetBlock(topic, p)
+			if b == nil {
+				return nil, fmt.Errorf("%s/%d: %w", topic, p, sarama.ErrIncompleteResponse)
+			}
+			if b.Err != sarama.ErrNoError {
+				return nil, fmt.Errorf("%s/%d: %w", topic, p, b.Err)
+			}
+			out[topic][p] = committedPosition{offset: b.Offset, meta: b.Metadata}
+		}
+	}
+	return out, nil
 }
 
 // ackTimeout bounds how long a commit (or a shutdown) waits for Kafka to
@@ -538,13 +820,18 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 		return tasks[i].id.Partition < tasks[j].id.Partition
 	})
 	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
+	var commits []*offsetCommit
 	for _, t := range tasks {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.flushStores()
 		a.waitAcks(t)
-		for topic, off := range t.offsets {
-			offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: t.id.Partition, Offset: off})
+		if c := a.prepareCommit(t); c != nil {
+			commits = append(commits, c)
+			for topic, off := range c.offsets {
+				meta := c.meta
+				offsets[topic] = append(offsets[topic], &sarama.PartitionOffsetMetadata{Partition: t.id.Partition, Offset: off, Metadata: &meta})
+			}
 		}
 	}
 	if a.failure() != nil || (len(offsets) == 0 && !a.txnDirty.Load()) {
@@ -568,6 +855,14 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 		// Committed: forget them, so an idle task does not add them again.
 		clear(t.offsets)
 	}
+	for _, c := range commits {
+		for topic, off := range c.offsets {
+			c.t.committed[topic] = committedPosition{offset: off, meta: c.meta}
+		}
+		if c.advance {
+			c.t.epochCommitted(c.epoch, c.st)
+		}
+	}
 	if err := a.producer.BeginTxn(); err != nil {
 		a.fail(fmt.Errorf("stream: begin transaction: %w", err))
 	}
@@ -575,6 +870,17 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 
 // Cleanup commits and closes the session's tasks (consumer group callback).
 func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
+	// The tasks are handed over (to this process's next session, another
+	// instance, or nobody at shutdown): nothing may be processed or
+	// punctuated after the commit that precedes that, or the next owner
+	// would find results of an epoch no commit covered.
+	a.mu.RLock()
+	for _, t := range a.tasks {
+		t.mu.Lock()
+		t.closing = true
+		t.mu.Unlock()
+	}
+	a.mu.RUnlock()
 	a.commit(sess)
 	a.mu.Lock()
 	defer a.mu.Unlock()

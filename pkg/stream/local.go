@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emostream/emostream/pkg/stream/internal/kv"
 )
 
@@ -30,8 +32,11 @@ type LocalRunner struct {
 	queue  []*inRecord
 	offs   map[string]int64
 	inputs map[string][]*inRecord // piped input per "topic/partition", for Redeliver
-	met    *Metrics
-	err    error
+	// backends outlive tasks: a restarted task gets its stores' contents
+	// back, as a new owner restoring the changelog would.
+	backends map[backendKey]kv.Store
+	met      *Metrics
+	err      error
 }
 
 // RawRecord is a serialized record as written to a topic by a LocalRunner.
@@ -49,6 +54,11 @@ type RawRecord struct {
 // (Partitions, default 1) and initialises them. Options other than
 // ApplicationID, Logger, Partitions, StartTime and OnDeserializationError are
 // ignored.
+//
+// A LocalRunner commits, as Kafka Streams' TopologyTestDriver does, after
+// every Pipe, Redeliver and AdvanceWallClock that succeeds: each task's
+// commit epoch advances if it was used (see CommitEpoch) or stream time
+// moved, and the epoch and stream time are what Restart carries over.
 func NewLocalRunner(top *Topology, opts ...Opt) (*LocalRunner, error) {
 	cfg := defaultConfig()
 	cfg.appID = "local"
@@ -62,24 +72,118 @@ func NewLocalRunner(top *Topology, opts ...Opt) (*LocalRunner, error) {
 		cfg: cfg, top: top, clock: cfg.startTime,
 		tasks: map[TaskID]*task{}, byTop: map[string][]*task{},
 		output: map[string][]RawRecord{}, offs: map[string]int64{},
-		inputs: map[string][]*inRecord{},
+		inputs: map[string][]*inRecord{}, backends: map[backendKey]kv.Store{},
 	}
 	l.met = newMetrics(cfg.appID, func() map[string]int64 { return nil })
-	for _, st := range top.subs {
-		for p := int32(0); p < cfg.partitions; p++ {
-			t, err := newTask(top, st, p, l)
+	if err := l.buildTasks(nil); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// buildTasks creates every task, each from the commit start holds for it.
+func (l *LocalRunner) buildTasks(start map[TaskID]taskStart) error {
+	for _, st := range l.top.subs {
+		for p := int32(0); p < l.cfg.partitions; p++ {
+			t, err := newTask(l.top, st, p, l, start[TaskID{Subtopology: st.id, Partition: p}])
 			if err != nil {
-				return nil, err
+				return err
 			}
 			l.tasks[t.id] = t
 			for _, s := range st.sources {
-				rt := resolveTopic(cfg.appID, s)
+				rt := resolveTopic(l.cfg.appID, s)
 				l.byTop[rt] = append(l.byTop[rt], t)
 			}
 		}
 	}
-	return l, nil
+	return nil
 }
+
+// commit is the runner's commit: every task whose epoch was used or whose
+// stream time moved commits its current epoch. The caller holds l.mu.
+func (l *LocalRunner) commit() {
+	for _, t := range l.tasks {
+		t.mu.Lock()
+		if t.needsCommit() {
+			t.epochCommitted(t.epoch.current, t.streamTime)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// Restart restarts every task gracefully, as a clean shutdown followed by a
+// start (or a rebalance) does in Kafka: it commits, closes every processor
+// (Close) and task, then creates the tasks again — their processors' Init
+// runs again — over the same store contents, as a new owner restoring the
+// changelogs would see them, with the committed epoch and stream time read
+// back from the commit's metadata. Inputs piped before stay available to
+// Redeliver; output not yet read stays readable.
+func (l *LocalRunner) Restart() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	for _, t := range l.tasks {
+		t.mu.Lock()
+		t.closing = true
+		t.mu.Unlock()
+	}
+	l.commit()
+	start := map[TaskID]taskStart{}
+	var errs []error
+	for _, t := range l.ordered() {
+		t.mu.Lock()
+		meta := encodeCommitMeta(t.epoch.committed, t.epoch.st)
+		ts := taskStart{committed: map[string]committedPosition{}}
+		for topic := range t.sources {
+			off := int64(-1)
+			if o, ok := t.position[topic]; ok {
+				off = o
+			}
+			ts.committed[topic] = committedPosition{offset: off, meta: meta}
+		}
+		start[t.id] = ts
+		t.mu.Unlock()
+		errs = append(errs, t.close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return l.setErr(err)
+	}
+	// Records a processor's Close sent to a repartition topic are read by
+	// the new tasks, as they would be from Kafka.
+	queued := l.queue
+	l.queue = nil
+	l.tasks, l.byTop = map[TaskID]*task{}, map[string][]*task{}
+	if err := l.buildTasks(start); err != nil {
+		return l.setErr(err)
+	}
+	l.queue = queued
+	if err := l.drain(); err != nil {
+		return err
+	}
+	l.commit()
+	return nil
+}
+
+// ordered returns the tasks sorted by sub-topology and partition.
+func (l *LocalRunner) ordered() []*task {
+	out := make([]*task, 0, len(l.tasks))
+	for _, t := range l.tasks {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].id.Subtopology != out[j].id.Subtopology {
+			return out[i].id.Subtopology < out[j].id.Subtopology
+		}
+		return out[i].id.Partition < out[j].id.Partition
+	})
+	return out
+}
+
+// Collector returns the runner's Prometheus metrics (the same families as
+// App.Collector), counted since the runner was created.
+func (l *LocalRunner) Collector() prometheus.Collector { return l.met }
 
 // Pipe writes one record to an input topic and processes it and everything it
 // causes. A nil key is sent to partition 0.
@@ -97,7 +201,16 @@ func (l *LocalRunner) Pipe(topic string, key, value []byte, ts time.Time, header
 	k := fmt.Sprintf("%s/%d", topic, p)
 	l.inputs[k] = append(l.inputs[k], r)
 	l.queue = append(l.queue, copyRecord(r))
-	return l.drain()
+	return l.drainAndCommit()
+}
+
+// drainAndCommit processes the queue and commits if that succeeded.
+func (l *LocalRunner) drainAndCommit() error {
+	if err := l.drain(); err != nil {
+		return err
+	}
+	l.commit()
+	return nil
 }
 
 func copyRecord(r *inRecord) *inRecord {
@@ -121,7 +234,7 @@ func (l *LocalRunner) Redeliver(topic string, partition int32, offset int64) err
 			l.queue = append(l.queue, copyRecord(r))
 		}
 	}
-	return l.drain()
+	return l.drainAndCommit()
 }
 
 func (l *LocalRunner) nextOffset(topic string, p int32) int64 {
@@ -170,18 +283,7 @@ func (l *LocalRunner) AdvanceWallClock(d time.Duration) error {
 		return l.err
 	}
 	l.clock = l.clock.Add(d)
-	ids := make([]TaskID, 0, len(l.tasks))
-	for id := range l.tasks {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		if ids[i].Subtopology != ids[j].Subtopology {
-			return ids[i].Subtopology < ids[j].Subtopology
-		}
-		return ids[i].Partition < ids[j].Partition
-	})
-	for _, id := range ids {
-		t := l.tasks[id]
+	for _, t := range l.ordered() {
 		t.mu.Lock()
 		err := t.punctuate(WallClockTime, l.clock)
 		t.mu.Unlock()
@@ -192,6 +294,7 @@ func (l *LocalRunner) AdvanceWallClock(d time.Duration) error {
 			return err
 		}
 	}
+	l.commit()
 	return nil
 }
 
@@ -219,9 +322,10 @@ func (l *LocalRunner) Close() error {
 	var errs []error
 	for _, t := range l.tasks {
 		errs = append(errs, t.close())
-		for _, c := range t.stores {
-			errs = append(errs, c.backend.Close())
-		}
+	}
+	for k, b := range l.backends {
+		errs = append(errs, b.Close())
+		delete(l.backends, k)
 	}
 	return errors.Join(errs...)
 }
@@ -274,8 +378,14 @@ func (l *LocalRunner) badRecord(t *task, r *inRecord, err error) error {
 	return handleBadRecord(l, l.cfg.badAction, l.cfg.dlqTopic, t, r, err)
 }
 
-func (l *LocalRunner) openBackend(*task, *storeSpec, string) (kv.Store, int64, error) {
-	return kv.NewMemory(), 0, nil
+func (l *LocalRunner) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, error) {
+	k := backendKey{spec.name, t.id.Partition}
+	b, ok := l.backends[k]
+	if !ok {
+		b = kv.NewMemory()
+		l.backends[k] = b
+	}
+	return b, 0, nil
 }
 
 func (l *LocalRunner) restore(*task, *storeCore) error { return nil }

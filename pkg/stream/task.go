@@ -87,6 +87,15 @@ type task struct {
 	puncts []*punctuation
 	err    error
 	closed bool
+	// closing is set before the last commit of a task that is handed over
+	// (revoke, shutdown, streamtest restart): from then on nothing is
+	// processed or punctuated, so nothing happens that the commit misses.
+	closing bool
+	// epoch is the task's commit epoch bookkeeping (see CommitEpoch).
+	epoch epochState
+	// committed is, per resolved source topic, the offset and metadata of
+	// the last successful commit (at creation: as fetched from Kafka).
+	committed map[string]committedPosition
 	// pending counts produced records not yet acknowledged by Kafka.
 	pending sync.WaitGroup
 	// offsets are the next offsets to commit, per resolved source topic.
@@ -108,20 +117,36 @@ type punctuation struct {
 func (p *punctuation) Cancel() { p.cancelled = true }
 
 // newTask builds the processor instances of one sub-topology for one partition,
-// restores its stores and initialises its processors.
-func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*task, error) {
+// restores its stores and initialises its processors. start holds what the
+// task's last commit recorded: its commit epoch and stream time are restored
+// from it before the processors' Init.
+func newTask(top *Topology, st *subtopology, partition int32, env taskEnv, start taskStart) (*task, error) {
 	t := &task{
-		id:       TaskID{Subtopology: st.id, Partition: partition},
-		sub:      st,
-		env:      env,
-		sources:  map[string]func(*inRecord){},
-		origins:  map[string]string{},
-		stores:   map[string]*storeCore{},
-		offsets:  map[string]int64{},
-		position: map[string]int64{},
+		id:        TaskID{Subtopology: st.id, Partition: partition},
+		sub:       st,
+		env:       env,
+		sources:   map[string]func(*inRecord){},
+		origins:   map[string]string{},
+		stores:    map[string]*storeCore{},
+		offsets:   map[string]int64{},
+		position:  map[string]int64{},
+		committed: map[string]committedPosition{},
 	}
 	t.logger = env.log().With("task", fmt.Sprintf("%d_%d", st.id, partition))
 	appID := env.applicationID()
+	topics := make([]string, 0, len(st.sources))
+	for _, s := range st.sources {
+		topic := resolveTopic(appID, s)
+		topics = append(topics, topic)
+		if cp, ok := start.committed[topic]; ok {
+			t.committed[topic] = cp
+		}
+	}
+	// As Kafka Streams restores partition time from the commit metadata, a
+	// task goes on with the stream time and epoch of its last commit.
+	committedEpoch, streamTime := start.resolve(topics)
+	t.epoch = epochState{current: committedEpoch + 1, committed: committedEpoch, st: streamTime}
+	t.streamTime = streamTime
 	for _, name := range st.stores {
 		spec := top.stores[name]
 		c := &storeCore{name: name, changelog: top.changelogTopic(appID, name), partition: partition, task: t}
@@ -168,7 +193,7 @@ func newTask(top *Topology, st *subtopology, partition int32, env taskEnv) (*tas
 
 // process runs one input record through the task. The caller holds mu.
 func (t *task) process(r *inRecord) error {
-	if t.closed {
+	if t.closed || t.closing {
 		return nil
 	}
 	in, ok := t.sources[r.topic]
@@ -215,7 +240,7 @@ func (t *task) advanceStreamTime(ts time.Time) {
 
 // punctuate fires due punctuations of one type. The caller holds mu.
 func (t *task) punctuate(typ PunctuationType, now time.Time) error {
-	if now.IsZero() || t.closed {
+	if now.IsZero() || t.closed || t.closing {
 		return nil
 	}
 	for _, p := range t.puncts {
@@ -379,6 +404,13 @@ func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType
 func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
 
 func (c *procContext[K, V]) isExactlyOnce() bool { return c.t.env.exactlyOnce() }
+
+func (c *procContext[K, V]) commitEpoch() uint64 {
+	c.t.epoch.used = true
+	return c.t.epoch.current
+}
+
+func (c *procContext[K, V]) committedEpoch() uint64 { return c.t.epoch.committed }
 
 func (c *procContext[K, V]) isCaughtUp() bool {
 	return c.t.caughtUp == nil || c.t.caughtUp()

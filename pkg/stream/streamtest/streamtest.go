@@ -3,12 +3,15 @@ package streamtest
 import (
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emostream/emostream/pkg/stream"
 )
 
 // Driver runs a topology in memory.
 type Driver struct {
-	r *stream.LocalRunner
+	r   *stream.LocalRunner
+	reg *prometheus.Registry
 }
 
 // New builds a Driver for top. Useful options: stream.Partitions,
@@ -18,7 +21,58 @@ func New(top *stream.Topology, opts ...stream.Opt) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{r: r}, nil
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(r.Collector()); err != nil {
+		return nil, err
+	}
+	return &Driver{r: r, reg: reg}, nil
+}
+
+// Restart restarts every task gracefully, as after a clean shutdown or a
+// rebalance: the driver commits, closes every processor (Close) and task, and
+// creates them again (Init runs again) over the same store contents, with the
+// committed epoch (stream.CommittedEpoch) and stream time carried over as
+// Kafka's commit metadata carries them. Inputs piped before stay available to
+// Redeliver; output already read stays read, output not yet read stays
+// readable. The driver commits after every Pipe, Redeliver and
+// AdvanceWallClock, so a Restart never finds uncommitted work; use Redeliver
+// to model a crash.
+func (d *Driver) Restart() error { return d.r.Restart() }
+
+// DroppedRecords returns stream_dropped_records_total by reason (the records
+// processors dropped on purpose with stream.RecordDropped, such as late
+// records), counted since the driver was created, across restarts.
+func (d *Driver) DroppedRecords() map[string]int64 {
+	return d.counter("stream_dropped_records_total", "reason")
+}
+
+// DeadLetters returns stream_dead_letters_total by reason (the records
+// processors sent to a dead-letter topic with stream.DeadLetter, such as late
+// records), counted since the driver was created, across restarts.
+func (d *Driver) DeadLetters() map[string]int64 {
+	return d.counter("stream_dead_letters_total", "reason")
+}
+
+// counter reads the counter family name by the value of label.
+func (d *Driver) counter(name, label string) map[string]int64 {
+	out := map[string]int64{}
+	families, err := d.reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					out[l.GetValue()] += int64(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return out
 }
 
 // AdvanceWallClock moves the wall clock by d and runs due wall-clock punctuations.
