@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -581,8 +582,8 @@ func (a *App) commitOffset(t *task, topic string) (int64, bool) {
 	a.claimMu.Lock()
 	cs := a.claims[topic][t.id.Partition]
 	a.claimMu.Unlock()
-	if cs != nil && cs.claim.InitialOffset() >= 0 {
-		return cs.claim.InitialOffset(), true
+	if cs != nil && cs.start >= 0 {
+		return cs.start, true
 	}
 	// No committed offset: consumption starts at the oldest one.
 	off, err := a.client.GetOffset(topic, t.id.Partition, sarama.OffsetOldest)
@@ -907,15 +908,74 @@ func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
 type claimState struct {
 	claim sarama.ConsumerGroupClaim
 	last  atomic.Int64 // unix ns of the last message (or of the claim's start)
+	// start is the offset consumption started at: the claim's initial
+	// offset, with sarama's OffsetOldest sentinel resolved; -1 if unknown.
+	start int64
+	// backlogEnd: the records below it were in Kafka when the claim started
+	// (its high watermark then), a backlog judged by stream time; the
+	// records from it on arrived while the task consumed. math.MaxInt64
+	// when unknown.
+	backlogEnd int64
+	// reached: the partition's end was reached at least once in this claim
+	// (it started at its end — say empty — or processing caught up with
+	// the high watermark). Records arriving after that are the live tail.
+	reached atomic.Bool
 }
 
 // quietGap is how many offsets below the high watermark a silent partition
 // may stop and still count as caught up (see caughtUp).
 const quietGap = 64
 
+// freshSlack is how many records a partition without a committed offset
+// (a new application, or a new partition) may hold when its claim starts
+// and still count as at its end. One: the first record of an empty
+// partition, written while a new application was joining its group (a
+// request sent right after the start), is the live tail — as it would be a
+// moment later. More records are a backlog, judged by stream time like any
+// other; and a partition with a committed offset (a restart, a failover)
+// has no slack: what lies beyond the committed offset is a backlog.
+const freshSlack = 1
+
+// newClaimState resolves where claim starts and whether it starts with a
+// backlog.
+func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
+	cs := &claimState{claim: claim, start: claim.InitialOffset(), backlogEnd: math.MaxInt64}
+	fresh := cs.start < 0
+	if fresh {
+		// A sentinel (no committed offset): resolve where consumption began.
+		if off, err := a.client.GetOffset(claim.Topic(), claim.Partition(), cs.start); err == nil {
+			cs.start = off
+		} else {
+			cs.start = -1
+		}
+	}
+	// sarama sets the high watermark from a ListOffsets when it starts the
+	// claim (0 would mean unknown only if the start were above it).
+	if hwm := claim.HighWaterMarkOffset(); cs.start >= 0 && !(hwm == 0 && cs.start > 0) {
+		cs.backlogEnd = hwm
+		if cs.start >= hwm || (fresh && hwm-cs.start <= freshSlack) {
+			// Nothing to catch up with: every record is the live tail.
+			cs.backlogEnd = cs.start
+			cs.reached.Store(true)
+		}
+	}
+	cs.last.Store(time.Now().UnixNano())
+	return cs
+}
+
 // caughtUp: every source partition of t is being consumed and its next
 // offset to process has reached the high watermark of the last fetch. The
 // caller holds t.mu.
+//
+// A record being processed that arrived while the task was consuming (not
+// part of the backlog the claim started with) counts as processed, so the
+// last record of the tail — the first record of an empty partition, for
+// one — is judged like the records after it. A partition whose end was
+// reached once in this claim (it started at its end, or processing caught
+// up) stays caught up while at most quietGap offsets lie ahead: records
+// written in one burst to a live partition are the tail, not a backlog. The
+// records of a backlog — in Kafka when the claim started, as after a
+// restart or a failover — are judged by stream time, up to the last one.
 //
 // Transaction markers at a partition's tail are never delivered, so the next
 // offset can stay below the high watermark of an idle, transactionally
@@ -933,11 +993,20 @@ func (a *App) caughtUp(t *task) bool {
 		hwm := c.HighWaterMarkOffset()
 		next, processed := t.position[topic]
 		if !processed {
-			next = c.InitialOffset()
+			next = cs.start
 		}
-		// Before the first fetch the high watermark reads 0: unknown unless
-		// the starting position is 0 as well.
+		reached := cs.reached.Load()
+		if off := t.cur.meta.Offset; t.cur.inRecord && t.cur.meta.Topic == topic && off+1 > next && (reached || off >= cs.backlogEnd) {
+			next = off + 1
+		}
+		// The high watermark reads 0 until known (sarama sets it from a
+		// ListOffsets when the claim starts, then from each fetch): unknown
+		// unless the starting position is 0 as well.
 		atEnd := next >= 0 && !(hwm == 0 && next > 0) && next >= hwm
+		if atEnd && !reached {
+			cs.reached.Store(true)
+		}
+		tail := reached && next >= 0 && hwm-next <= quietGap
 		// Quiet: nothing buffered or delivered for a second, after at least
 		// one fetch (hwm > 0), with at most a few offsets left — transaction
 		// markers or an aborted batch. A larger gap is a backlog the
@@ -947,7 +1016,7 @@ func (a *App) caughtUp(t *task) bool {
 		silent := time.Since(time.Unix(0, cs.last.Load()))
 		quiet := len(c.Messages()) == 0 && hwm > 0 &&
 			((hwm-next <= quietGap && silent > time.Second) || silent > 30*time.Second)
-		if !atEnd && !quiet {
+		if !atEnd && !tail && !quiet {
 			return false
 		}
 	}
@@ -959,8 +1028,7 @@ func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 	a.mu.RLock()
 	t := a.byClaim[claim.Topic()][claim.Partition()]
 	a.mu.RUnlock()
-	cs := &claimState{claim: claim}
-	cs.last.Store(time.Now().UnixNano())
+	cs := a.newClaimState(claim)
 	a.claimMu.Lock()
 	if a.claims == nil {
 		a.claims = map[string]map[int32]*claimState{}
@@ -998,7 +1066,11 @@ func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 		if n > 0 {
 			a.met.latency.Observe(time.Since(start).Seconds() / float64(n))
 			in.Add(float64(n))
-			lag.Set(float64(claim.HighWaterMarkOffset() - last - 1))
+			hwm := claim.HighWaterMarkOffset()
+			lag.Set(float64(hwm - last - 1))
+			if last+1 >= hwm {
+				cs.reached.Store(true)
+			}
 		}
 		if err != nil {
 			a.fail(err)

@@ -87,7 +87,15 @@ func RecordDropped(ctx interface{ TaskID() TaskID }, reason string) {
 // (such as closing a window because the wall clock passed its end) should
 // wait for it: while a task works through a backlog — after a restart or a
 // rebalance — records already in Kafka must not be judged by the wall clock.
-// Always true in a LocalRunner (streamtest).
+//
+// A record being processed that arrived while the task was consuming counts
+// as processed, so the last record of the live tail (the first record of an
+// empty partition, say) sees true; the records of the backlog a task starts
+// with see false, up to the last one. A partition whose end was reached once
+// stays caught up while only a few records lie ahead (a burst arriving at
+// the tail), and the first record of an empty partition counts as the tail
+// also when it was written while a new application joined its group. Always
+// true in a LocalRunner (streamtest).
 func CaughtUp(ctx interface{ TaskID() TaskID }) bool {
 	if c, ok := ctx.(interface{ isCaughtUp() bool }); ok {
 		return c.isCaughtUp()
