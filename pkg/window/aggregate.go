@@ -1,9 +1,12 @@
 package window
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/emostream/emostream/pkg/stream"
@@ -13,26 +16,97 @@ import (
 // before every index key (those are at least 16 bytes).
 var metaKey = []byte{0}
 
+// States of a window in the index store. A window that was emitted (or
+// closed) carries the commit epoch (stream.CommitEpoch) in which that
+// happened, so a restarted task re-emits only what no commit covered.
 const (
-	windowOpen   int64 = 0
-	windowClosed int64 = 1
+	// windowOpen: takes records, no final result emitted yet.
+	windowOpen int64 = 0
+	// A positive state is a closed window, closed (and, with an emit-final
+	// strategy, emitted) in epoch state. A negative state is a window
+	// UntilWindowCloses emitted in epoch -state that still takes records
+	// (sessions and sliding windows, for one millisecond of stream time).
 )
+
+// reasonNegative is the dead-letter error and drop reason of a record with a
+// negative timestamp.
+const reasonNegative = "negative_timestamp"
 
 // Aggregate folds the records of each key and window into a value:
 // initializer starts a window, aggregator adds a record. w is TimeWindows or
 // SlidingWindows (session windows need AggregateSessions). The result stream is
-// keyed by Windowed[K]; what it carries depends on the emit strategy. A record
-// whose windows are all closed (stream time, or the wall clock with
-// WallClockClose, passed end + grace) is late: it is not aggregated and goes
-// to the late-records topic (or is dropped, if chosen).
+// keyed by Windowed[K]; what it carries depends on the emit strategy. Each
+// result's timestamp is the largest timestamp of the records in its window,
+// as in Kafka Streams. A record whose windows are all closed (stream time, or
+// the wall clock with WallClockClose, passed end + grace) is late: it is not
+// aggregated and goes to the late-records topic (or is dropped and counted,
+// if chosen).
 func Aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], A] {
 	if _, ok := w.(SessionWindows); ok {
 		g.Stream().Builder().ReportError(fmt.Errorf("%w: session windows need a merger: use AggregateSessions", ErrInvalidWindows))
 	}
-	return aggregate(g, w, initializer, aggregator, nil, aggSerde, opts...)
+	return aggregate(g, w, initializer, aggregator, nil, aggSerde, identity[A], false, opts...)
 }
 
-func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], A] {
+func identity[A any](a A) A { return a }
+
+// Reduce combines the values of each key and window with reducer, the first
+// value of a window being its start (Kafka Streams' windowed reduce). The
+// grouping's value serde stores the windows' values.
+func Reduce[K, V any](g *stream.GroupedStream[K, V], w Windows, reducer func(k K, agg, v V) V, opts ...Opt) *stream.Stream[Windowed[K], V] {
+	first := func(k K, v V, agg optional[V]) optional[V] {
+		if !agg.set {
+			return optional[V]{v: v, set: true}
+		}
+		return optional[V]{v: reducer(k, agg.v, v), set: true}
+	}
+	init := func() optional[V] { return optional[V]{} }
+	var merger func(K, optional[V], optional[V]) optional[V]
+	if _, ok := w.(SessionWindows); ok {
+		merger = func(k K, a, b optional[V]) optional[V] {
+			switch {
+			case !a.set:
+				return b
+			case !b.set:
+				return a
+			}
+			return optional[V]{v: reducer(k, a.v, b.v), set: true}
+		}
+	}
+	return aggregate(g, w, init, first, merger, optionalSerde[V]{g.ValueSerde()}, func(o optional[V]) V { return o.v }, false, opts...)
+}
+
+// optional is a reduction that may not have seen a value yet.
+type optional[V any] struct {
+	v   V
+	set bool
+}
+
+type optionalSerde[V any] struct{ s stream.Serde[V] }
+
+func (o optionalSerde[V]) Serialize(v optional[V]) ([]byte, error) {
+	if !v.set {
+		return []byte{0}, nil
+	}
+	b, err := o.s.Serialize(v.v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{1}, b...), nil
+}
+
+func (o optionalSerde[V]) Deserialize(b []byte) (optional[V], error) {
+	if len(b) == 0 {
+		return optional[V]{}, fmt.Errorf("%w: empty reduce value", ErrCorruptValue)
+	}
+	if b[0] == 0 {
+		return optional[V]{}, nil
+	}
+	v, err := o.s.Deserialize(b[1:])
+	return optional[V]{v: v, set: true}, err
+}
+
+func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], out func(A) O, tombstones bool, opts ...Opt) *stream.Stream[Windowed[K], O] {
 	o := options{closeInterval: 100 * time.Millisecond}
 	for _, f := range opts {
 		f(&o)
@@ -45,6 +119,9 @@ func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 	if o.lateTopic == "" && !o.dropLate {
 		b.ReportError(fmt.Errorf("%w: choose LateRecordsTo(topic) or DropLateRecords() for late records", ErrInvalidWindows))
 	}
+	if o.emit < OnWindowUpdate || o.emit > UntilWindowCloses {
+		b.ReportError(fmt.Errorf("%w: unknown emit strategy %v", ErrInvalidWindows, o.emit))
+	}
 	if g.KeySerde() == nil || aggSerde == nil {
 		b.ReportError(fmt.Errorf("%w: the grouping needs a key serde and the aggregation a value serde", ErrInvalidWindows))
 	}
@@ -55,11 +132,11 @@ func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 	if o.retention < minRet {
 		o.retention = minRet
 	}
-	wall := o.emit == OnWindowClose
+	wall := o.emit != OnWindowUpdate
 	if o.wallClock != nil {
 		wall = *o.wallClock
 	}
-	mainStore, indexStore, keysStore, timesStore := o.name+"-store", o.name+"-index", o.name+"-keys", o.name+"-times"
+	mainStore, indexStore, keysStore := o.name+"-store", o.name+"-index", o.name+"-keys"
 	_, session := w.(SessionWindows)
 	_, sliding := w.(SlidingWindows)
 	mainOpts := o.storeOpts
@@ -72,18 +149,18 @@ func aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 		b.AddStore(stream.KeyValueStoreBuilder(keysStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), o.storeOpts...))
 		stores = append(stores, keysStore)
 	}
-	if sliding {
-		// The largest record timestamp of each sliding window.
-		b.AddStore(stream.KeyValueStoreBuilder(timesStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
-		stores = append(stores, timesStore)
-	}
-	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), aggSerde, mainOpts...))
+	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), stream.Serde[timed[A]](timedSerde[A]{aggSerde}), mainOpts...))
 	b.AddStore(stream.KeyValueStoreBuilder(indexStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
 	ks := g.KeySerde()
-	return stream.Process(src, o.name, func() stream.Processor[K, V, Windowed[K], A] {
-		return &aggProcessor[K, V, A]{
+	var lead int64
+	if o.emit == UntilWindowCloses {
+		lead = w.suppressLead()
+	}
+	return stream.Process(src, o.name, func() stream.Processor[K, V, Windowed[K], O] {
+		return &aggProcessor[K, V, A, O]{
 			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
-			timesName: timesStore, session: session, sliding: sliding, merge: merger,
+			session: session, sliding: sliding, merge: merger, out: out, tombstones: tombstones && o.emit == OnWindowUpdate,
+			final: o.emit != OnWindowUpdate, lead: lead,
 			init: initializer, agg: aggregator, closedTo: math.MinInt64, persisted: math.MinInt64,
 		}
 	}, stores...)
@@ -99,35 +176,40 @@ func Sum[K, V any](g *stream.GroupedStream[K, V], w Windows, fn func(v V) int64,
 	return Aggregate(g, w, func() int64 { return 0 }, func(_ K, v V, sum int64) int64 { return sum + fn(v) }, stream.Int64(), opts...)
 }
 
-type aggProcessor[K, V, A any] struct {
-	w         Windows
-	o         options
-	wall      bool
-	ks        stream.Serde[K]
-	mainName  string
-	indexName string
-	keysName  string
-	timesName string
-	session   bool
-	sliding   bool
-	init      func() A
-	agg       func(K, V, A) A
-	merge     func(K, A, A) A
+// aggProcessor runs every windowed aggregation. A is the stored aggregate, O
+// what is forwarded (A itself, or *A when session tombstones are wanted).
+type aggProcessor[K, V, A, O any] struct {
+	w          Windows
+	o          options
+	wall       bool
+	ks         stream.Serde[K]
+	mainName   string
+	indexName  string
+	keysName   string
+	session    bool
+	sliding    bool
+	final      bool  // an emit-final strategy
+	lead       int64 // see Windows.suppressLead; 0 unless UntilWindowCloses
+	tombstones bool  // forward a tombstone for each session a merge removes
+	init       func() A
+	agg        func(K, V, A) A
+	merge      func(K, A, A) A
+	out        func(A) O
 
-	main  stream.KeyValueStore[[]byte, A]
+	main  stream.KeyValueStore[[]byte, timed[A]]
 	index stream.KeyValueStore[[]byte, int64]
 	keys  stream.KeyValueStore[[]byte, int64]
-	times stream.KeyValueStore[[]byte, int64]
 	// closedTo is the close watermark: every window with end <= closedTo is
 	// closed. persisted is the value last written to the index store.
 	closedTo  int64
 	persisted int64
+	eos       bool
 
 	// Per-record scratch, reused so the hot path allocates less: the
 	// windows of the record, its window key (stores copy keys they keep),
 	// and the record and flag the aggregate callback works on.
 	wins [][2]int64
-	// nextDue is at most the smallest end of an open window when
+	// nextDue is at most the smallest end of a window not yet closed when
 	// nextDueKnown, so closeUpTo skips the index scan while the watermark
 	// stays below it (most records do not cross a window end).
 	nextDue      int64
@@ -135,20 +217,32 @@ type aggProcessor[K, V, A any] struct {
 	wkBuf        []byte
 	cur          stream.Record[K, V]
 	created      bool
-	aggFn        func(old A, found bool) (A, error)
+	aggFn        func(old timed[A], found bool) (timed[A], error)
+	// headers of the record being processed: Kafka Streams' results carry
+	// the headers of the record that caused them.
+	headers []stream.Header
+	// pendingBound is the watermark UntilWindowCloses closes up to at the
+	// record's first forward (when Kafka Streams' suppression buffer sees
+	// the record); pending says it has not happened yet.
+	pendingBound int64
+	pending      bool
+	// justEmitted is the index key of a window closeUpTo emitted at the
+	// current forward point, so it is not emitted twice.
+	justEmitted map[string]bool
 }
 
 // aggregate is the Update callback of Process for p.cur.
-func (p *aggProcessor[K, V, A]) aggregate(old A, found bool) (A, error) {
+func (p *aggProcessor[K, V, A, O]) aggregate(old timed[A], found bool) (timed[A], error) {
+	ts := p.cur.Timestamp.UnixMilli()
 	if !found {
-		old, p.created = p.init(), true
+		old, p.created = timed[A]{ts: ts, value: p.init()}, true
 	}
-	return p.agg(p.cur.Key, p.cur.Value, old), nil
+	return timed[A]{ts: max(old.ts, ts), value: p.agg(p.cur.Key, p.cur.Value, old.value)}, nil
 }
 
-func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]) error {
+func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K], O]) error {
 	var err error
-	if p.main, err = stream.GetKeyValueStore[[]byte, A](ctx, p.mainName); err != nil {
+	if p.main, err = stream.GetKeyValueStore[[]byte, timed[A]](ctx, p.mainName); err != nil {
 		return err
 	}
 	if p.index, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.indexName); err != nil {
@@ -159,24 +253,19 @@ func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]
 			return err
 		}
 	}
-	if p.sliding {
-		if p.times, err = stream.GetKeyValueStore[[]byte, int64](ctx, p.timesName); err != nil {
-			return err
-		}
-	}
 	if wm, found, err := p.index.Get(metaKey); err != nil {
 		return err
 	} else if found {
 		p.closedTo, p.persisted = wm, wm
 	}
-	if p.o.emit == OnWindowClose && !stream.ExactlyOnceEnabled(ctx) {
-		// Results of windows closed before a restart may not have reached Kafka
-		// (the task stopped before its outputs were acknowledged): emit the
-		// retained closed windows again. Their values cannot have changed.
-		// Under transactions a window's close and its result commit together,
-		// so there is nothing to make up for (and read_committed readers
-		// would see the result twice).
-		if err := p.reemitClosed(ctx); err != nil {
+	p.eos = stream.ExactlyOnceEnabled(ctx)
+	if p.final && !p.eos {
+		// Results emitted before a crash may not have reached Kafka: emit
+		// again those of windows emitted in an epoch no commit covered.
+		// Their values cannot have changed. A graceful hand-over commits
+		// last, so it leaves nothing to make up for; under transactions a
+		// window's emission and its result commit together.
+		if err := p.reemitUncommitted(ctx); err != nil {
 			return err
 		}
 	}
@@ -189,7 +278,7 @@ func (p *aggProcessor[K, V, A]) Init(ctx stream.ProcessorContext[Windowed[K], A]
 }
 
 // boundary is the close watermark implied by the clocks now.
-func (p *aggProcessor[K, V, A]) boundary(ctx stream.ProcessorContext[Windowed[K], A]) int64 {
+func (p *aggProcessor[K, V, A, O]) boundary(ctx stream.ProcessorContext[Windowed[K], O]) int64 {
 	b := p.closedTo
 	if st := ctx.StreamTime(); !st.IsZero() {
 		b = max(b, p.w.closeBound(st.UnixMilli()))
@@ -203,19 +292,45 @@ func (p *aggProcessor[K, V, A]) boundary(ctx stream.ProcessorContext[Windowed[K]
 	return b
 }
 
-func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K], A], rec stream.Record[K, V]) error {
+func (p *aggProcessor[K, V, A, O]) Process(ctx stream.ProcessorContext[Windowed[K], O], rec stream.Record[K, V]) error {
+	ts := rec.Timestamp.UnixMilli()
+	if ts < 0 {
+		// No window holds a negative timestamp; Kafka Streams drops such
+		// records before the topology and counts them.
+		if err := p.reject(ctx, reasonNegative); err != nil {
+			return err
+		}
+		return p.closeUpTo(ctx, p.boundary(ctx))
+	}
 	kb, err := p.ks.Serialize(rec.Key)
 	if err != nil {
 		return err
 	}
-	ts := rec.Timestamp.UnixMilli()
 	bound := p.boundary(ctx)
-	if p.session {
-		return p.processSession(ctx, rec, kb, ts, bound)
+	p.headers = rec.Headers
+	defer func() { p.headers = nil }()
+	if p.o.emit == UntilWindowCloses && bound > p.closedTo {
+		p.pendingBound, p.pending = bound, true
 	}
-	if p.sliding {
-		return p.processSliding(ctx, rec, kb, ts, bound)
+	switch {
+	case p.session:
+		err = p.processSession(ctx, rec, kb, ts, bound)
+	case p.sliding:
+		err = p.processSliding(ctx, rec, kb, ts, bound)
+	default:
+		err = p.processTime(ctx, rec, kb, ts, bound)
 	}
+	p.pending = false
+	if err != nil {
+		return err
+	}
+	return p.closeUpTo(ctx, bound)
+}
+
+// processTime aggregates a record into its tumbling or hopping windows, as
+// Kafka Streams' KStreamWindowAggregate: each window still open (end >
+// stream time - grace) is updated, closed ones are skipped.
+func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windowed[K], O], rec stream.Record[K, V], kb []byte, ts, bound int64) error {
 	late, total := 0, 0
 	p.wins = p.w.windowsFor(p.wins[:0], ts)
 	if p.aggFn == nil {
@@ -230,7 +345,7 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 		if win[1] <= bound {
 			// Closed window. Update still runs (and refuses), so a record that
 			// was applied before a crash is recognised and not reported late.
-			_, _, err := p.main.Update(wk, func(A, bool) (A, error) { var z A; return z, errLate })
+			_, _, err := p.main.Update(wk, func(timed[A], bool) (timed[A], error) { return timed[A]{}, errLate })
 			if errors.Is(err, errLate) {
 				late++
 			} else if err != nil {
@@ -248,61 +363,133 @@ func (p *aggProcessor[K, V, A]) Process(ctx stream.ProcessorContext[Windowed[K],
 				return err
 			}
 		}
-		if p.o.emit == OnWindowUpdate {
-			ctx.Forward(stream.Record[Windowed[K], A]{
-				Key:   Windowed[K]{Key: rec.Key, Start: time.UnixMilli(win[0]).UTC(), End: time.UnixMilli(win[1]).UTC()},
-				Value: v, Timestamp: rec.Timestamp,
-			})
-		}
-	}
-	if late > 0 && late == total {
-		if err := p.reportLate(ctx); err != nil {
+		if err := p.updated(ctx, rec.Key, kb, win[0], win[1], v); err != nil {
 			return err
 		}
 	}
-	return p.closeUpTo(ctx, bound)
-}
-
-func (p *aggProcessor[K, V, A]) reportLate(ctx stream.ProcessorContext[Windowed[K], A]) error {
-	if p.o.lateTopic != "" {
-		return stream.DeadLetter(ctx, p.o.lateTopic, "late")
+	if late > 0 && late == total {
+		return p.reject(ctx, "late")
 	}
-	stream.RecordDropped(ctx, "late")
 	return nil
 }
 
+// reject sends the record being processed to the late-records topic, or
+// counts it as dropped, with reason.
+func (p *aggProcessor[K, V, A, O]) reject(ctx stream.ProcessorContext[Windowed[K], O], reason string) error {
+	if p.o.lateTopic != "" {
+		return stream.DeadLetter(ctx, p.o.lateTopic, reason)
+	}
+	stream.RecordDropped(ctx, reason)
+	return nil
+}
+
+// updated is called after the record changed (or created) the window [start,
+// end] of key k, whose value is now v. It forwards what the emit strategy
+// forwards at that point.
+func (p *aggProcessor[K, V, A, O]) updated(ctx stream.ProcessorContext[Windowed[K], O], k K, kb []byte, start, end int64, v timed[A]) error {
+	switch p.o.emit {
+	case OnWindowUpdate:
+		p.forward(ctx, k, start, end, v)
+	case UntilWindowCloses:
+		// Kafka Streams' suppression buffer takes the update, then emits
+		// whatever is due; an update of a window at the suppression's
+		// close point is due at once.
+		ik := indexKey(kb, start, end)
+		if err := p.forwardPoint(ctx); err != nil {
+			return err
+		}
+		if p.justEmitted[string(ik)] || end > p.closedTo+p.lead {
+			return nil
+		}
+		p.forward(ctx, k, start, end, v)
+		return p.index.Put(ik, -p.epoch(ctx))
+	}
+	return nil
+}
+
+// forwardPoint runs, with UntilWindowCloses, the close that Kafka Streams'
+// suppression performs when it receives the record's first forward.
+func (p *aggProcessor[K, V, A, O]) forwardPoint(ctx stream.ProcessorContext[Windowed[K], O]) error {
+	clear(p.justEmitted)
+	if !p.pending {
+		return nil
+	}
+	p.pending = false
+	if p.justEmitted == nil {
+		p.justEmitted = map[string]bool{}
+	}
+	return p.closeUpTo(ctx, p.pendingBound)
+}
+
+// epoch is the state a window emitted now is stamped with.
+func (p *aggProcessor[K, V, A, O]) epoch(ctx stream.ProcessorContext[Windowed[K], O]) int64 {
+	if !p.final || p.eos {
+		return 1
+	}
+	return int64(stream.CommitEpoch(ctx))
+}
+
 // markOpen records a new open window in the close-time index.
-func (p *aggProcessor[K, V, A]) markOpen(kb []byte, start, end int64) error {
+func (p *aggProcessor[K, V, A, O]) markOpen(kb []byte, start, end int64) error {
 	if p.nextDueKnown && end < p.nextDue {
 		p.nextDue = end
 	}
 	return p.index.Put(indexKey(kb, start, end), windowOpen)
 }
 
-// closeUpTo closes every open window with end <= bound, in (end, key) order,
-// emitting final results when asked, then persists the watermark and purges
-// expired windows.
-func (p *aggProcessor[K, V, A]) closeUpTo(ctx stream.ProcessorContext[Windowed[K], A], bound int64) error {
+// closeUpTo closes every window with end <= bound, in (end, key) order,
+// emitting final results as the strategy asks (UntilWindowCloses: up to
+// bound + lead), then persists the watermark and purges expired windows.
+func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowed[K], O], bound int64) error {
 	if bound <= p.closedTo {
 		return nil
 	}
-	if !p.nextDueKnown || bound >= p.nextDue {
+	emitTo := bound + p.lead
+	if !p.nextDueKnown || emitTo >= p.nextDue {
 		from := timeBound(math.MinInt64)
 		if p.closedTo != math.MinInt64 {
 			from = timeBound(p.closedTo + 1)
 		}
-		due, err := p.scanIndex(from, timeBound(bound+1), windowOpen)
+		due, err := p.scanIndex(from, timeBound(emitTo+1), true)
 		if err != nil {
 			return err
 		}
-		for _, ik := range due {
-			if p.o.emit == OnWindowClose {
-				if err := p.emitFinal(ctx, ik); err != nil {
+		if p.session && p.o.emit == OnWindowClose {
+			// Kafka Streams emits closed sessions from its time-ordered
+			// session store, keyed by end, start, key.
+			slices.SortStableFunc(due, func(a, b stream.KeyValue[[]byte, int64]) int {
+				ka, sa, ea, _ := decodeIndexKey(a.Key)
+				kb, sb, eb, _ := decodeIndexKey(b.Key)
+				return cmp.Or(cmp.Compare(ea, eb), cmp.Compare(sa, sb), bytes.Compare(ka, kb))
+			})
+		}
+		for _, e := range due {
+			_, _, end, err := decodeIndexKey(e.Key)
+			if err != nil {
+				return err
+			}
+			state := e.Value
+			switch {
+			case state == windowOpen:
+				state = p.epoch(ctx)
+				if p.final {
+					if err := p.emitFinal(ctx, e.Key); err != nil {
+						return err
+					}
+					if p.justEmitted != nil {
+						p.justEmitted[string(e.Key)] = true
+					}
+				}
+				if end > bound {
+					state = -state // emitted by UntilWindowCloses, still open
+				}
+			case end <= bound:
+				state = -state // emitted earlier, closed now
+			}
+			if state != e.Value {
+				if err := p.index.Put(e.Key, state); err != nil {
 					return err
 				}
-			}
-			if err := p.index.Put(ik, windowClosed); err != nil {
-				return err
 			}
 		}
 		if p.nextDue, err = p.firstOpenEnd(bound); err != nil {
@@ -328,47 +515,42 @@ func (p *aggProcessor[K, V, A]) closeUpTo(ctx stream.ProcessorContext[Windowed[K
 }
 
 // purge deletes windows whose end is older than the retention.
-func (p *aggProcessor[K, V, A]) purge(prevBound, bound int64) error {
+func (p *aggProcessor[K, V, A, O]) purge(prevBound, bound int64) error {
 	ret := p.o.retention.Milliseconds()
 	cutoff := bound - ret
 	from := timeBound(math.MinInt64)
 	if prevBound != math.MinInt64 {
 		from = timeBound(prevBound - ret + 1)
 	}
-	expired, err := p.scanIndex(from, timeBound(cutoff+1), -1)
+	expired, err := p.scanIndex(from, timeBound(cutoff+1), false)
 	if err != nil {
 		return err
 	}
-	for _, ik := range expired {
-		kb, start, end, err := decodeIndexKey(ik)
+	for _, e := range expired {
+		kb, start, end, err := decodeIndexKey(e.Key)
 		if err != nil {
 			return err
 		}
 		if err := p.main.Delete(encodeWindowKey(kb, start, end)); err != nil {
 			return err
 		}
-		if p.sliding {
-			if err := p.times.Delete(encodeWindowKey(kb, start, end)); err != nil {
-				return err
-			}
-		}
-		if err := p.index.Delete(ik); err != nil {
+		if err := p.index.Delete(e.Key); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// firstOpenEnd returns the smallest end of an open window ending after
-// bound (math.MaxInt64 if there is none).
-func (p *aggProcessor[K, V, A]) firstOpenEnd(bound int64) (int64, error) {
+// firstOpenEnd returns the smallest end after bound of a window that is not
+// closed yet (math.MaxInt64 if there is none).
+func (p *aggProcessor[K, V, A, O]) firstOpenEnd(bound int64) (int64, error) {
 	it, err := p.index.Range(timeBound(bound+1), timeBound(math.MaxInt64))
 	if err != nil {
 		return 0, err
 	}
 	defer it.Close()
 	for it.Next() {
-		if len(it.Key()) < 16 || it.Value() != windowOpen {
+		if len(it.Key()) < 16 || it.Value() > 0 {
 			continue
 		}
 		_, _, end, err := decodeIndexKey(it.Key())
@@ -380,8 +562,9 @@ func (p *aggProcessor[K, V, A]) firstOpenEnd(bound int64) (int64, error) {
 	return math.MaxInt64, it.Err()
 }
 
-// scanIndex returns the index keys in [from, to) with the given state (-1: any).
-func (p *aggProcessor[K, V, A]) scanIndex(from, to []byte, state int64) ([][]byte, error) {
+// scanIndex returns the index entries in [from, to); notClosed keeps only
+// windows not closed yet (open, or emitted but open).
+func (p *aggProcessor[K, V, A, O]) scanIndex(from, to []byte, notClosed bool) ([]stream.KeyValue[[]byte, int64], error) {
 	if string(from) >= string(to) {
 		return nil, nil
 	}
@@ -392,19 +575,17 @@ func (p *aggProcessor[K, V, A]) scanIndex(from, to []byte, state int64) ([][]byt
 		return nil, err
 	}
 	defer it.Close()
-	var out [][]byte
+	var out []stream.KeyValue[[]byte, int64]
 	for it.Next() {
-		if len(it.Key()) < 16 {
+		if len(it.Key()) < 16 || (notClosed && it.Value() > 0) {
 			continue
 		}
-		if state < 0 || it.Value() == state {
-			out = append(out, it.Key())
-		}
+		out = append(out, stream.KeyValue[[]byte, int64]{Key: it.Key(), Value: it.Value()})
 	}
 	return out, it.Err()
 }
 
-func (p *aggProcessor[K, V, A]) emitFinal(ctx stream.ProcessorContext[Windowed[K], A], ik []byte) error {
+func (p *aggProcessor[K, V, A, O]) emitFinal(ctx stream.ProcessorContext[Windowed[K], O], ik []byte) error {
 	kb, start, end, err := decodeIndexKey(ik)
 	if err != nil {
 		return err
@@ -417,24 +598,48 @@ func (p *aggProcessor[K, V, A]) emitFinal(ctx stream.ProcessorContext[Windowed[K
 	if err != nil {
 		return err
 	}
-	ctx.Forward(stream.Record[Windowed[K], A]{
-		Key:   Windowed[K]{Key: k, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()},
-		Value: v, Timestamp: time.UnixMilli(end).UTC(),
-	})
+	p.forward(ctx, k, start, end, v)
 	return nil
 }
 
-func (p *aggProcessor[K, V, A]) reemitClosed(ctx stream.ProcessorContext[Windowed[K], A]) error {
-	closed, err := p.scanIndex(timeBound(math.MinInt64), timeBound(math.MaxInt64), windowClosed)
+// forward sends a window's value, stamped with the largest record timestamp
+// in the window.
+func (p *aggProcessor[K, V, A, O]) forward(ctx stream.ProcessorContext[Windowed[K], O], k K, start, end int64, v timed[A]) {
+	p.forwardValue(ctx, k, start, end, p.out(v.value), v.ts)
+}
+
+func (p *aggProcessor[K, V, A, O]) forwardValue(ctx stream.ProcessorContext[Windowed[K], O], k K, start, end int64, v O, ts int64) {
+	ctx.Forward(stream.Record[Windowed[K], O]{
+		Key:   Windowed[K]{Key: k, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()},
+		Value: v, Timestamp: time.UnixMilli(ts).UTC(), Headers: p.headers,
+	})
+}
+
+// reemitUncommitted emits again the windows emitted in an epoch that no
+// commit covered (after a crash), stamping them with the current epoch.
+func (p *aggProcessor[K, V, A, O]) reemitUncommitted(ctx stream.ProcessorContext[Windowed[K], O]) error {
+	committed := int64(stream.CommittedEpoch(ctx))
+	all, err := p.scanIndex(timeBound(math.MinInt64), timeBound(math.MaxInt64), false)
 	if err != nil {
 		return err
 	}
-	for _, ik := range closed {
-		if err := p.emitFinal(ctx, ik); err != nil {
+	for _, e := range all {
+		state := e.Value
+		if state == windowOpen || max(state, -state) <= committed {
+			continue
+		}
+		if err := p.emitFinal(ctx, e.Key); err != nil {
+			return err
+		}
+		now := p.epoch(ctx)
+		if state < 0 {
+			now = -now
+		}
+		if err := p.index.Put(e.Key, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *aggProcessor[K, V, A]) Close() error { return nil }
+func (p *aggProcessor[K, V, A, O]) Close() error { return nil }

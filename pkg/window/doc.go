@@ -14,19 +14,26 @@
 // # Emit strategies
 //
 // OnWindowUpdate (the default, as in Kafka Streams) forwards the window's value
-// after every record. OnWindowClose forwards one final result per window and
-// key when the window closes, in (end, key) order. With WallClockClose (on by
-// default for OnWindowClose) a window also closes when the wall clock passes
-// end + grace, so results arrive on time when input stops; once closed by
-// either clock, records for it are late. With it off, stream time alone
-// decides, exactly as in Kafka Streams.
+// after every record. OnWindowClose (Kafka Streams' emitStrategy(onWindowClose))
+// forwards one final result per window and key when the window closes, in
+// (end, key) order. UntilWindowCloses is Kafka Streams'
+// suppress(untilWindowCloses), which differs for session and sliding windows.
+// With WallClockClose (on by default for the emit-final strategies) a window
+// also closes when the wall clock passes end + grace, so results arrive on
+// time when input stops; once closed by either clock, records for it are
+// late. With it off, stream time alone decides, exactly as in Kafka Streams.
+//
+// Every result is timestamped with the largest timestamp of the records in
+// its window (for sessions: the session's end), as in Kafka Streams.
 //
 // # Late records
 //
-// A record whose windows are all closed is not aggregated. It goes to the
-// topic named by LateRecordsTo, unchanged, with headers error=late,
-// source_topic, source_partition and source_offset, or is dropped and counted
-// if DropLateRecords was chosen. One of the two is required.
+// A record aggregated into no window, because every window holding it is
+// closed, is late. It goes to the topic named by LateRecordsTo, unchanged,
+// with headers error=late, source_topic, source_partition and source_offset,
+// or is dropped and counted if DropLateRecords was chosen. One of the two is
+// required: no record is dropped silently. Records with a negative timestamp
+// belong to no window and are handled the same way (error=negative_timestamp).
 //
 // # State and guarantees
 //
@@ -35,10 +42,12 @@
 // windows that are due, not to the number of keys. The close watermark is
 // stored too, so a restarted task makes the same late/closed decisions.
 // Updates are deduplicated like every store write in package stream: input
-// redelivered after a crash is not counted twice. Final results of windows
-// closed shortly before a restart are emitted again, with identical values,
-// because the runtime cannot know whether they reached Kafka. Windows are
-// kept for Retention after their end, then purged.
+// redelivered after a crash is not counted twice. Each final result is
+// emitted once, across graceful restarts and rebalances: an emission is
+// stamped with the task's commit epoch (stream.CommitEpoch), and a starting
+// task emits again only the results no commit covered — after a crash, with
+// identical values and timestamps. Windows are kept for Retention after their
+// end, then purged.
 //
 // See docs/windowing.md for diagrams and details.
 package window

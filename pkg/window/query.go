@@ -10,7 +10,7 @@ import (
 // ReadOnlyWindowStore answers interactive queries on a windowed aggregation's
 // local state, like Kafka Streams' ReadOnlyWindowStore.
 type ReadOnlyWindowStore[K, A any] struct {
-	kv stream.ReadOnlyKeyValueStore[[]byte, A]
+	kv stream.ReadOnlyKeyValueStore[[]byte, timed[A]]
 	ks stream.Serde[K]
 }
 
@@ -19,7 +19,7 @@ type ReadOnlyWindowStore[K, A any] struct {
 // from outside the processing loop. It sees the partitions this instance
 // hosts, and windows not yet purged by retention.
 func QueryWindowStore[K, A any](host stream.StoreHost, name string, keySerde stream.Serde[K]) *ReadOnlyWindowStore[K, A] {
-	return &ReadOnlyWindowStore[K, A]{kv: stream.QueryStore[[]byte, A](host, name+"-store", rawSerde{}), ks: keySerde}
+	return &ReadOnlyWindowStore[K, A]{kv: stream.QueryStore[[]byte, timed[A]](host, name+"-store", rawSerde{}), ks: keySerde}
 }
 
 // Fetch returns key's windows that start in [from, to], oldest first.
@@ -46,7 +46,7 @@ func (s *ReadOnlyWindowStore[K, A]) FetchAll(from, to time.Time) ([]stream.KeyVa
 	return s.collect(it, from.UnixMilli(), to.UnixMilli())
 }
 
-func (s *ReadOnlyWindowStore[K, A]) collect(it stream.KeyValueIterator[[]byte, A], from, to int64) ([]stream.KeyValue[Windowed[K], A], error) {
+func (s *ReadOnlyWindowStore[K, A]) collect(it stream.KeyValueIterator[[]byte, timed[A]], from, to int64) ([]stream.KeyValue[Windowed[K], A], error) {
 	defer it.Close()
 	var out []stream.KeyValue[Windowed[K], A]
 	for it.Next() {
@@ -63,7 +63,7 @@ func (s *ReadOnlyWindowStore[K, A]) collect(it stream.KeyValueIterator[[]byte, A
 		}
 		out = append(out, stream.KeyValue[Windowed[K], A]{
 			Key:   Windowed[K]{Key: k, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()},
-			Value: it.Value(),
+			Value: it.Value().value,
 		})
 	}
 	return out, it.Err()

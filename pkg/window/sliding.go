@@ -46,6 +46,7 @@ func (w SlidingWindows) GracePeriod() time.Duration { return w.grace }
 // closeBound: a window [start, end] (end inclusive) takes records while
 // end >= now - grace, so it is closed once end <= now - grace - 1.
 func (w SlidingWindows) closeBound(now int64) int64 { return now - w.grace.Milliseconds() - 1 }
+func (w SlidingWindows) suppressLead() int64        { return 1 }
 
 func (w SlidingWindows) windowsFor(dst [][2]int64, _ int64) [][2]int64 { return dst }
 
@@ -66,36 +67,30 @@ func (w SlidingWindows) validate() error {
 	return nil
 }
 
-// slidingWin is a stored sliding window: its start, aggregate and the
-// largest record timestamp in it (Kafka Streams keeps the same next to each
-// window; the algorithm needs it to place new windows).
+// slidingWin is a stored sliding window: its start, and its aggregate with
+// the largest record timestamp in it (the algorithm needs it to place new
+// windows).
 type slidingWin[A any] struct {
-	start, maxTs int64
-	value        A
+	start int64
+	value timed[A]
 }
 
 // slidingStep is the state of processing one record.
-type slidingStep[K, V, A any] struct {
-	ctx   stream.ProcessorContext[Windowed[K], A]
+type slidingStep[K, V, A, O any] struct {
+	ctx   stream.ProcessorContext[Windowed[K], O]
 	rec   stream.Record[K, V]
 	kb    []byte
 	ts    int64
 	d     int64
 	bound int64 // windows with end <= bound are closed
+	added int   // windows the record was added to
 }
 
 // fetchSliding returns the key's windows with start in [from, to], by start.
-func (p *aggProcessor[K, V, A]) fetchSliding(kb []byte, from, to int64) ([]slidingWin[A], error) {
+func (p *aggProcessor[K, V, A, O]) fetchSliding(kb []byte, from, to int64) ([]slidingWin[A], error) {
 	var out []slidingWin[A]
-	err := p.scanKey(kb, from, to, func(wk []byte, start, _ int64, v A) error {
-		maxTs, found, err := p.times.Get(wk)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: window %d of %q has no record time", ErrCorruptKey, start, p.timesName)
-		}
-		out = append(out, slidingWin[A]{start: start, maxTs: maxTs, value: v})
+	err := p.scanKey(kb, from, to, func(_ []byte, start, _ int64, v timed[A]) error {
+		out = append(out, slidingWin[A]{start: start, value: v})
 		return nil
 	})
 	return out, err
@@ -106,11 +101,16 @@ func (p *aggProcessor[K, V, A]) fetchSliding(kb []byte, from, to int64) ([]slidi
 // the record, then create the record's left window, the previous record's
 // right window and the record's right window where they are missing and not
 // empty, new windows starting from the aggregates of their neighbours.
-func (p *aggProcessor[K, V, A]) processSliding(ctx stream.ProcessorContext[Windowed[K], A], rec stream.Record[K, V], kb []byte, ts, bound int64) error {
+//
+// Kafka Streams drops a record only when its right window would be closed
+// (ts + diff < stream time - grace); a record that passes that test can still
+// find every window holding it closed, and then counts one drop per closed
+// window. Ours is aggregated nowhere in that case too, and is late: it goes
+// to the late-records topic (or is dropped) once.
+func (p *aggProcessor[K, V, A, O]) processSliding(ctx stream.ProcessorContext[Windowed[K], O], rec stream.Record[K, V], kb []byte, ts, bound int64) error {
 	d := p.w.(SlidingWindows).diff.Milliseconds()
-	// Every window holding ts ends by ts + diff. Negative timestamps have no
-	// windows (Kafka Streams rejects them before aggregation).
-	late := ts < 0 || ts+d <= bound
+	// Every window holding ts ends by ts + diff.
+	late := ts+d <= bound
 	// The windows a record touches depend on the state it finds, so
 	// redelivery is recognised per record key, as for sessions.
 	_, applied, err := p.keys.Update(kb, func(n int64, _ bool) (int64, error) {
@@ -121,10 +121,7 @@ func (p *aggProcessor[K, V, A]) processSliding(ctx stream.ProcessorContext[Windo
 	})
 	switch {
 	case late && errors.Is(err, errLate):
-		if err := p.reportLate(ctx); err != nil {
-			return err
-		}
-		return p.closeUpTo(ctx, bound)
+		return p.reject(ctx, "late")
 	case err != nil:
 		return err
 	case !applied:
@@ -137,13 +134,13 @@ func (p *aggProcessor[K, V, A]) processSliding(ctx stream.ProcessorContext[Windo
 			}
 			for _, w := range wins {
 				if w.start+d > bound {
-					p.forward(ctx, rec.Key, w.start, w.start+d, w.value, rec.Timestamp)
+					p.forward(ctx, rec.Key, w.start, w.start+d, w.value)
 				}
 			}
 		}
-		return p.closeUpTo(ctx, bound)
+		return nil
 	}
-	s := &slidingStep[K, V, A]{ctx: ctx, rec: rec, kb: kb, ts: ts, d: d, bound: bound}
+	s := &slidingStep[K, V, A, O]{ctx: ctx, rec: rec, kb: kb, ts: ts, d: d, bound: bound}
 	if ts < d {
 		err = p.slideEarly(s)
 	} else {
@@ -152,13 +149,16 @@ func (p *aggProcessor[K, V, A]) processSliding(ctx stream.ProcessorContext[Windo
 	if err != nil {
 		return err
 	}
-	return p.closeUpTo(ctx, bound)
+	if s.added == 0 {
+		return p.reject(ctx, "late")
+	}
+	return nil
 }
 
 // slide handles a record with ts >= diff. It walks the windows starting in
 // [ts - 2*diff, ts + 1] from the newest down, as Kafka Streams does with its
 // backward fetch.
-func (p *aggProcessor[K, V, A]) slide(s *slidingStep[K, V, A]) error {
+func (p *aggProcessor[K, V, A, O]) slide(s *slidingStep[K, V, A, O]) error {
 	ts, d := s.ts, s.d
 	wins, err := p.fetchSliding(s.kb, max(0, ts-2*d), ts+1)
 	if err != nil {
@@ -182,42 +182,42 @@ scan:
 			if right == nil {
 				right = w
 			}
-			if err := p.slideUpdate(s, w.start, w.value, w.maxTs, true); err != nil {
+			if err := p.slideUpdate(s, w.start, w.value, true); err != nil {
 				return err
 			}
 		case end == ts:
 			leftExists = true
-			if err := p.slideUpdate(s, w.start, w.value, w.maxTs, true); err != nil {
+			if err := p.slideUpdate(s, w.start, w.value, true); err != nil {
 				return err
 			}
-			if w.maxTs >= ts {
+			if w.value.ts >= ts {
 				// A record at ts came before: its windows exist already.
 				return nil
 			}
-			hasPrev, prev = true, w.maxTs
+			hasPrev, prev = true, w.value.ts
 		default:
 			// The newest window ending before ts: its latest record is the
 			// one before ts.
-			left, hasPrev, prev = w, true, w.maxTs
+			left, hasPrev, prev = w, true, w.value.ts
 			break scan
 		}
 	}
 	if hasPrev && !starts[prev+1] && prev+1+d >= ts {
 		// The previous record's right window now holds this record only.
-		if err := p.slideUpdate(s, prev+1, p.init(), ts, false); err != nil {
+		if err := p.slideUpdate(s, prev+1, timed[A]{ts: ts, value: p.init()}, false); err != nil {
 			return err
 		}
 	}
 	if !leftExists {
 		base := p.init()
 		if hasPrev && ts-d <= prev {
-			base = left.value
+			base = left.value.value
 		}
-		if err := p.slideUpdate(s, ts-d, base, ts, false); err != nil {
+		if err := p.slideUpdate(s, ts-d, timed[A]{ts: ts, value: base}, false); err != nil {
 			return err
 		}
 	}
-	if !rightExists && right != nil && right.maxTs > ts {
+	if !rightExists && right != nil && right.value.ts > ts {
 		return p.slideCreateRight(s, right)
 	}
 	return nil
@@ -227,7 +227,7 @@ scan:
 // before 0, so it goes into the window [0, diff] with every other early
 // record (Kafka Streams' processEarly). It walks the windows starting in
 // [0, ts + 1] from the oldest up.
-func (p *aggProcessor[K, V, A]) slideEarly(s *slidingStep[K, V, A]) error {
+func (p *aggProcessor[K, V, A, O]) slideEarly(s *slidingStep[K, V, A, O]) error {
 	ts := s.ts
 	wins, err := p.fetchSliding(s.kb, 0, ts+1)
 	if err != nil {
@@ -243,12 +243,12 @@ func (p *aggProcessor[K, V, A]) slideEarly(s *slidingStep[K, V, A]) error {
 		switch {
 		case w.start == 0:
 			combined = w
-			if w.maxTs < ts {
-				hasPrev, prev = true, w.maxTs
+			if w.value.ts < ts {
+				hasPrev, prev = true, w.value.ts
 			}
 		case w.start <= ts:
 			right = w
-			if err := p.slideUpdate(s, w.start, w.value, w.maxTs, true); err != nil {
+			if err := p.slideUpdate(s, w.start, w.value, true); err != nil {
 				return err
 			}
 		case w.start == ts+1:
@@ -257,46 +257,47 @@ func (p *aggProcessor[K, V, A]) slideEarly(s *slidingStep[K, V, A]) error {
 	}
 	// Without a right window of an earlier record holding ts, the records of
 	// [0, diff] after ts are exactly those of the record's right window.
-	if right == nil && combined != nil && combined.maxTs > ts {
+	if right == nil && combined != nil && combined.value.ts > ts {
 		right = combined
 	}
-	if !rightExists && right != nil && right.maxTs > ts {
+	if !rightExists && right != nil && right.value.ts > ts {
 		if err := p.slideCreateRight(s, right); err != nil {
 			return err
 		}
 	}
 	if hasPrev && !starts[prev+1] {
-		if err := p.slideUpdate(s, prev+1, p.init(), ts, false); err != nil {
+		if err := p.slideUpdate(s, prev+1, timed[A]{ts: ts, value: p.init()}, false); err != nil {
 			return err
 		}
 	}
 	if combined == nil {
-		return p.slideUpdate(s, 0, p.init(), ts, false)
+		return p.slideUpdate(s, 0, timed[A]{ts: ts, value: p.init()}, false)
 	}
-	return p.slideUpdate(s, 0, combined.value, combined.maxTs, true)
+	return p.slideUpdate(s, 0, combined.value, true)
 }
 
 // slideUpdate adds the record to the window starting at start, unless the
 // window is closed. exists says whether the window is stored (then its stored
 // value is used); otherwise base is its value before the record.
-func (p *aggProcessor[K, V, A]) slideUpdate(s *slidingStep[K, V, A], start int64, base A, maxTs int64, exists bool) error {
+func (p *aggProcessor[K, V, A, O]) slideUpdate(s *slidingStep[K, V, A, O], start int64, base timed[A], exists bool) error {
 	end := start + s.d
 	if end <= s.bound {
 		return nil // closed: Kafka Streams skips the window, not the record
 	}
+	s.added++
 	wk := encodeWindowKey(s.kb, start, end)
-	var v A
+	var v timed[A]
 	if exists {
 		// A fresh copy from the store, so an aggregator that changes its
 		// argument in place cannot alter the neighbour values still in use.
 		var err error
-		if v, _, err = p.main.Update(wk, func(old A, _ bool) (A, error) {
-			return p.agg(s.rec.Key, s.rec.Value, old), nil
+		if v, _, err = p.main.Update(wk, func(old timed[A], _ bool) (timed[A], error) {
+			return timed[A]{ts: max(old.ts, s.ts), value: p.agg(s.rec.Key, s.rec.Value, old.value)}, nil
 		}); err != nil {
 			return err
 		}
 	} else {
-		v = p.agg(s.rec.Key, s.rec.Value, base)
+		v = timed[A]{ts: max(base.ts, s.ts), value: p.agg(s.rec.Key, s.rec.Value, base.value)}
 		if err := p.main.Put(wk, v); err != nil {
 			return err
 		}
@@ -304,33 +305,21 @@ func (p *aggProcessor[K, V, A]) slideUpdate(s *slidingStep[K, V, A], start int64
 			return err
 		}
 	}
-	if err := p.times.Put(wk, max(maxTs, s.ts)); err != nil {
-		return err
-	}
-	if p.o.emit == OnWindowUpdate {
-		p.forward(s.ctx, s.rec.Key, start, end, v, s.rec.Timestamp)
-	}
-	return nil
+	return p.updated(s.ctx, s.rec.Key, s.kb, start, end, v)
 }
 
 // slideCreateRight creates the record's right window [ts+1, ts+1+diff] with
-// the aggregate of the newest window holding ts (before the record was
-// added): the records after ts. It is never closed: the record is not late.
-func (p *aggProcessor[K, V, A]) slideCreateRight(s *slidingStep[K, V, A], from *slidingWin[A]) error {
+// the aggregate and timestamp of the newest window holding ts (before the
+// record was added): the records after ts. It is never closed: the record is
+// not late.
+func (p *aggProcessor[K, V, A, O]) slideCreateRight(s *slidingStep[K, V, A, O], from *slidingWin[A]) error {
 	start := s.ts + 1
 	end := start + s.d
-	wk := encodeWindowKey(s.kb, start, end)
-	if err := p.main.Put(wk, from.value); err != nil {
+	if err := p.main.Put(encodeWindowKey(s.kb, start, end), from.value); err != nil {
 		return err
 	}
 	if err := p.markOpen(s.kb, start, end); err != nil {
 		return err
 	}
-	if err := p.times.Put(wk, from.maxTs); err != nil {
-		return err
-	}
-	if p.o.emit == OnWindowUpdate {
-		p.forward(s.ctx, s.rec.Key, start, end, from.value, s.rec.Timestamp)
-	}
-	return nil
+	return p.updated(s.ctx, s.rec.Key, s.kb, start, end, from.value)
 }

@@ -17,14 +17,26 @@ func (w Windowed[K]) String() string {
 	return fmt.Sprintf("%v@[%d,%d)", w.Key, w.Start.UnixMilli(), w.End.UnixMilli())
 }
 
+// Window is the bounds of one window: [Start, End) for time windows.
+type Window struct {
+	Start time.Time
+	End   time.Time
+}
+
 // Windows is implemented by the window definitions: TimeWindows (tumbling and
 // hopping), SessionWindows and SlidingWindows.
 type Windows interface {
 	// GracePeriod is how long after a window's end records are still accepted.
 	GracePeriod() time.Duration
 	// closeBound maps a clock reading (ms) to the close watermark: every
-	// window whose end is <= the watermark is closed.
+	// window whose end is <= the watermark is closed (takes no more records)
+	// and is emitted by OnWindowClose.
 	closeBound(now int64) int64
+	// suppressLead is how far past the close watermark (ms)
+	// suppress(untilWindowCloses) emits: 0 for time windows, whose end is
+	// exclusive; 1 for session and sliding windows, whose end is inclusive
+	// but which suppression treats as exclusive.
+	suppressLead() int64
 	// windowsFor returns the [start, end) bounds, in ms, of every window that
 	// contains ts (ms), oldest first.
 	windowsFor(dst [][2]int64, ts int64) [][2]int64
@@ -73,6 +85,7 @@ func (w TimeWindows) maxSize() time.Duration { return w.size }
 // closeBound: a time window [start, end) closes when the clock reaches end + grace.
 func (w TimeWindows) closeBound(now int64) int64 { return now - w.grace.Milliseconds() }
 func (w TimeWindows) advanceMs() int64           { return w.advance.Milliseconds() }
+func (w TimeWindows) suppressLead() int64        { return 0 }
 
 func (w TimeWindows) validate() error {
 	switch {
@@ -88,14 +101,28 @@ func (w TimeWindows) validate() error {
 	return nil
 }
 
+// WindowsFor returns the windows a record with timestamp ts belongs to,
+// oldest first (Kafka Streams' TimeWindows.windowsFor). Like Kafka Streams,
+// no window starts before the epoch, and a negative timestamp belongs to no
+// window.
+func (w TimeWindows) WindowsFor(ts time.Time) []Window {
+	var out []Window
+	for _, b := range w.windowsFor(nil, ts.UnixMilli()) {
+		out = append(out, Window{Start: time.UnixMilli(b[0]).UTC(), End: time.UnixMilli(b[1]).UTC()})
+	}
+	return out
+}
+
 func (w TimeWindows) windowsFor(out [][2]int64, ts int64) [][2]int64 {
+	if ts < 0 {
+		return out
+	}
 	size, adv := w.size.Milliseconds(), w.advance.Milliseconds()
 	// The last window containing ts starts at floor(ts/adv)*adv.
 	last := floorDiv(ts, adv) * adv
 	for start := last - ((size-1)/adv)*adv; start <= last; start += adv {
-		// Like Kafka Streams, no window starts before the epoch for
-		// non-negative timestamps.
-		if start < 0 && ts >= 0 {
+		// Like Kafka Streams, no window starts before the epoch.
+		if start < 0 {
 			continue
 		}
 		if start+size > ts {
@@ -117,7 +144,7 @@ func floorDiv(a, b int64) int64 {
 // the inactivity gap. A record within gap of an open session extends it; a
 // record that bridges two open sessions merges them; a closed session is
 // never extended. Session bounds are the first and last record timestamps,
-// both inclusive. A session closes when the clock reaches end + gap + grace.
+// both inclusive. A session closes when the clock passes end + gap + grace.
 type SessionWindows struct {
 	gap, grace time.Duration
 }
@@ -136,14 +163,15 @@ func (w SessionWindows) Gap() time.Duration { return w.gap }
 // GracePeriod implements Windows.
 func (w SessionWindows) GracePeriod() time.Duration { return w.grace }
 
-// closeBound: a session [start, end] (end inclusive) closes when the clock
-// reaches end + gap + grace, when Kafka Streams' suppression emits it. (A
-// record is late only if its session would end before now - gap - grace; a
-// session ending exactly there is accepted and closes at once, as in Kafka
-// Streams.)
+// closeBound: as in Kafka Streams, a record is late when the session it
+// makes would end before now - gap - grace, so a session [start, end] (end
+// inclusive) closes when the clock passes end + gap + grace: it is closed
+// once end <= now - gap - grace - 1.
 func (w SessionWindows) closeBound(now int64) int64 {
-	return now - w.grace.Milliseconds() - w.gap.Milliseconds()
+	return now - w.grace.Milliseconds() - w.gap.Milliseconds() - 1
 }
+
+func (w SessionWindows) suppressLead() int64 { return 1 }
 
 func (w SessionWindows) windowsFor(dst [][2]int64, _ int64) [][2]int64 { return dst }
 func (w SessionWindows) maxSize() time.Duration                        { return w.gap }

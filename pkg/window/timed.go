@@ -1,0 +1,38 @@
+package window
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/emostream/emostream/pkg/stream"
+)
+
+// timed is a window's aggregate with the largest timestamp of the records in
+// it, as Kafka Streams keeps a ValueAndTimestamp next to each window: results
+// carry that timestamp, and sliding windows need it to place new windows.
+type timed[A any] struct {
+	ts    int64 // ms
+	value A
+}
+
+// timedSerde stores a timed aggregate as 8 big-endian bytes of timestamp
+// followed by the aggregate's own encoding.
+type timedSerde[A any] struct{ s stream.Serde[A] }
+
+func (t timedSerde[A]) Serialize(v timed[A]) ([]byte, error) {
+	b, err := t.s.Serialize(v.value)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 8, 8+len(b))
+	binary.BigEndian.PutUint64(out, uint64(v.ts))
+	return append(out, b...), nil
+}
+
+func (t timedSerde[A]) Deserialize(b []byte) (timed[A], error) {
+	if len(b) < 8 {
+		return timed[A]{}, fmt.Errorf("%w: window value of %d bytes", ErrCorruptValue, len(b))
+	}
+	v, err := t.s.Deserialize(b[8:])
+	return timed[A]{ts: int64(binary.BigEndian.Uint64(b)), value: v}, err
+}
