@@ -55,6 +55,8 @@ type App struct {
 	commitMu sync.Mutex
 	// txnDirty is set when a record was produced in the open transaction.
 	txnDirty atomic.Bool
+	// started is when Run began (see InputCompleteAt).
+	started time.Time
 	// rc is the record cache budget; nil when CacheMaxBytes is 0.
 	rc *recordCache
 }
@@ -170,6 +172,7 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 func (a *App) run(parent context.Context) error {
+	a.started = time.Now()
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	a.cancel = cancel
@@ -425,7 +428,7 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 	for _, st := range a.top.subs {
 		first := resolveTopic(a.cfg.appID, st.sources[0])
 		for _, p := range claims[first] {
-			start := taskStart{committed: map[string]committedPosition{}}
+			start := taskStart{committed: map[string]committedPosition{}, started: a.started}
 			for _, src := range st.sources {
 				topic := resolveTopic(a.cfg.appID, src)
 				if cp, ok := committed[topic][p]; ok {
@@ -926,16 +929,6 @@ type claimState struct {
 // may stop and still count as caught up (see caughtUp).
 const quietGap = 64
 
-// freshSlack is how many records a partition without a committed offset
-// (a new application, or a new partition) may hold when its claim starts
-// and still count as at its end. One: the first record of an empty
-// partition, written while a new application was joining its group (a
-// request sent right after the start), is the live tail — as it would be a
-// moment later. More records are a backlog, judged by stream time like any
-// other; and a partition with a committed offset (a restart, a failover)
-// has no slack: what lies beyond the committed offset is a backlog.
-const freshSlack = 1
-
 // newClaimState resolves where claim starts and whether it starts with a
 // backlog.
 func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
@@ -953,7 +946,7 @@ func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
 	// claim (0 would mean unknown only if the start were above it).
 	if hwm := claim.HighWaterMarkOffset(); cs.start >= 0 && !(hwm == 0 && cs.start > 0) {
 		cs.backlogEnd = hwm
-		if cs.start >= hwm || (fresh && hwm-cs.start <= freshSlack) {
+		if cs.start >= hwm {
 			// Nothing to catch up with: every record is the live tail.
 			cs.backlogEnd = cs.start
 			cs.reached.Store(true)

@@ -17,12 +17,14 @@ import (
 // commitMetaPrefix starts the offset commit metadata written by this runtime,
 // followed by space-separated key=value fields:
 //
-//	stream/v1 epoch=12 st=1700000000123
+//	stream/v1 epoch=12 st=1700000000123 wt=1700000000456
 //
 // epoch is the last commit epoch the commit covers, st the task's stream time
-// in Unix milliseconds (absent while the task has seen no record). Unknown
-// fields are ignored; metadata of another format or version, or none, reads
-// as epoch 0 and unknown stream time.
+// in Unix milliseconds (absent while the task has seen no record), wt the
+// wall-clock time (Unix ms) at which the task last had processed everything
+// its input held (see [InputCompleteAt]; absent if unknown). Unknown fields
+// are ignored; metadata of another format or version, or none, reads as
+// epoch 0 and unknown times.
 const commitMetaPrefix = "stream/v1"
 
 // encodeCommitMeta builds the offset commit metadata for epoch and stream time st.
@@ -72,6 +74,31 @@ func parseCommitMeta(s string) (epoch uint64, st time.Time) {
 	return epoch, st
 }
 
+// withInputComplete appends the wt field (see commitMetaPrefix) to meta.
+func withInputComplete(meta string, complete time.Time) string {
+	if complete.IsZero() {
+		return meta
+	}
+	return meta + " wt=" + strconv.FormatInt(complete.UnixMilli(), 10)
+}
+
+// parseInputComplete reads the wt field of metadata written by this runtime
+// (zero if absent or malformed).
+func parseInputComplete(meta string) time.Time {
+	fields := strings.Fields(meta)
+	if len(fields) == 0 || fields[0] != commitMetaPrefix {
+		return time.Time{}
+	}
+	for _, f := range fields[1:] {
+		if v, ok := strings.CutPrefix(f, "wt="); ok {
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return time.UnixMilli(ms)
+			}
+		}
+	}
+	return time.Time{}
+}
+
 // committedPosition is a source partition's committed offset and metadata.
 type committedPosition struct {
 	offset int64 // -1: none
@@ -84,6 +111,33 @@ type taskStart struct {
 	// committed holds, per resolved source topic, the partition's committed
 	// offset and metadata (absent: unknown, treated as none).
 	committed map[string]committedPosition
+	// started is when the application started: the input-complete time of
+	// a task whose commits do not record one (see InputCompleteAt).
+	started time.Time
+}
+
+// inputComplete returns the task's input-complete time recorded by its last
+// commit: the earliest over its source topics, or s.started when any of
+// them recorded none.
+func (s taskStart) inputComplete(topics []string) time.Time {
+	var out time.Time
+	for _, topic := range topics {
+		cp, ok := s.committed[topic]
+		if !ok {
+			return s.started
+		}
+		wt := parseInputComplete(cp.meta)
+		if wt.IsZero() {
+			return s.started
+		}
+		if out.IsZero() || wt.Before(out) {
+			out = wt
+		}
+	}
+	if out.IsZero() {
+		return s.started
+	}
+	return out
 }
 
 // resolve returns the task's last committed epoch and stream time: the
@@ -134,9 +188,9 @@ func (t *task) needsCommit() bool {
 // caller holds t.mu.
 func (t *task) commitMeta() (meta string, epoch uint64, advance bool) {
 	if t.needsCommit() {
-		return encodeCommitMeta(t.epoch.current, t.streamTime), t.epoch.current, true
+		return withInputComplete(encodeCommitMeta(t.epoch.current, t.streamTime), t.completeAt), t.epoch.current, true
 	}
-	return encodeCommitMeta(t.epoch.committed, t.epoch.st), t.epoch.committed, false
+	return withInputComplete(encodeCommitMeta(t.epoch.committed, t.epoch.st), t.completeAt), t.epoch.committed, false
 }
 
 // advanceEpoch starts the epoch after epoch: what the processors do from now
@@ -184,4 +238,24 @@ func CommittedEpoch(ctx interface{ TaskID() TaskID }) uint64 {
 		return c.committedEpoch()
 	}
 	return 0
+}
+
+// InputCompleteAt returns the latest wall-clock time at which the task of ctx
+// (a ProcessorContext) had processed everything its input partitions held:
+// the current wall-clock time while the task is caught up ([CaughtUp]);
+// while it works through a backlog — after a restart, a rebalance or a
+// failover — the time its last commit recorded, or the application's start
+// for a partition whose commits record none (a new application).
+//
+// Wall-clock decisions use it instead of the clock: a window that was closed
+// by the wall clock at that time was closed before any record of the
+// backlog could have been written on time, so such records are late whether
+// they come in a backlog or not, while a window that closed during the
+// backlog is left to stream time. Outside the runtime it returns the zero
+// time.
+func InputCompleteAt(ctx interface{ TaskID() TaskID }) time.Time {
+	if c, ok := ctx.(interface{ inputCompleteAt() time.Time }); ok {
+		return c.inputCompleteAt()
+	}
+	return time.Time{}
 }

@@ -93,6 +93,9 @@ type task struct {
 	closing bool
 	// epoch is the task's commit epoch bookkeeping (see CommitEpoch).
 	epoch epochState
+	// completeAt is the last wall-clock time the task was seen caught up
+	// (see InputCompleteAt).
+	completeAt time.Time
 	// committed is, per resolved source topic, the offset and metadata of
 	// the last successful commit (at creation: as fetched from Kafka).
 	committed map[string]committedPosition
@@ -147,6 +150,7 @@ func newTask(top *Topology, st *subtopology, partition int32, env taskEnv, start
 	committedEpoch, streamTime := start.resolve(topics)
 	t.epoch = epochState{current: committedEpoch + 1, committed: committedEpoch, st: streamTime}
 	t.streamTime = streamTime
+	t.completeAt = start.inputComplete(topics)
 	for _, name := range st.stores {
 		spec := top.stores[name]
 		c := &storeCore{name: name, changelog: top.changelogTopic(appID, name), partition: partition, task: t}
@@ -411,6 +415,14 @@ func (c *procContext[K, V]) commitEpoch() uint64 {
 }
 
 func (c *procContext[K, V]) committedEpoch() uint64 { return c.t.epoch.committed }
+
+func (c *procContext[K, V]) inputCompleteAt() time.Time {
+	t := c.t
+	if t.caughtUp == nil || t.caughtUp() {
+		t.completeAt = t.env.now()
+	}
+	return t.completeAt
+}
 
 func (c *procContext[K, V]) isCaughtUp() bool {
 	return c.t.caughtUp == nil || c.t.caughtUp()

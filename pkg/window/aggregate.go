@@ -283,11 +283,18 @@ func (p *aggProcessor[K, V, A, O]) boundary(ctx stream.ProcessorContext[Windowed
 	if st := ctx.StreamTime(); !st.IsZero() {
 		b = max(b, p.w.closeBound(st.UnixMilli()))
 	}
-	// The wall clock closes windows only once the task has caught up with its
-	// input: records already in Kafka during a backlog (after a restart or a
-	// rebalance) are judged by stream time, not declared late.
-	if p.wall && stream.CaughtUp(ctx) {
-		b = max(b, p.w.closeBound(ctx.WallClockTime().UnixMilli()))
+	// The wall clock closes windows as of the last time the task had caught
+	// up with its input: during a backlog (after a restart, a rebalance or a
+	// failover) a window that closed only while the task was behind is left
+	// to stream time, so records already in Kafka are not declared late for
+	// the delay; one already closed before is closed for the backlog too
+	// (a record for it was late when it was written).
+	if p.wall {
+		if at := stream.InputCompleteAt(ctx); !at.IsZero() {
+			b = max(b, p.w.closeBound(at.UnixMilli()))
+		} else if stream.CaughtUp(ctx) {
+			b = max(b, p.w.closeBound(ctx.WallClockTime().UnixMilli()))
+		}
 	}
 	return b
 }

@@ -1,6 +1,7 @@
 package window_test
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -13,9 +14,11 @@ import (
 )
 
 // TestIntegrationWallClockWaitsForBacklog: records that reached Kafka while
-// no instance was running (a crash, a failover) belong to windows whose end
-// + grace already passed by the wall clock. They are counted, not declared
-// late: the wall clock closes windows only once a task has caught up.
+// no instance was running (a crash, a failover) belong to a window that was
+// open when the application last committed and whose end + grace passed by
+// the wall clock while it was down. They are counted, not declared late: a
+// task working through a backlog judges by the wall clock only as of its last
+// commit (stream.InputCompleteAt).
 func TestIntegrationWallClockWaitsForBacklog(t *testing.T) {
 	for _, be := range kafkatest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
@@ -24,8 +27,19 @@ func TestIntegrationWallClockWaitsForBacklog(t *testing.T) {
 			kafkatest.CreateTopic(t, brokers, in, 2)
 			kafkatest.CreateTopic(t, brokers, out, 2)
 			kafkatest.CreateTopic(t, brokers, late, 1)
-			// A window that closed 10 s ago by the wall clock.
-			ws := (time.Now().Add(-14*time.Second).UnixMilli() / 2000) * 2000
+			appID := kafkatest.UniqueName(t, "app")
+			// A first run processes a record per key and commits.
+			stop := startCountApp(t, brokers, appID, in, out, late)
+			t.Cleanup(stop)
+			w0 := (time.Now().UnixMilli() / 2000) * 2000
+			now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+			kafkatest.ProduceStrings(t, brokers, in, []kafkatest.KV{{Key: "a", Value: now}, {Key: "b", Value: now}})
+			time.Sleep(1500 * time.Millisecond)
+			stop()
+			// The next window was open at the stop; wait until it has closed
+			// by the wall clock, then write its records: a backlog.
+			ws := w0 + 2000
+			time.Sleep(time.Until(time.UnixMilli(ws + 2000 + 500 + 500)))
 			var recs []kafkatest.KV
 			for i := range 40 {
 				recs = append(recs, kafkatest.KV{Key: []string{"a", "b"}[i%2], Value: strconv.FormatInt(ws+int64(i*40), 10)})
@@ -34,19 +48,19 @@ func TestIntegrationWallClockWaitsForBacklog(t *testing.T) {
 			recs = append(recs, kafkatest.KV{Key: "a", Value: strconv.FormatInt(time.Now().UnixMilli(), 10)})
 			kafkatest.ProduceStrings(t, brokers, in, recs)
 
-			runCountApp(t, brokers, in, out, late)
+			t.Cleanup(startCountApp(t, brokers, appID, in, out, late))
 
-			got := kafkatest.ConsumeN(t, brokers, out, 2, 30*time.Second)
+			// The first run's window w0 (a and b) and the backlog's window ws.
+			got := kafkatest.ConsumeN(t, brokers, out, 4, 30*time.Second)
 			counts := map[string]int64{}
 			for _, m := range got {
 				w, err := window.WindowedSerde(stream.String()).Deserialize([]byte(m.Key))
 				require.NoError(t, err)
-				require.Equal(t, ws, w.Start.UnixMilli())
 				n, err := stream.Int64().Deserialize([]byte(m.Value))
 				require.NoError(t, err)
-				counts[w.Key] = n
+				counts[fmt.Sprintf("%s@%d", w.Key, w.Start.UnixMilli()-w0)] = n
 			}
-			require.Equal(t, map[string]int64{"a": 20, "b": 20}, counts)
+			require.Equal(t, map[string]int64{"a@0": 1, "b@0": 1, "a@2000": 20, "b@2000": 20}, counts)
 			require.Empty(t, kafkatest.ConsumeN(t, brokers, late, 0, time.Second))
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +78,12 @@ func TestIntegrationTumblingEmitFinalOnTime(t *testing.T) {
 // grace and emit-final (wall-clock close on) from in to out, whose event time
 // is the record value in ms, with late records to late.
 func runCountApp(t *testing.T, brokers []string, in, out, late string) {
+	t.Cleanup(startCountApp(t, brokers, kafkatest.UniqueName(t, "app"), in, out, late))
+}
+
+// startCountApp starts the windowed count of runCountApp as application
+// appID and returns a func that stops it gracefully.
+func startCountApp(t *testing.T, brokers []string, appID, in, out, late string) (stop func()) {
 	b := stream.NewBuilder()
 	src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
 		ms, _ := strconv.ParseInt(r.Value, 10, 64)
@@ -87,11 +94,12 @@ func runCountApp(t *testing.T, brokers []string, in, out, late string) {
 		To(out, window.WindowedSerde(stream.String()), stream.Int64())
 	top, err := b.Build()
 	require.NoError(t, err)
-	app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
+	app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(appID),
 		stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- app.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-errc) })
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); require.NoError(t, <-errc) }) }
 }
