@@ -45,68 +45,29 @@ func Aggregate[K, V, A any](g *stream.GroupedStream[K, V], w Windows, initialize
 	if _, ok := w.(SessionWindows); ok {
 		g.Stream().Builder().ReportError(fmt.Errorf("%w: session windows need a merger: use AggregateSessions", ErrInvalidWindows))
 	}
-	return aggregate(g, w, initializer, aggregator, nil, aggSerde, identity[A], false, opts...)
+	return aggregate(g, w, initializer, aggregator, nil, aggSerde, identity[A], false, nil, opts...)
 }
 
 func identity[A any](a A) A { return a }
 
 // Reduce combines the values of each key and window with reducer, the first
 // value of a window being its start (Kafka Streams' windowed reduce). The
-// grouping's value serde stores the windows' values.
+// grouping's value serde stores the windows' values. For session windows,
+// reducer also combines the values of merged sessions.
 func Reduce[K, V any](g *stream.GroupedStream[K, V], w Windows, reducer func(k K, agg, v V) V, opts ...Opt) *stream.Stream[Windowed[K], V] {
-	first := func(k K, v V, agg optional[V]) optional[V] {
-		if !agg.set {
-			return optional[V]{v: v, set: true}
-		}
-		return optional[V]{v: reducer(k, agg.v, v), set: true}
-	}
-	init := func() optional[V] { return optional[V]{} }
-	var merger func(K, optional[V], optional[V]) optional[V]
+	zero := func() V { var z V; return z }
+	add := func(k K, v V, agg V) V { return reducer(k, agg, v) }
+	var merger func(K, V, V) V
 	if _, ok := w.(SessionWindows); ok {
-		merger = func(k K, a, b optional[V]) optional[V] {
-			switch {
-			case !a.set:
-				return b
-			case !b.set:
-				return a
-			}
-			return optional[V]{v: reducer(k, a.v, b.v), set: true}
-		}
+		merger = reducer
 	}
-	return aggregate(g, w, init, first, merger, optionalSerde[V]{g.ValueSerde()}, func(o optional[V]) V { return o.v }, false, opts...)
+	return aggregate(g, w, zero, add, merger, g.ValueSerde(), identity[V], false, func(_ K, v V) V { return v }, opts...)
 }
 
-// optional is a reduction that may not have seen a value yet.
-type optional[V any] struct {
-	v   V
-	set bool
-}
-
-type optionalSerde[V any] struct{ s stream.Serde[V] }
-
-func (o optionalSerde[V]) Serialize(v optional[V]) ([]byte, error) {
-	if !v.set {
-		return []byte{0}, nil
-	}
-	b, err := o.s.Serialize(v.v)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{1}, b...), nil
-}
-
-func (o optionalSerde[V]) Deserialize(b []byte) (optional[V], error) {
-	if len(b) == 0 {
-		return optional[V]{}, fmt.Errorf("%w: empty reduce value", ErrCorruptValue)
-	}
-	if b[0] == 0 {
-		return optional[V]{}, nil
-	}
-	v, err := o.s.Deserialize(b[1:])
-	return optional[V]{v: v, set: true}, err
-}
-
-func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], out func(A) O, tombstones bool, opts ...Opt) *stream.Stream[Windowed[K], O] {
+// aggregate builds every windowed aggregation. first, when set (Reduce),
+// gives a window's value from its first record instead of aggregating it
+// into initializer's value.
+func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], out func(A) O, tombstones bool, first func(k K, v V) A, opts ...Opt) *stream.Stream[Windowed[K], O] {
 	o := options{closeInterval: 100 * time.Millisecond}
 	for _, f := range opts {
 		f(&o)
@@ -161,7 +122,7 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
 			session: session, sliding: sliding, merge: merger, out: out, tombstones: tombstones && o.emit == OnWindowUpdate,
 			final: o.emit != OnWindowUpdate, lead: lead,
-			init: initializer, agg: aggregator, closedTo: math.MinInt64, persisted: math.MinInt64,
+			init: initializer, agg: aggregator, first: first, closedTo: math.MinInt64, persisted: math.MinInt64,
 		}
 	}, stores...)
 }
@@ -194,6 +155,7 @@ type aggProcessor[K, V, A, O any] struct {
 	init       func() A
 	agg        func(K, V, A) A
 	merge      func(K, A, A) A
+	first      func(K, V) A // Reduce: a window's value from its first record
 	out        func(A) O
 
 	main  stream.KeyValueStore[[]byte, timed[A]]
@@ -235,9 +197,22 @@ type aggProcessor[K, V, A, O any] struct {
 func (p *aggProcessor[K, V, A, O]) aggregate(old timed[A], found bool) (timed[A], error) {
 	ts := p.cur.Timestamp.UnixMilli()
 	if !found {
-		old, p.created = timed[A]{ts: ts, value: p.init()}, true
+		old, p.created = p.fresh(ts), true
 	}
-	return timed[A]{ts: max(old.ts, ts), value: p.agg(p.cur.Key, p.cur.Value, old.value)}, nil
+	return timed[A]{ts: max(old.ts, ts), value: p.add(p.cur.Key, p.cur.Value, old)}, nil
+}
+
+// fresh is the value of a window no record was added to yet.
+func (p *aggProcessor[K, V, A, O]) fresh(ts int64) timed[A] {
+	return timed[A]{ts: ts, value: p.init(), empty: p.first != nil}
+}
+
+// add returns base's value with the record (k, v) added.
+func (p *aggProcessor[K, V, A, O]) add(k K, v V, base timed[A]) A {
+	if base.empty {
+		return p.first(k, v)
+	}
+	return p.agg(k, v, base.value)
 }
 
 func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K], O]) error {

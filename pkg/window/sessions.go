@@ -17,7 +17,7 @@ import (
 // Use AggregateSessionsWithTombstones to receive the retractions. A session
 // result's timestamp is the session's end, as in Kafka Streams.
 func AggregateSessions[K, V, A any](g *stream.GroupedStream[K, V], w SessionWindows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], A] {
-	return aggregate(g, w, initializer, aggregator, merger, aggSerde, identity[A], false, opts...)
+	return aggregate(g, w, initializer, aggregator, merger, aggSerde, identity[A], false, nil, opts...)
 }
 
 // AggregateSessionsWithTombstones is AggregateSessions with Kafka Streams'
@@ -29,7 +29,7 @@ func AggregateSessions[K, V, A any](g *stream.GroupedStream[K, V], w SessionWind
 // a table of the results keeps only live sessions. With the emit-final
 // strategies nothing is retracted and no value is nil.
 func AggregateSessionsWithTombstones[K, V, A any](g *stream.GroupedStream[K, V], w SessionWindows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], opts ...Opt) *stream.Stream[Windowed[K], *A] {
-	return aggregate(g, w, initializer, aggregator, merger, aggSerde, func(a A) *A { return &a }, true, opts...)
+	return aggregate(g, w, initializer, aggregator, merger, aggSerde, func(a A) *A { return &a }, true, nil, opts...)
 }
 
 // CountSessions counts each key's records per session.
@@ -156,9 +156,13 @@ func (p *aggProcessor[K, V, A, O]) processSession(ctx stream.ProcessorContext[Wi
 		}
 		return nil
 	}
-	agg := p.init()
+	agg := p.fresh(end)
 	for _, s := range found {
-		agg = p.merge(rec.Key, agg, s.value.value)
+		if agg.empty {
+			agg = s.value
+		} else {
+			agg.value = p.merge(rec.Key, agg.value, s.value.value)
+		}
 	}
 	if start != ts || end != ts {
 		// Kafka Streams removes every merged session, and retracts it,
@@ -176,7 +180,7 @@ func (p *aggProcessor[K, V, A, O]) processSession(ctx stream.ProcessorContext[Wi
 			}
 		}
 	}
-	v := timed[A]{ts: end, value: p.agg(rec.Key, rec.Value, agg)}
+	v := timed[A]{ts: end, value: p.add(rec.Key, rec.Value, agg)}
 	if err := p.main.Put(encodeWindowKey(kb, start, end), v); err != nil {
 		return err
 	}

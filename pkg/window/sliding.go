@@ -204,16 +204,16 @@ scan:
 	}
 	if hasPrev && !starts[prev+1] && prev+1+d >= ts {
 		// The previous record's right window now holds this record only.
-		if err := p.slideUpdate(s, prev+1, timed[A]{ts: ts, value: p.init()}, false); err != nil {
+		if err := p.slideUpdate(s, prev+1, p.fresh(ts), false); err != nil {
 			return err
 		}
 	}
 	if !leftExists {
-		base := p.init()
+		base := p.fresh(ts)
 		if hasPrev && ts-d <= prev {
-			base = left.value.value
+			base = timed[A]{ts: ts, value: left.value.value}
 		}
-		if err := p.slideUpdate(s, ts-d, timed[A]{ts: ts, value: base}, false); err != nil {
+		if err := p.slideUpdate(s, ts-d, base, false); err != nil {
 			return err
 		}
 	}
@@ -266,12 +266,12 @@ func (p *aggProcessor[K, V, A, O]) slideEarly(s *slidingStep[K, V, A, O]) error 
 		}
 	}
 	if hasPrev && !starts[prev+1] {
-		if err := p.slideUpdate(s, prev+1, timed[A]{ts: ts, value: p.init()}, false); err != nil {
+		if err := p.slideUpdate(s, prev+1, p.fresh(ts), false); err != nil {
 			return err
 		}
 	}
 	if combined == nil {
-		return p.slideUpdate(s, 0, timed[A]{ts: ts, value: p.init()}, false)
+		return p.slideUpdate(s, 0, p.fresh(ts), false)
 	}
 	return p.slideUpdate(s, 0, combined.value, true)
 }
@@ -292,12 +292,12 @@ func (p *aggProcessor[K, V, A, O]) slideUpdate(s *slidingStep[K, V, A, O], start
 		// argument in place cannot alter the neighbour values still in use.
 		var err error
 		if v, _, err = p.main.Update(wk, func(old timed[A], _ bool) (timed[A], error) {
-			return timed[A]{ts: max(old.ts, s.ts), value: p.agg(s.rec.Key, s.rec.Value, old.value)}, nil
+			return timed[A]{ts: max(old.ts, s.ts), value: p.add(s.rec.Key, s.rec.Value, old)}, nil
 		}); err != nil {
 			return err
 		}
 	} else {
-		v = timed[A]{ts: max(base.ts, s.ts), value: p.agg(s.rec.Key, s.rec.Value, base.value)}
+		v = timed[A]{ts: max(base.ts, s.ts), value: p.add(s.rec.Key, s.rec.Value, base)}
 		if err := p.main.Put(wk, v); err != nil {
 			return err
 		}

@@ -13,6 +13,9 @@ import (
 type timed[A any] struct {
 	ts    int64 // ms
 	value A
+	// empty marks a Reduce window no record was added to yet (never
+	// stored: a stored window holds at least one record).
+	empty bool
 }
 
 // timedSerde stores a timed aggregate as 8 big-endian bytes of timestamp
