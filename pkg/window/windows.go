@@ -19,8 +19,10 @@ func (w Windowed[K]) String() string {
 
 // Window is the bounds of one window: [Start, End) for time windows.
 type Window struct {
+	// Start is the first instant of the window.
 	Start time.Time
-	End   time.Time
+	// End is the window's end: exclusive for time windows.
+	End time.Time
 }
 
 // Windows is implemented by the window definitions: TimeWindows (tumbling and
