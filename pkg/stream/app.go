@@ -111,6 +111,7 @@ func (a *App) saramaConfig() *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_6_0_0
 	sc.ClientID = a.cfg.appID
+	a.cfg.group.apply(sc)
 	if a.cfg.sarama != nil {
 		a.cfg.sarama(sc)
 	}
@@ -222,6 +223,10 @@ func (a *App) run(parent context.Context) error {
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, topics, a); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				break
+			}
+			if ferr := fatalGroupError(err, a.cfg.group); ferr != nil {
+				a.fail(ferr)
 				break
 			}
 			log.Warn("consume session ended", slog.Any("err", err))

@@ -35,6 +35,7 @@ type config struct {
 	restoreTimeout    time.Duration
 	exactlyOnce       bool
 	cacheMaxBytes     int64
+	group             groupConfig // SessionTimeout, HeartbeatInterval, RebalanceTimeout, GroupInstanceID
 }
 
 func defaultConfig() config {
@@ -47,6 +48,7 @@ func defaultConfig() config {
 		startTime:         time.Unix(0, 0).UTC(),
 		restoreTimeout:    5 * time.Minute,
 		cacheMaxBytes:     DefaultCacheMaxBytes,
+		group:             defaultGroupConfig(),
 	}
 }
 
@@ -67,6 +69,7 @@ func (c *config) validate(needBrokers bool) error {
 	if c.partitions <= 0 {
 		errs = append(errs, fmt.Errorf("Partitions must be positive, got %d", c.partitions))
 	}
+	errs = append(errs, c.group.validate()...)
 	if c.securityErr != nil {
 		errs = append(errs, c.securityErr)
 	}
