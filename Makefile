@@ -66,18 +66,21 @@ smoke:
 smoke-rebalance:
 	$(GO) run ./examples/emostream/smoke -scenario rebalance $(SMOKE_ARGS)
 
-## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:39092
+## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:39092;
+## BROKERS=3: a 3-node cluster on 127.0.0.1:39392,39394,39396 (see the
+## header of scripts/kafka-local.sh for per-node stop/start/kill/pause)
+KAFKA_NODES = $(if $(BROKERS),BROKERS=$(BROKERS))
 kafka-up:
-	@bash scripts/kafka-local.sh up
-	@echo "run: export KAFKA_BROKERS=$$(bash scripts/kafka-local.sh brokers)"
+	@$(KAFKA_NODES) bash scripts/kafka-local.sh up
+	@echo "run: export KAFKA_BROKERS=$$($(KAFKA_NODES) bash scripts/kafka-local.sh brokers)"
 
-## kafka-down: stop the local Kafka and delete its data
+## kafka-down: stop the local Kafka and delete its data (BROKERS=3: the cluster)
 kafka-down:
-	bash scripts/kafka-local.sh down
+	$(KAFKA_NODES) bash scripts/kafka-local.sh down
 
-## kafka-status: tell whether the local Kafka runs and answers
+## kafka-status: tell whether the local Kafka runs and answers (BROKERS=3: the cluster)
 kafka-status:
-	@bash scripts/kafka-local.sh status
+	@$(KAFKA_NODES) bash scripts/kafka-local.sh status
 
 ## soak: run emostream under a steady load (DURATION=10m, RATE=2000, BATCH=10)
 ## and fail if its memory or goroutines grow; see scripts/soak.sh. Not in CI.

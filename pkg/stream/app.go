@@ -88,7 +88,7 @@ func NewApp(top *Topology, opts ...Opt) (*App, error) {
 		return nil, err
 	}
 	if cfg.stateDir == "" {
-		cfg.stateDir = filepath.Join(os.TempDir(), "stream-state", cfg.appID)
+		cfg.stateDir = filepath.Join(os.TempDir(), "stream-state")
 	}
 	a := &App{
 		cfg: cfg, top: top,
@@ -1173,8 +1173,10 @@ func (a *App) badRecord(t *task, r *inRecord, err error) error {
 	return handleBadRecord(a, a.cfg.badAction, a.cfg.dlqTopic, t, r, err)
 }
 
+// storeDir is <StateDir>/<application id>/<store>-<partition>: apps with
+// different ids never share a store folder, whatever their StateDir.
 func (a *App) storeDir(store string, p int32) string {
-	return filepath.Join(a.cfg.stateDir, fmt.Sprintf("%s-%d", store, p))
+	return filepath.Join(a.cfg.stateDir, a.cfg.appID, fmt.Sprintf("%s-%d", store, p))
 }
 
 func (a *App) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, error) {
@@ -1187,7 +1189,7 @@ func (a *App) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, 
 		return kv.NewMemory(), 0, nil
 	}
 	dir := a.storeDir(spec.name, t.id.Partition)
-	b, clean, err := kv.OpenPebble(dir)
+	b, clean, err := kv.OpenPebble(dir, kv.PebbleLogger(a.cfg.logger.With("application_id", a.cfg.appID, "store", spec.name, "partition", t.id.Partition)))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -413,7 +413,8 @@ func TestIntegrationPersistentStoreRestart(t *testing.T) {
 			top, err := b.Build()
 			require.NoError(t, err)
 			dir := t.TempDir()
-			opts := []stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")), stream.StateDir(dir)}
+			appID := kafkatest.UniqueName(t, "app")
+			opts := []stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID), stream.StateDir(dir)}
 			w := watchCounts(t, brokers, out)
 
 			recs1, want1 := words(300, 0)
@@ -422,7 +423,7 @@ func TestIntegrationPersistentStoreRestart(t *testing.T) {
 			w.waitFor(t, want1, 60*time.Second)
 			require.NoError(t, stop())
 			// A clean stop leaves pebble's marker and a changelog checkpoint per store partition.
-			cps, err := filepath.Glob(filepath.Join(dir, "counts-*.checkpoint"))
+			cps, err := filepath.Glob(filepath.Join(dir, appID, "counts-*.checkpoint"))
 			require.NoError(t, err)
 			require.Len(t, cps, 2)
 
@@ -431,6 +432,30 @@ func TestIntegrationPersistentStoreRestart(t *testing.T) {
 			_, stop = startApp(t, top, opts...)
 			w.waitFor(t, add(want1, want2), 60*time.Second)
 			require.NoError(t, stop())
+
+			// Another application (another id) with the same StateDir and
+			// input has folders of its own: it counts from zero instead of
+			// starting from the first one's store.
+			out2 := kafkatest.UniqueName(t, "out2")
+			kafkatest.CreateTopic(t, brokers, out2, 2)
+			b2 := stream.NewBuilder()
+			src2 := stream.Source(b2, in, stream.String(), stream.String())
+			stream.Count(stream.GroupByKey(stream.SelectKey(src2, func(_, w string) string { return w }),
+				stream.Grouped[string, string]{KeySerde: stream.String(), ValueSerde: stream.String()}),
+				stream.Materialized[string, int64]{StoreName: "counts", Options: []stream.StoreOpt{stream.Persistent()}}).
+				ToStream().To(out2, stream.String(), stream.Int64())
+			top2, err := b2.Build()
+			require.NoError(t, err)
+			other := kafkatest.UniqueName(t, "other")
+			w2 := watchCounts(t, brokers, out2)
+			_, stop = startApp(t, top2, stream.Brokers(brokers...), stream.ApplicationID(other), stream.StateDir(dir))
+			w2.waitFor(t, add(want1, want2), 60*time.Second)
+			require.NoError(t, stop())
+			for _, id := range []string{appID, other} {
+				cps, err := filepath.Glob(filepath.Join(dir, id, "counts-*.checkpoint"))
+				require.NoError(t, err)
+				require.Len(t, cps, 2, "store folders of %s", id)
+			}
 		})
 	}
 }

@@ -111,8 +111,10 @@ func WithSecurity(sec Security) Opt {
 // Logger sets the slog logger (default slog.Default()).
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
 
-// StateDir is where Persistent stores live (default: a directory under the
-// system's temp dir named after the application id).
+// StateDir is where Persistent stores live (default: "stream-state" under
+// the system's temp dir). Each store partition has its own folder
+// <dir>/<application id>/<store>-<partition>, so applications with different
+// ids can share a StateDir without sharing state.
 func StateDir(dir string) Opt { return optFunc(func(c *config) { c.stateDir = dir }) }
 
 // CommitInterval is how often processed offsets are committed, after the

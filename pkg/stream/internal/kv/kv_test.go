@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -491,7 +492,7 @@ func TestPebbleFlushIsDurable(t *testing.T) {
 	// Open the crash image with raw Pebble: OpenPebble would (rightly) wipe
 	// it for lack of a marker, but here we check what Flush made durable.
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
-	db, err := pebble.Open("db", &pebble.Options{FS: crashed, Logger: slogLogger{}})
+	db, err := pebble.Open("db", &pebble.Options{FS: crashed, Logger: slogLogger{l: slog.Default()}})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	v, closer, err := db.Get([]byte("b"))
@@ -528,4 +529,47 @@ func TestPebbleMarkerIsDurable(t *testing.T) {
 	closeLater(t, s2)
 	require.False(t, clean)
 	require.Zero(t, s2.ApproximateLen())
+}
+
+// lockedBuffer is a bytes.Buffer safe for Pebble's background goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Pebble's own logs go to the logger given with PebbleLogger, not to
+// slog.Default() (nor stderr).
+func TestPebbleLoggerReceivesPebbleLogs(t *testing.T) {
+	var buf lockedBuffer
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})).With("app", "mine")
+	var def lockedBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&def, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(old) })
+
+	dir := filepath.Join(t.TempDir(), "db")
+	for i := 0; i < 2; i++ {
+		s, _, err := OpenPebble(dir, PebbleLogger(l))
+		require.NoError(t, err)
+		require.NoError(t, s.Put([]byte(fmt.Sprint("k", i)), []byte("v")))
+		require.NoError(t, s.Close())
+	}
+	require.Contains(t, buf.String(), "component=pebble")
+	require.Contains(t, buf.String(), "app=mine")
+	require.NotContains(t, def.String(), "component=pebble")
+
+	slogLogger{l: l}.Errorf("boom %d", 7)
+	require.Contains(t, buf.String(), "level=ERROR msg=\"boom 7\" app=mine")
 }

@@ -42,6 +42,18 @@ type PebbleOpt func(*pebbleConfig)
 type pebbleConfig struct {
 	fs        vfs.FS
 	cacheSize int64
+	logger    *slog.Logger
+}
+
+// PebbleLogger sends Pebble's own logs (flushes and compactions at Debug,
+// background errors at Error) to l instead of slog.Default(). nil keeps the
+// default.
+func PebbleLogger(l *slog.Logger) PebbleOpt {
+	return func(c *pebbleConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	}
 }
 
 // PebbleMemFS makes OpenPebble use a fresh in-memory filesystem (the CLEAN
@@ -103,7 +115,7 @@ type pebbleStore struct {
 // The directory is locked for the lifetime of the store; opening it twice,
 // even within one process, fails instead of wiping a live database.
 func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err error) {
-	cfg := pebbleConfig{fs: vfs.Default, cacheSize: defaultCacheSize}
+	cfg := pebbleConfig{fs: vfs.Default, cacheSize: defaultCacheSize, logger: slog.Default()}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -140,7 +152,7 @@ func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err err
 		Lock:               lock,
 		CacheSize:          cfg.cacheSize,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             slogLogger{},
+		Logger:             slogLogger{l: cfg.logger.With("component", "pebble")},
 	}
 	// State stores do a point lookup per record, and many are for keys not
 	// stored yet (first event of an aggregation key, join misses). Bloom
@@ -520,24 +532,26 @@ func (i *pebbleIter) invalidate() {
 
 // slogLogger routes Pebble's logging through slog: routine info messages
 // (flushes, compactions, WAL recycling) go to Debug so they stay out of
-// normal output, while errors remain visible.
-type slogLogger struct{}
+// normal output, while errors remain visible. Pebble's default event
+// listener logs background errors, disk slowness and the like through it
+// too.
+type slogLogger struct{ l *slog.Logger }
 
-func (slogLogger) Infof(format string, args ...any) {
-	if slog.Default().Enabled(context.Background(), slog.LevelDebug) {
-		slog.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+func (s slogLogger) Infof(format string, args ...any) {
+	if s.l.Enabled(context.Background(), slog.LevelDebug) {
+		s.l.Debug(fmt.Sprintf(format, args...))
 	}
 }
 
-func (slogLogger) Errorf(format string, args ...any) {
-	slog.Error(fmt.Sprintf(format, args...), "component", "pebble")
+func (s slogLogger) Errorf(format string, args ...any) {
+	s.l.Error(fmt.Sprintf(format, args...))
 }
 
 // Fatalf panics rather than exiting like Pebble's default logger: a library
 // should not terminate the process itself, and Pebble requires that Fatalf
 // does not return.
-func (slogLogger) Fatalf(format string, args ...any) {
+func (s slogLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	slog.Error(msg, "component", "pebble")
+	s.l.Error(msg)
 	panic("pebble: " + msg)
 }
