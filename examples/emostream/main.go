@@ -25,7 +25,10 @@ func main() {
 	code := app.Main(ctx, app.Options{
 		Args: os.Args[1:],
 		Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
-			var extra []stream.Opt
+			extra := []stream.Opt{stream.SessionTimeout(c.SessionTimeout), stream.HeartbeatInterval(c.HeartbeatInterval)}
+			if c.InstanceID != "" {
+				extra = append(extra, stream.GroupInstanceID(c.InstanceID))
+			}
 			if c.Security.Enabled() {
 				extra = append(extra, stream.WithSecurity(c.Security))
 			}

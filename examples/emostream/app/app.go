@@ -36,6 +36,13 @@ type AggregatorConfig struct {
 	StateDir string
 	// ExactlyOnce runs the aggregator with Kafka transactions (--exactly-once).
 	ExactlyOnce bool
+	// InstanceID, SessionTimeout and HeartbeatInterval are its consumer
+	// group membership (--instance-id, --session-timeout,
+	// --heartbeat-interval); give them to the runtime with
+	// stream.GroupInstanceID, stream.SessionTimeout and
+	// stream.HeartbeatInterval. Empty InstanceID: dynamic membership.
+	InstanceID                        string
+	SessionTimeout, HeartbeatInterval time.Duration
 	// Security is the TLS and SASL of the Kafka connections (--kafka-tls*,
 	// --kafka-sasl-*); give it to the runtime with stream.WithSecurity.
 	Security stream.Security
@@ -159,9 +166,13 @@ func (e *env) aggregatorConfig(brokers []string, reg prometheus.Registerer) Aggr
 		Scale:       c.scale,
 		StateDir:    e.stateDir(),
 		ExactlyOnce: c.exactlyOnce,
+		InstanceID:  c.instanceID,
 		Security:    c.security,
-		Logger:      e.log.With("component", "aggregator"),
-		Registerer:  reg,
+		// Membership.
+		SessionTimeout:    c.sessionTimeout,
+		HeartbeatInterval: c.heartbeatInterval,
+		Logger:            e.log.With("component", "aggregator"),
+		Registerer:        reg,
 	}
 }
 

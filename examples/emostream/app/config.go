@@ -50,6 +50,12 @@ type config struct {
 	exactlyOnce  bool
 	retention    time.Duration
 
+	// Consumer group membership of the aggregator (--instance-id,
+	// --session-timeout, --heartbeat-interval).
+	instanceID        string
+	sessionTimeout    time.Duration
+	heartbeatInterval time.Duration
+
 	target   string
 	clients  int
 	rate     float64
@@ -151,6 +157,9 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.Int64Var(&c.scale, "scale", 1000, "bursts = ceil(count / `scale`)")
 	fs.DurationVar(&c.retention, "retention", 10*time.Minute, "embedded broker: how long topic1, topic2 and the DLQ keep records (0: forever); a real cluster's topics keep their own settings")
 	fs.BoolVar(&c.exactlyOnce, "exactly-once", false, "aggregator: write results, state and offsets in Kafka transactions (read_committed); see docs/reliability.md")
+	fs.StringVar(&c.instanceID, "instance-id", "", "aggregator: static group membership `id` (Kafka's group.instance.id), unique per aggregator process; a restart with the same id within --session-timeout gets its partitions back without a rebalance, but a stopped one's partitions wait for --session-timeout (empty: dynamic membership)")
+	fs.DurationVar(&c.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "aggregator: how long Kafka waits for a silent aggregator before moving its partitions to the others (the broker's group.min.session.timeout.ms, 6s by default, is the lowest it accepts)")
+	fs.DurationVar(&c.heartbeatInterval, "heartbeat-interval", stream.DefaultHeartbeatInterval, "aggregator: how often it heartbeats to the group coordinator; below --session-timeout")
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
 	fs.StringVar(&c.target, "target", "http://127.0.0.1:8080", "load: `URL` of the ingest API")
 	fs.IntVar(&c.clients, "clients", 10, "load: concurrent clients")
@@ -197,6 +206,7 @@ func (c *config) validate() error {
 	if c.retention != 0 && c.retention < time.Minute {
 		bad("--retention must be 0 (forever) or at least 1m, got %v", c.retention)
 	}
+	c.validateMembership(bad)
 	if c.grace < 0 {
 		bad("--grace must not be negative, got %v", c.grace)
 	}
@@ -223,6 +233,22 @@ func (c *config) validate() error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return c.loadSecurity()
+}
+
+// validateMembership checks --instance-id, --session-timeout and
+// --heartbeat-interval.
+func (c *config) validateMembership(bad func(string, ...any)) {
+	if c.instanceID != "" && (!topicName.MatchString(c.instanceID) || c.instanceID == "." || c.instanceID == "..") {
+		bad("--instance-id %q: want 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'", c.instanceID)
+	}
+	if c.sessionTimeout < time.Millisecond || c.sessionTimeout%time.Millisecond != 0 {
+		bad("--session-timeout must be a positive whole number of milliseconds, got %v", c.sessionTimeout)
+	}
+	if c.heartbeatInterval < time.Millisecond || c.heartbeatInterval%time.Millisecond != 0 {
+		bad("--heartbeat-interval must be a positive whole number of milliseconds, got %v", c.heartbeatInterval)
+	} else if c.heartbeatInterval >= c.sessionTimeout {
+		bad("--heartbeat-interval (%v) must be below --session-timeout (%v)", c.heartbeatInterval, c.sessionTimeout)
+	}
 }
 
 // validateSecurity checks the --kafka-tls* and --kafka-sasl-* flags. No

@@ -35,7 +35,19 @@ func TestParse(t *testing.T) {
 			require.Equal(t, 10*time.Minute, c.retention)
 			require.False(t, c.exactlyOnce)
 			require.Equal(t, []string{"127.0.0.1:9092"}, c.kafkaBrokers())
+			require.Equal(t, "", c.instanceID)
+			require.Equal(t, 6*time.Second, c.sessionTimeout)
+			require.Equal(t, 500*time.Millisecond, c.heartbeatInterval)
 		}},
+		{name: "membership", args: []string{"aggregate", "--instance-id", "agg-1", "--session-timeout", "8s"}, env: map[string]string{"EMOSTREAM_HEARTBEAT_INTERVAL": "1s"},
+			check: func(t *testing.T, c *config) {
+				require.Equal(t, "agg-1", c.instanceID)
+				require.Equal(t, 8*time.Second, c.sessionTimeout)
+				require.Equal(t, time.Second, c.heartbeatInterval)
+			}},
+		{name: "bad instance id", args: []string{"aggregate", "--instance-id", "a/b"}, wantErr: "--instance-id"},
+		{name: "heartbeat not below session timeout", args: []string{"--session-timeout", "6s", "--heartbeat-interval", "6s"}, wantErr: "must be below --session-timeout"},
+		{name: "zero session timeout", args: []string{"--session-timeout", "0"}, wantErr: "--session-timeout must be"},
 		{name: "subcommand and flags", args: []string{"aggregate", "--brokers", "k1:9092, k2:9093", "--window=5s", "-grace", "1s", "--partitions", "12", "--http", ":9100"},
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, "aggregate", c.command)
@@ -57,10 +69,12 @@ func TestParse(t *testing.T) {
 			"EMOSTREAM_PARTITIONS": "8", "EMOSTREAM_WINDOW": "1s", "EMOSTREAM_GRACE": "0s", "EMOSTREAM_SCALE": "10",
 			"EMOSTREAM_LOAD_CLIENTS": "5", "EMOSTREAM_HTTP": "0.0.0.0:80", "EMOSTREAM_TARGET": "http://api:8080",
 			"EMOSTREAM_CLIENTS": "7", "EMOSTREAM_RATE": "2.5", "EMOSTREAM_DURATION": "1m", "EMOSTREAM_BATCH": "20",
-			"EMOSTREAM_RETENTION": "1h", "EMOSTREAM_EXACTLY_ONCE": "true"},
+			"EMOSTREAM_RETENTION": "1h", "EMOSTREAM_EXACTLY_ONCE": "true",
+			"EMOSTREAM_INSTANCE_ID": "agg-7", "EMOSTREAM_SESSION_TIMEOUT": "10s", "EMOSTREAM_HEARTBEAT_INTERVAL": "2s"},
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, &config{command: "run", brokers: []string{"kafka:9092"}, brokerListen: "0.0.0.0:9092",
 					dataDir: "/var/lib/emo", http: "0.0.0.0:80", httpSet: true, inputTopic: "in", outputTopic: "out", dlqTopic: "dead",
+					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second,
 					partitions: 8, window: time.Second, grace: 0, scale: 10, loadClients: 5, target: "http://api:8080",
 					clients: 7, rate: 2.5, duration: time.Minute, batch: 20, retention: time.Hour, exactlyOnce: true}, c)
 			}},
