@@ -361,7 +361,9 @@ func (a *App) prepareTopics(sc *sarama.Config) ([]string, error) {
 }
 
 func (a *App) ensureTopic(admin sarama.ClusterAdmin, topic string, partitions int32, compact bool) error {
-	detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: a.cfg.replication, ConfigEntries: map[string]*string{}}
+	rf, minISR := a.cfg.topicReplication(len(a.client.Brokers()))
+	detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf, ConfigEntries: map[string]*string{}}
+	replicationConfig(detail.ConfigEntries, minISR)
 	if compact {
 		c := "compact"
 		detail.ConfigEntries["cleanup.policy"] = &c

@@ -28,7 +28,10 @@ type config struct {
 	commitInterval    time.Duration
 	badAction         DeserializationAction
 	dlqTopic          string
-	replication       int16
+	replication       int16 // with replicationSet; see topicReplication
+	replicationSet    bool
+	minISR            int16 // with minISRSet
+	minISRSet         bool
 	partitions        int32
 	wallClockInterval time.Duration
 	startTime         time.Time
@@ -72,6 +75,9 @@ func (c *config) validate(needBrokers bool) error {
 	errs = append(errs, c.group.validate()...)
 	if c.securityErr != nil {
 		errs = append(errs, c.securityErr)
+	}
+	if err := c.validateReplication(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stream: invalid options: %w", err)
@@ -129,8 +135,15 @@ func OnDeserializationError(action DeserializationAction, dlqTopic string) Opt {
 }
 
 // ReplicationFactor of the internal topics the application creates
-// (default -1: the broker's default.replication.factor).
-func ReplicationFactor(n int16) Opt { return optFunc(func(c *config) { c.replication = n }) }
+// (changelogs, repartition topics, the dead-letter topic). Default: 3 on a
+// cluster of at least 3 brokers, else -1, the broker's
+// default.replication.factor; see [DefaultReplication]. -1 asks for the
+// broker's default explicitly; with n of 3 or more, min.insync.replicas
+// becomes 2 unless [MinInSyncReplicas] says otherwise. n must be -1 or at
+// least 1.
+func ReplicationFactor(n int16) Opt {
+	return optFunc(func(c *config) { c.replication, c.replicationSet = n, true })
+}
 
 // Partitions is the number of partitions of every topic in a LocalRunner (and
 // so in streamtest); default 1.

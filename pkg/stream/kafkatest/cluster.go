@@ -1,0 +1,58 @@
+package kafkatest
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/IBM/sarama"
+)
+
+// EnvClusterBrokers names the environment variable with the bootstrap
+// addresses of a Kafka cluster of at least three brokers, for the tests of
+// replication and broker failover (`BROKERS=3 scripts/kafka-local.sh up`
+// prints them: 127.0.0.1:39392,127.0.0.1:39394,127.0.0.1:39396).
+const EnvClusterBrokers = "KAFKA_CLUSTER_BROKERS"
+
+// ClusterBrokers returns the brokers listed in KAFKA_CLUSTER_BROKERS, or
+// skips the test when it is empty (also under CI=true: CI starts the
+// cluster only for the steps that need it).
+func ClusterBrokers(t testing.TB) []string {
+	t.Helper()
+	brokers := splitBrokers(os.Getenv(EnvClusterBrokers))
+	if len(brokers) == 0 {
+		t.Skip(strings.Join([]string{
+			"SKIPPED: 3-broker Kafka test; KAFKA_CLUSTER_BROKERS is not set. Run",
+			"  eval \"$(BROKERS=3 scripts/kafka-local.sh up | sed 's/^KAFKA_BROKERS/export KAFKA_CLUSTER_BROKERS/')\"",
+			"or `make test-cluster`.",
+		}, "\n"))
+	}
+	return brokers
+}
+
+// TopicReplication returns the replication factor of topic (the replicas of
+// its first partition) and its min.insync.replicas config ("" when the
+// broker does not report it).
+func TopicReplication(t testing.TB, brokers []string, topic string) (replicas int, minISR string) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(brokers, SaramaConfig())
+	if err != nil {
+		t.Fatalf("kafkatest: connecting admin to %v: %v", brokers, err)
+	}
+	defer func() { _ = admin.Close() }()
+	meta, err := admin.DescribeTopics([]string{topic})
+	if err != nil || len(meta) != 1 || meta[0].Err != sarama.ErrNoError || len(meta[0].Partitions) == 0 {
+		t.Fatalf("kafkatest: describing topic %s: %v %+v", topic, err, meta)
+	}
+	replicas = len(meta[0].Partitions[0].Replicas)
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"min.insync.replicas"}})
+	if err != nil {
+		t.Fatalf("kafkatest: describing the config of topic %s: %v", topic, err)
+	}
+	for _, e := range entries {
+		if e.Name == "min.insync.replicas" {
+			minISR = e.Value
+		}
+	}
+	return replicas, minISR
+}
