@@ -33,7 +33,9 @@ func saramaConfig(clientID string, configure func(*sarama.Config)) *sarama.Confi
 }
 
 // ensureTopics creates the topics that do not exist yet with the given
-// partitions and the cluster's default replication factor. A topic that
+// partitions and the library's replication rule (stream.DefaultReplication):
+// replication 3 and min.insync.replicas 2 on a cluster of at least three
+// brokers, else the cluster's defaults. A topic that
 // exists with another partition count is left alone with a warning:
 // changing it would move keys between partitions. retention, when not 0,
 // is the retention.ms of the topics created (existing topics keep theirs).
@@ -67,12 +69,13 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, sec s
 	}
 	defer admin.Close()
 
+	nodes, _, err := admin.DescribeCluster()
+	if err != nil {
+		return fmt.Errorf("describing the Kafka cluster: %w", err)
+	}
+	rf, minISR := stream.DefaultReplication(len(nodes))
 	for _, topic := range topics {
-		detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1}
-		if retention > 0 {
-			ms := strconv.FormatInt(retention.Milliseconds(), 10)
-			detail.ConfigEntries = map[string]*string{"retention.ms": &ms}
-		}
+		detail := topicDetail(partitions, rf, minISR, retention)
 		err := admin.CreateTopic(topic, detail, false)
 		var te *sarama.TopicError
 		switch {
@@ -123,6 +126,22 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, sec s
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// topicDetail is how ensureTopics creates a topic: rf replicas (-1: the
+// cluster's default), min.insync.replicas minISR (0: the cluster's default)
+// and retention.ms retention (0: the cluster's default).
+func topicDetail(partitions int32, rf, minISR int16, retention time.Duration) *sarama.TopicDetail {
+	detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf, ConfigEntries: map[string]*string{}}
+	if retention > 0 {
+		ms := strconv.FormatInt(retention.Milliseconds(), 10)
+		detail.ConfigEntries["retention.ms"] = &ms
+	}
+	if minISR > 0 {
+		n := strconv.Itoa(int(minISR))
+		detail.ConfigEntries["min.insync.replicas"] = &n
+	}
+	return detail
 }
 
 // newAdmin connects an admin client, giving up when ctx ends: a broker that
