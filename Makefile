@@ -55,8 +55,11 @@ bench-plots:
 ## (127.0.0.1:39192): aggregator SIGKILLs and a stop, a broker restart, an API
 ## SIGKILL under load, then exact checks of topic1, topic2 and the DLQ.
 ## LARGE=1: 1,000,000 emojis; SMOKE_ARGS=-exactly-once (and more, see -h).
+## CLUSTER=3: on a 3-broker cluster of its own (127.0.0.1:39292,39294,39296)
+## with, on top, a SIGKILL of the topics' busiest partition leader, a
+## controlled restart of one broker and a 15 s SIGSTOP of the group coordinator.
 smoke:
-	$(GO) run ./examples/emostream/smoke $(if $(LARGE),-large) $(SMOKE_ARGS)
+	$(GO) run ./examples/emostream/smoke $(if $(LARGE),-large) $(if $(CLUSTER),-cluster $(CLUSTER)) $(SMOKE_ARGS)
 
 ## smoke-rebalance: the smoke driver's rebalance scenario on its own Kafka
 ## (127.0.0.1:39194): aggregators scaled 1→2→1→2 (starts, SIGTERMs) under

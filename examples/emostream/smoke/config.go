@@ -70,6 +70,13 @@ type Config struct {
 	KafkaStateDir       string
 	KafkaPort           int
 	KafkaControllerPort int
+	// Cluster is the number of brokers of the driver's own Kafka (0 or 1:
+	// one); with 3 or more, LeaderKills and BrokerPauses (each BrokerPause
+	// long) join the faults (see cluster.go).
+	Cluster      int
+	LeaderKills  int
+	BrokerPauses int
+	BrokerPause  time.Duration
 }
 
 // Mode names the aggregators' processing guarantee.
@@ -177,6 +184,10 @@ Flags:
 	fs.BoolVar(&c.StrictLate, "strict-late", false, "fail on late records that were acknowledged at least 1s before timestamp+grace (default: a warning)")
 	fs.BoolVar(&c.Dump, "dump", false, "write the topics read back and the emojis' statuses to the work dir (always done after a failure)")
 	fs.BoolVar(&c.Race, "race", false, "build emostream with the race detector")
+	fs.IntVar(&c.Cluster, "cluster", 0, "faults: run on a cluster of this many brokers of its own (3: 127.0.0.1:39292,39294,39296, state in /tmp/emostream-smoke-cluster-kafka), with leader SIGKILLs and broker SIGSTOPs; broker restarts restart one broker")
+	fs.IntVar(&c.LeaderKills, "leader-kills", 1, "-cluster: SIGKILLs of the broker leading the most topic1/topic2 partitions (each restarted)")
+	fs.IntVar(&c.BrokerPauses, "broker-pauses", 1, "-cluster: SIGSTOPs of the aggregators' group coordinator (each SIGCONTed after -broker-pause)")
+	fs.DurationVar(&c.BrokerPause, "broker-pause", clusterPause, "-cluster: how long a broker stays SIGSTOPped (longer than the aggregators' session timeout)")
 	fs.StringVar(&c.KafkaStateDir, "kafka-state-dir", "/tmp/emostream-smoke-kafka", "KAFKA_STATE_DIR of the driver's own broker (wiped at start and end)")
 	fs.IntVar(&c.KafkaPort, "kafka-port", 39192, "KAFKA_PORT of the driver's own broker")
 	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", 39193, "KAFKA_CONTROLLER_PORT of the driver's own broker")
@@ -212,6 +223,7 @@ Flags:
 		}
 		c.Aggregators = rebalanceAggregatorsMax
 	}
+	clusterDefaults(c, set)
 	if large {
 		if !set["emojis"] {
 			c.Emojis = largeEmojis
@@ -284,6 +296,7 @@ func (c *Config) validate() error {
 	if c.Scale < 1 {
 		bad("-scale must be positive")
 	}
+	errs = append(errs, c.validateCluster()...)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

@@ -33,6 +33,9 @@ func (k FaultKind) String() string {
 	case FaultStopAggregator:
 		return "stop aggregator"
 	}
+	if s, ok := clusterFaultName(k); ok {
+		return s
+	}
 	return fmt.Sprintf("fault(%d)", int(k))
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,17 +26,29 @@ type LocalKafka struct {
 	StateDir       string
 	Port           int
 	ControllerPort int
+	// Nodes is the number of brokers (the script's BROKERS; 0 means 1):
+	// node i listens on Port+2(i-1).
+	Nodes int
 	// Log receives the script's progress output.
 	Log io.Writer
+
+	restarts int // broker restarts so far (on a cluster: one node each, in turn)
 }
 
-// Brokers is the bootstrap address.
-func (k *LocalKafka) Brokers() []string { return []string{fmt.Sprintf("127.0.0.1:%d", k.Port)} }
+// Brokers is the bootstrap address (one per node).
+func (k *LocalKafka) Brokers() []string {
+	out := []string{fmt.Sprintf("127.0.0.1:%d", k.Port)}
+	for i := 1; i < k.Nodes; i++ {
+		out = append(out, fmt.Sprintf("127.0.0.1:%d", k.Port+2*i))
+	}
+	return out
+}
 
 // run runs one subcommand of the script and returns its stdout.
-func (k *LocalKafka) run(sub string) (string, error) {
-	cmd := exec.Command("bash", k.Script, sub)
+func (k *LocalKafka) run(sub ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{k.Script}, sub...)...)
 	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("BROKERS=%d", max(k.Nodes, 1)),
 		"KAFKA_STATE_DIR="+k.StateDir,
 		fmt.Sprintf("KAFKA_PORT=%d", k.Port),
 		fmt.Sprintf("KAFKA_CONTROLLER_PORT=%d", k.ControllerPort))
@@ -65,22 +78,35 @@ func (k *LocalKafka) Up() error {
 }
 
 // Restart stops the broker and starts it again on the same data. It
-// returns how long the broker was away (from the stop to ready again).
+// returns how long the broker was away (from the stop to ready again). On a
+// cluster it restarts one node, each in turn: a controlled shutdown
+// (SIGTERM) and a start once it is gone.
 func (k *LocalKafka) Restart() (time.Duration, error) {
 	start := time.Now()
-	if _, err := k.run("stop"); err != nil {
+	var node []string
+	if k.Nodes > 1 {
+		node = []string{strconv.Itoa(k.restarts%k.Nodes + 1)}
+		fmt.Fprintf(k.Log, "  | restarting node %s of %d\n", node[0], k.Nodes)
+	}
+	k.restarts++
+	if _, err := k.run(append([]string{"stop"}, node...)...); err != nil {
 		return time.Since(start), err
 	}
-	_, err := k.run("start")
+	_, err := k.run(append([]string{"start"}, node...)...)
 	return time.Since(start), err
 }
 
 // Down stops the broker and deletes its state. With keepLogs set, the
 // broker's server.log is copied there first.
 func (k *LocalKafka) Down(keepLogs string) error {
-	if keepLogs != "" {
+	if keepLogs != "" && k.Nodes <= 1 {
 		if b, err := os.ReadFile(k.StateDir + "/logs/server.log"); err == nil {
 			_ = os.WriteFile(keepLogs, b, 0o644)
+		}
+	}
+	for i := 1; keepLogs != "" && i <= k.Nodes && k.Nodes > 1; i++ {
+		if b, err := os.ReadFile(fmt.Sprintf("%s/node-%d/logs/server.log", k.StateDir, i)); err == nil {
+			_ = os.WriteFile(fmt.Sprintf("%s.node-%d", keepLogs, i), b, 0o644)
 		}
 	}
 	_, err := k.run("down")

@@ -193,8 +193,8 @@ func (d *driver) setup(ctx context.Context) error {
 	d.brokers = c.Brokers
 	if len(d.brokers) == 0 {
 		d.kafka = &LocalKafka{Script: filepath.Join(repo, "scripts", "kafka-local.sh"), StateDir: c.KafkaStateDir,
-			Port: c.KafkaPort, ControllerPort: c.KafkaControllerPort, Log: d.out}
-		d.logf("starting Kafka on 127.0.0.1:%d (state in %s)", c.KafkaPort, c.KafkaStateDir)
+			Port: c.KafkaPort, ControllerPort: c.KafkaControllerPort, Nodes: c.Cluster, Log: d.out}
+		d.logf("starting Kafka on %s (state in %s)", strings.Join(d.kafka.Brokers(), ","), c.KafkaStateDir)
 		if err := d.kafka.Up(); err != nil {
 			return err
 		}
@@ -268,7 +268,7 @@ func (d *driver) runFaults(ctx context.Context) (*Report, error) {
 		d.logf("-brokers given: skipping the %d broker restart(s)", brokerRestarts)
 		brokerRestarts = 0
 	}
-	plan := Schedule(planned, c.Kills, brokerRestarts, c.APIKills, c.Stops)
+	plan := d.schedule(planned, brokerRestarts)
 	d.logf("generating for about %v; %d faults planned", planned.Round(time.Second), len(plan))
 	faultCtx, stopFaults := context.WithCancel(ctx)
 	faultsDone := make(chan struct{})
@@ -462,6 +462,8 @@ func (d *driver) injectFaults(ctx context.Context, start time.Time, plan []Fault
 			if err := d.api.Start(); err != nil {
 				d.problem("restarting api: %v", err)
 			}
+		default:
+			d.injectClusterFault(tag, f.Kind)
 		}
 		d.mu.Lock()
 		d.counts[f.Kind]++
@@ -722,7 +724,7 @@ func (d *driver) verdict(r *Report, runErr error, passed bool) int {
 			d.counts[FaultKillAPI], d.unexpected)
 		faults = fmt.Sprintf("%d SIGKILLs, %d stopped, %d broker restart%s, %d API SIGKILL%s, mode=%s",
 			d.counts[FaultKillAggregator], d.counts[FaultStopAggregator], d.counts[FaultRestartBroker], plural(d.counts[FaultRestartBroker]),
-			d.counts[FaultKillAPI], plural(d.counts[FaultKillAPI]), c.Mode())
+			d.counts[FaultKillAPI], plural(d.counts[FaultKillAPI]), c.Mode()) + d.clusterFaultText()
 		what = fmt.Sprintf("%d emojis", c.Emojis)
 	}
 	if passed {
