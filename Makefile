@@ -69,6 +69,11 @@ smoke:
 smoke-rebalance:
 	$(GO) run ./examples/emostream/smoke -scenario rebalance $(SMOKE_ARGS)
 
+## test-cluster: the tests that need 3 brokers (replication of the created
+## topics) on a 3-node cluster that it starts (or KAFKA_CLUSTER_BROKERS)
+test-cluster:
+	bash scripts/test-cluster.sh
+
 ## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:39092;
 ## BROKERS=3: a 3-node cluster on 127.0.0.1:39392,39394,39396 (see the
 ## header of scripts/kafka-local.sh for per-node stop/start/kill/pause)
