@@ -4,7 +4,7 @@ GO        ?= go
 BENCHTIME ?= 1s
 BENCHPKGS ?= ./pkg/...
 
-.PHONY: test vet fmt-check fmt bench bench-compare bench-latency bench-ingest bench-plots kafka-up kafka-down kafka-status smoke smoke-rebalance soak
+.PHONY: test vet fmt-check fmt bench bench-compare bench-latency bench-ingest bench-plots kafka-up kafka-down kafka-status smoke smoke-rebalance smoke-failover soak
 
 ## test: go vet + go test -race against the embedded and a real (local) Kafka
 test:
@@ -68,6 +68,15 @@ smoke:
 ## SMOKE_ARGS=-exactly-once (and more, see -h).
 smoke-rebalance:
 	$(GO) run ./examples/emostream/smoke -scenario rebalance $(SMOKE_ARGS)
+
+## smoke-failover: the smoke driver's failover scenario on its own Kafka
+## (127.0.0.1:39196): times, under 400 emojis/s, how long results are late
+## after an aggregator SIGKILL (permanent, and with a restart under the same
+## --instance-id), scale-out 2→3, scale-in 3→2 and rolling restarts, 5 trials
+## each (SMOKE_ARGS='-trials N'); prints median and max per kind and writes
+## bench/results/failover.json. About 10 min; not in CI.
+smoke-failover:
+	$(GO) run ./examples/emostream/smoke -scenario failover $(SMOKE_ARGS)
 
 ## test-cluster: the tests that need 3 brokers (replication of the created
 ## topics) on a 3-node cluster that it starts (or KAFKA_CLUSTER_BROKERS)

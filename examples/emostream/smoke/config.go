@@ -13,8 +13,12 @@ import (
 
 // Config is the driver's command line; see ParseFlags for each flag.
 type Config struct {
-	// Scenario is ScenarioFaults or ScenarioRebalance.
+	// Scenario is ScenarioFaults, ScenarioRebalance or ScenarioFailover.
 	Scenario string
+	// Trials of each kind and the JSON summary file of the failover
+	// scenario.
+	Trials      int
+	FailoverOut string
 	// Phase is how long the rebalance scenario keeps each group layout
 	// under load.
 	Phase time.Duration
@@ -96,6 +100,9 @@ const (
 	// checks that no result was written twice, then SIGKILLs one (see
 	// runRebalance).
 	ScenarioRebalance = "rebalance"
+	// ScenarioFailover measures how long results are late after kills,
+	// restarts and scaling (see runFailover).
+	ScenarioFailover = "failover"
 )
 
 // Defaults of the rebalance scenario, where they differ from the faults
@@ -154,7 +161,7 @@ Flags:
 	}
 	var brokers string
 	var large bool
-	fs.StringVar(&c.Scenario, "scenario", ScenarioFaults, "faults (SIGKILLs, broker restart, API SIGKILL) or rebalance (graceful scale-out and scale-in, then a SIGKILL)")
+	fs.StringVar(&c.Scenario, "scenario", ScenarioFaults, "faults (SIGKILLs, broker restart, API SIGKILL), rebalance (graceful scale-out and scale-in, then a SIGKILL) or failover (times kills, restarts and scaling; see failover.go)")
 	fs.DurationVar(&c.Phase, "phase", rebalanceDefaultPhase, "rebalance: how long each group layout runs under load once the group is stable (at least window + grace + 2s)")
 	fs.StringVar(&brokers, "brokers", "", "use this Kafka (host:port,...) instead of starting one; broker restarts are then skipped")
 	fs.IntVar(&c.Emojis, "emojis", smallEmojis, "emojis to generate")
@@ -191,6 +198,8 @@ Flags:
 	fs.StringVar(&c.KafkaStateDir, "kafka-state-dir", "/tmp/emostream-smoke-kafka", "KAFKA_STATE_DIR of the driver's own broker (wiped at start and end)")
 	fs.IntVar(&c.KafkaPort, "kafka-port", 39192, "KAFKA_PORT of the driver's own broker")
 	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", 39193, "KAFKA_CONTROLLER_PORT of the driver's own broker")
+	fs.IntVar(&c.Trials, "trials", 0, "failover: trials of each kind (default 5)")
+	fs.StringVar(&c.FailoverOut, "failover-out", "bench/results/failover.json", "failover: where to write the summary (empty: nowhere; relative to the current directory)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -247,14 +256,17 @@ Flags:
 		// The load runs until the scenario stops it; this only caps it.
 		c.Emojis = max(1, int(c.Rate*rebalanceMaxLoad.Seconds()))
 	}
+	if c.Scenario == ScenarioFailover {
+		failoverDefaults(c, set)
+	}
 	return c, c.validate()
 }
 
 func (c *Config) validate() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if c.Scenario != ScenarioFaults && c.Scenario != ScenarioRebalance {
-		bad("-scenario must be %s or %s", ScenarioFaults, ScenarioRebalance)
+	if c.Scenario != ScenarioFaults && c.Scenario != ScenarioRebalance && c.Scenario != ScenarioFailover {
+		bad("-scenario must be %s, %s or %s", ScenarioFaults, ScenarioRebalance, ScenarioFailover)
 	}
 	if c.Scenario == ScenarioRebalance && c.Phase < c.Window+c.Grace+rebalanceMinPhaseQuiet {
 		bad("-phase %v must be at least -window + -grace + %v (%v), so results of the windows a rebalance affected are written within a phase",

@@ -134,6 +134,9 @@ func (d *driver) runPhases(ctx context.Context) (*Report, error) {
 	if d.cfg.Scenario == ScenarioRebalance {
 		return d.runRebalance(ctx)
 	}
+	if d.cfg.Scenario == ScenarioFailover {
+		return d.runFailover(ctx)
+	}
 	return d.runFaults(ctx)
 }
 
