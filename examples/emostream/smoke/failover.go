@@ -115,6 +115,7 @@ type arrival struct {
 type resultTail struct {
 	grace    time.Duration
 	consumer sarama.Consumer
+	pcs      []sarama.PartitionConsumer
 	mu       sync.Mutex
 	arrivals []arrival
 	wg       sync.WaitGroup
@@ -134,9 +135,10 @@ func newResultTail(brokers []string, topic string, grace time.Duration) (*result
 	for _, p := range parts {
 		pc, err := cons.ConsumePartition(topic, p, sarama.OffsetNewest)
 		if err != nil {
-			cons.Close()
+			t.Close()
 			return nil, err
 		}
+		t.pcs = append(t.pcs, pc)
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
@@ -157,8 +159,11 @@ func newResultTail(brokers []string, topic string, grace time.Duration) (*result
 }
 
 func (t *resultTail) Close() {
-	_ = t.consumer.Close()
+	for _, pc := range t.pcs {
+		pc.AsyncClose() // closes Messages once drained
+	}
 	t.wg.Wait()
+	_ = t.consumer.Close()
 }
 
 func (t *resultTail) snapshot() []arrival {
