@@ -59,6 +59,8 @@ type App struct {
 	started time.Time
 	// rc is the record cache budget; nil when CacheMaxBytes is 0.
 	rc *recordCache
+	// life bounds the current runtime's waits (see lifecycle.go).
+	life *lifecycle
 }
 
 type backendKey struct {
@@ -166,9 +168,15 @@ func (a *App) saramaConfig() *sarama.Config {
 // Run processes until ctx is cancelled or a fatal error happens. On
 // cancellation it commits what was processed (after Kafka acknowledged the
 // records it produced), leaves the group and returns nil. An App runs once.
+//
+// Run returns promptly once ctx ends: at once during the group join or
+// while stores restore, and after at most [ShutdownTimeout] (default 8 s)
+// while processing, when the brokers cannot be reached for the final
+// commit. A runtime failure restarts the runtime after a backoff (see
+// [RestartOnFailure]); Run returns the error after repeated quick failures.
 func (a *App) Run(ctx context.Context) error {
 	err := ErrClosed
-	a.ran.Do(func() { err = a.run(ctx) })
+	a.ran.Do(func() { err = a.runWithRestarts(ctx) })
 	return err
 }
 
@@ -177,33 +185,67 @@ func (a *App) run(parent context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	a.cancel = cancel
+	// Every wait below ends with ctx, and the shutdown after it with the
+	// deadline (ShutdownTimeout). Blocking sarama calls that outlast it go
+	// on in the background (life.leftovers) and clean up after themselves.
+	life := newLifecycle(ctx, a.cfg.shutdownBudget())
+	a.life = life
+	stopShutdown := context.AfterFunc(ctx, life.startShutdown)
+	defer stopShutdown()
 	log := a.cfg.logger.With("application_id", a.cfg.appID)
+	var closers []func() error // closed last to first once the group is done
+	// finish closes what was opened, waiting at most wait for it.
+	finish := func(wait time.Duration) {
+		done := make(chan struct{})
+		life.bg.Add(1)
+		go func() {
+			defer life.bg.Done()
+			defer close(done)
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(wait):
+		}
+	}
+	// An error while ctx ends is the cancellation, not a failure.
+	early := func(err error) error {
+		finish(joinGrace)
+		if ferr := a.failure(); ferr != nil || ctx.Err() != nil {
+			return ferr
+		}
+		return err
+	}
 	sc := a.saramaConfig()
-	client, err := sarama.NewClient(a.cfg.brokers, sc)
+	client, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, sc) },
+		func(c sarama.Client) { _ = c.Close() })
 	if err != nil {
-		return fmt.Errorf("stream: connect to %v: %w", a.cfg.brokers, err)
+		return early(fmt.Errorf("stream: connect to %v: %w", a.cfg.brokers, err))
 	}
 	a.client = client
-	defer client.Close()
-	topics, err := a.prepareTopics(sc)
+	closers = append(closers, client.Close)
+	topics, err := await(life, ctx, func() ([]string, error) { return a.prepareTopics(sc) }, nil)
 	if err != nil {
-		return err
+		return early(err)
 	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
-		return fmt.Errorf("stream: restore consumer: %w", err)
+		return early(fmt.Errorf("stream: restore consumer: %w", err))
 	}
 	a.consumer = consumer
-	defer consumer.Close()
-	producer, err := sarama.NewAsyncProducerFromClient(client)
+	closers = append(closers, consumer.Close)
+	producer, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(client) },
+		func(p sarama.AsyncProducer) { p.AsyncClose() })
 	if err != nil {
-		return fmt.Errorf("stream: producer: %w", err)
+		return early(fmt.Errorf("stream: producer: %w", err))
 	}
 	a.producer = producer
 	if a.cfg.exactlyOnce {
 		if err := producer.BeginTxn(); err != nil {
 			producer.AsyncClose()
-			return fmt.Errorf("stream: begin transaction: %w", err)
+			return early(fmt.Errorf("stream: begin transaction: %w", err))
 		}
 	}
 	acksDone := make(chan struct{})
@@ -211,8 +253,8 @@ func (a *App) run(parent context.Context) error {
 	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, client)
 	if err != nil {
 		producer.AsyncClose()
-		<-acksDone
-		return fmt.Errorf("stream: consumer group: %w", err)
+		closers = append(closers, func() error { <-acksDone; return nil })
+		return early(fmt.Errorf("stream: consumer group: %w", err))
 	}
 	go func() {
 		for err := range group.Errors() {
@@ -220,30 +262,78 @@ func (a *App) run(parent context.Context) error {
 		}
 	}()
 	log.Info("stream application started", slog.Any("topics", topics), slog.Int("subtopologies", len(a.top.subs)))
-	for ctx.Err() == nil {
-		if err := group.Consume(ctx, topics, a); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-				break
-			}
-			if ferr := fatalGroupError(err, a.cfg.group); ferr != nil {
-				a.fail(ferr)
-				break
-			}
-			log.Warn("consume session ended", slog.Any("err", err))
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
+	consumeDone := make(chan struct{})
+	life.bg.Add(1)
+	go func() {
+		defer life.bg.Done()
+		defer close(consumeDone)
+		for ctx.Err() == nil {
+			if err := group.Consume(ctx, topics, a); err != nil {
+				if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+					break
+				}
+				if ferr := fatalGroupError(err, a.cfg.group); ferr != nil {
+					a.fail(ferr)
+					break
+				}
+				log.Warn("consume session ended", slog.Any("err", err))
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
 			}
 		}
+	}()
+	select {
+	case <-ctx.Done():
+	case <-consumeDone:
 	}
-	gerr := group.Close()
-	if a.cfg.exactlyOnce && producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
-		// Whatever was not committed at revoke is dropped, never half-visible.
-		_ = producer.AbortTxn()
+	life.startShutdown()
+	// The rest of the shutdown: the session's Cleanup (final commit and
+	// hand-over) ends Consume, then the group is left and the clients
+	// closed. Each step may block on an unreachable broker, so it runs in
+	// the background and Run waits for it only as long as is useful.
+	var gerr error
+	teardown := make(chan struct{})
+	life.bg.Add(1)
+	go func() {
+		defer life.bg.Done()
+		defer close(teardown)
+		<-consumeDone
+		gerr = group.Close()
+		if a.cfg.exactlyOnce && producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+			// Whatever was not committed at revoke is dropped, never half-visible.
+			_ = producer.AbortTxn()
+		}
+		producer.AsyncClose()
+		<-acksDone
+		a.closeBackends()
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
+		}
+	}()
+	// While processing, wait for the final commit up to the deadline. A
+	// join or a task setup has nothing to commit: restores stop at once,
+	// and a join still under way is left to finish in the background.
+	var grace <-chan time.Time
+	switch life.phase.Load() {
+	case phaseJoining:
+		grace = time.After(joinGrace)
+	case phaseSetup:
+		grace = time.After(setupGrace)
 	}
-	producer.AsyncClose()
-	<-acksDone
-	a.closeBackends()
+	select {
+	case <-teardown:
+	case <-life.expired:
+		log.Warn("shutdown deadline passed; unacknowledged output stays uncommitted and the rest closes in the background",
+			slog.Duration("shutdown_timeout", life.budget))
+		if err := a.failure(); err != nil {
+			return err
+		}
+		return fmt.Errorf("stream: shutdown: %w", errShutdownDeadline)
+	case <-grace:
+		return a.failure()
+	}
 	if err := a.failure(); err != nil {
 		return err
 	}
@@ -253,6 +343,13 @@ func (a *App) run(parent context.Context) error {
 	log.Info("stream application stopped")
 	return nil
 }
+
+// How long Run waits for the shutdown when its context ends during the
+// group join or the tasks' setup (restores), where nothing is committed.
+const (
+	joinGrace  = 300 * time.Millisecond
+	setupGrace = 700 * time.Millisecond
+)
 
 func (a *App) fail(err error) {
 	a.failMu.Lock()
@@ -402,6 +499,10 @@ func (a *App) ensureTopic(admin sarama.ClusterAdmin, topic string, partitions in
 
 // Setup builds the tasks of the new assignment (consumer group callback).
 func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
+	if err := a.life.ctx.Err(); err != nil {
+		return err // shutting down: no new tasks
+	}
+	a.life.phase.Store(phaseSetup)
 	claims := sess.Claims()
 	// The committed offsets' metadata carries each task's last commit epoch
 	// and stream time, which the tasks restore before their processors'
@@ -444,7 +545,9 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 			}
 			t, err := newTask(a.top, st, p, a, start)
 			if err != nil {
-				a.fail(err)
+				if a.life.ctx.Err() == nil {
+					a.fail(err)
+				}
 				return err
 			}
 			a.tasks[t.id] = t
@@ -459,7 +562,12 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 		}
 	}
 	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
-	go a.sessionLoops(sess)
+	a.life.phase.Store(phaseProcessing)
+	a.life.bg.Add(1)
+	go func() {
+		defer a.life.bg.Done()
+		a.sessionLoops(sess)
+	}()
 	return nil
 }
 
@@ -620,24 +728,31 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 			req.AddBlockWithLeaderEpoch(topic, c.t.id.Partition, off, -1, ts, c.meta)
 		}
 	}
+	// An unreachable coordinator must not hold a shutdown past its
+	// deadline: a commit still on its way then counts as failed.
 	var resp *sarama.OffsetCommitResponse
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	err := a.life.bounded(func() error {
+		var r *sarama.OffsetCommitResponse
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			if attempt > 0 {
+				time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+			}
+			var broker *sarama.Broker
+			if broker, err = a.client.Coordinator(a.cfg.appID); err == nil {
+				r, err = broker.CommitOffset(req)
+			}
+			if err == nil {
+				err = coordinatorError(r)
+			}
+			if err == nil {
+				resp = r
+				return nil
+			}
+			_ = a.client.RefreshCoordinator(a.cfg.appID)
 		}
-		var broker *sarama.Broker
-		if broker, err = a.client.Coordinator(a.cfg.appID); err == nil {
-			resp, err = broker.CommitOffset(req)
-		}
-		if err == nil {
-			err = coordinatorError(resp)
-		}
-		if err == nil {
-			break
-		}
-		_ = a.client.RefreshCoordinator(a.cfg.appID)
-	}
+		return err
+	})
 	if err != nil {
 		a.cfg.logger.Warn("offset commit failed", slog.String("application_id", a.cfg.appID), slog.Any("err", err))
 		return
@@ -798,8 +913,8 @@ func (a *App) fetchCommittedOnce(claims map[string][]int32) (map[string]map[int3
 	return out, nil
 }
 
-// ackTimeout bounds how long a commit (or a shutdown) waits for Kafka to
-// acknowledge a task's records. A broker restart takes seconds; a producer
+// ackTimeout bounds how long a commit waits for Kafka to acknowledge a
+// task's records (a shutdown waits until its deadline at most). A broker restart takes seconds; a producer
 // that is still waiting after this is stuck (or the broker is gone), and
 // failing lets the application restart cleanly instead of hanging.
 const ackTimeout = 45 * time.Second
@@ -813,10 +928,14 @@ func (a *App) waitAcks(t *task) {
 		t.pending.Wait()
 		close(done)
 	}()
+	timer := time.NewTimer(ackTimeout)
+	defer timer.Stop()
 	select {
 	case <-done:
-	case <-time.After(ackTimeout):
+	case <-timer.C:
 		a.fail(fmt.Errorf("stream: task %v: records not acknowledged within %v", t.id, ackTimeout))
+	case <-a.life.expired:
+		a.fail(fmt.Errorf("stream: task %v: records not acknowledged before the shutdown deadline (%v); their input stays uncommitted", t.id, a.life.budget))
 	}
 }
 
@@ -850,14 +969,14 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 	}
 	gm := &sarama.ConsumerGroupMetadata{GroupID: a.cfg.appID, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}
 	if len(offsets) > 0 {
-		if err := a.producer.AddOffsetsToTxnWithGroupMetadata(offsets, gm); err != nil {
-			_ = a.producer.AbortTxn()
+		if err := a.life.bounded(func() error { return a.producer.AddOffsetsToTxnWithGroupMetadata(offsets, gm) }); err != nil {
+			_ = a.life.bounded(a.producer.AbortTxn)
 			a.fail(fmt.Errorf("stream: add offsets to transaction: %w", err))
 			return
 		}
 	}
-	if err := a.producer.CommitTxn(); err != nil {
-		_ = a.producer.AbortTxn()
+	if err := a.life.bounded(a.producer.CommitTxn); err != nil {
+		_ = a.life.bounded(a.producer.AbortTxn)
 		a.fail(fmt.Errorf("stream: commit transaction: %w", err))
 		return
 	}
@@ -912,6 +1031,7 @@ func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
 	a.claimMu.Lock()
 	a.claims = nil
 	a.claimMu.Unlock()
+	a.life.phase.Store(phaseJoining)
 	return nil
 }
 
@@ -1237,11 +1357,17 @@ func (a *App) closeBackends() {
 
 // restore brings a store up to date with its changelog partition.
 func (a *App) restore(t *task, c *storeCore) error {
-	hwm, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest)
+	// A shutdown stops a restore at once (the next owner goes on from the
+	// store's checkpoint or the changelog's start).
+	ctx := a.life.ctx
+	getOffset := func(at int64) (int64, error) {
+		return await(a.life, ctx, func() (int64, error) { return a.client.GetOffset(c.changelog, c.partition, at) }, nil)
+	}
+	hwm, err := getOffset(sarama.OffsetNewest)
 	if err != nil {
 		return err
 	}
-	oldest, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetOldest)
+	oldest, err := getOffset(sarama.OffsetOldest)
 	if err != nil {
 		return err
 	}
@@ -1254,6 +1380,7 @@ func (a *App) restore(t *task, c *storeCore) error {
 		return nil
 	}
 	start := time.Now()
+	t.logger.Debug("restoring store", slog.String("store", c.name), slog.Int64("from", from), slog.Int64("to", hwm))
 	pc, err := a.consumer.ConsumePartition(c.changelog, c.partition, from)
 	if err != nil {
 		return err
@@ -1275,6 +1402,8 @@ func (a *App) restore(t *task, c *storeCore) error {
 	n, idleTicks := 0, 0
 	for c.restoredTo < hwm {
 		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream: restoring %s/%d stopped at offset %d of %d: %w", c.changelog, c.partition, c.restoredTo, hwm, ctx.Err())
 		case <-idle.C:
 			if !a.cfg.exactlyOnce || got || pc.HighWaterMarkOffset() == 0 {
 				got = false

@@ -10,6 +10,7 @@ import (
 type Metrics struct {
 	recordsIn    *prometheus.CounterVec
 	recordsOut   *prometheus.CounterVec
+	restarts     prometheus.Counter
 	latency      prometheus.Histogram
 	lag          *prometheus.GaugeVec
 	punctuations *prometheus.CounterVec
@@ -29,6 +30,9 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 		recordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "stream", Name: "records_out_total", Help: "Records written to sink topics (changelogs excluded), by topic.", ConstLabels: labels,
 		}, []string{"topic"}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "stream", Name: "restarts_total", Help: "Runtimes replaced after a failure (see RestartOnFailure).", ConstLabels: labels,
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "stream", Name: "process_latency_seconds", Help: "Time to run one input record through its task (the mean over each batch of buffered records, observed once per batch).", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12),
@@ -58,6 +62,7 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.recordsIn.Describe(ch)
 	m.recordsOut.Describe(ch)
+	m.restarts.Describe(ch)
 	m.latency.Describe(ch)
 	m.lag.Describe(ch)
 	m.punctuations.Describe(ch)
@@ -71,6 +76,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.recordsIn.Collect(ch)
 	m.recordsOut.Collect(ch)
+	m.restarts.Collect(ch)
 	m.latency.Collect(ch)
 	m.lag.Collect(ch)
 	m.punctuations.Collect(ch)

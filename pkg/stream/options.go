@@ -38,6 +38,8 @@ type config struct {
 	restoreTimeout    time.Duration
 	exactlyOnce       bool
 	cacheMaxBytes     int64
+	shutdownTimeout   time.Duration // see lifecycle.go
+	restart           restartPolicy
 	group             groupConfig // SessionTimeout, HeartbeatInterval, RebalanceTimeout, GroupInstanceID
 }
 

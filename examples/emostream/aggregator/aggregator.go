@@ -120,6 +120,7 @@ func Options(cfg Config) []stream.Opt {
 		stream.OnDeserializationError(stream.SendToDeadLetter, cfg.DLQTopic),
 		stream.CommitInterval(time.Second),
 		stream.WallClockInterval(10 * time.Millisecond),
+		stream.RestartOnFailure(maxQuickRestarts, restartBackoff),
 	}
 	if cfg.StateDir != "" {
 		opts = append(opts, stream.StateDir(cfg.StateDir))
@@ -142,45 +143,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	// A runtime failure (a broker restart that outlasts the producer's
-	// retries, a fenced transactional producer) restarts the App, as Kafka
-	// Streams replaces a dead stream thread: the new one restores its state
-	// from the changelogs and resumes from the committed offsets, so nothing
-	// is lost or counted twice. Only quick repeated failures give up.
-	backoff, quick := time.Second, 0
-	for {
-		app, err := stream.NewApp(top, Options(cfg)...)
-		if err != nil {
-			return err
-		}
-		if cfg.Registerer != nil {
-			if err := cfg.Registerer.Register(app.Collector()); err != nil {
-				return err
-			}
-		}
-		started := time.Now()
-		err = app.Run(ctx)
-		if cfg.Registerer != nil {
-			cfg.Registerer.Unregister(app.Collector())
-		}
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		if time.Since(started) > time.Minute {
-			backoff, quick = time.Second, 0
-		}
-		if quick++; quick > maxQuickRestarts {
-			return fmt.Errorf("aggregator: failed %d times in a row, last: %w", quick, err)
-		}
-		cfg.Logger.Error("aggregator failed; restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
+	// retries, a fenced transactional producer) restarts the runtime inside
+	// app.Run, as Kafka Streams replaces a dead stream thread: the new one
+	// restores its state from the changelogs and resumes from the committed
+	// offsets, so nothing is lost or counted twice. Only quick repeated
+	// failures give up (see Options and stream.RestartOnFailure).
+	app, err := stream.NewApp(top, Options(cfg)...)
+	if err != nil {
+		return err
 	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(app.Collector()); err != nil {
+			return err
+		}
+		defer cfg.Registerer.Unregister(app.Collector())
+	}
+	if err := app.Run(ctx); err != nil {
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	return nil
 }
 
 // maxQuickRestarts is how many times in a row the aggregator restarts after
-// a failure within a minute of starting before Run gives up.
-const maxQuickRestarts = 10
+// a failure within a minute of starting before Run gives up; the backoff
+// starts at restartBackoff and doubles up to 30 s.
+const (
+	maxQuickRestarts = 10
+	restartBackoff   = time.Second
+)
