@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,6 +40,7 @@ type App struct {
 	claims   map[string]map[int32]*claimState
 	cache    map[backendKey]*cachedBackend
 	subParts map[int]int32 // partitions per sub-topology
+	cacheMu  sync.Mutex    // cache among Setup's concurrent newTask calls (Setup holds mu)
 
 	client   sarama.Client
 	producer sarama.AsyncProducer
@@ -533,6 +535,16 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 			delete(a.cache, k)
 		}
 	}
+	// The tasks are built — their stores restored — at the same time: a
+	// failover's restores then take about as long as the slowest one.
+	type build struct {
+		st  *subtopology
+		p   int32
+		t   *task
+		err error
+	}
+	var builds []*build
+	var wg sync.WaitGroup
 	for _, st := range a.top.subs {
 		first := resolveTopic(a.cfg.appID, st.sources[0])
 		for _, p := range claims[first] {
@@ -543,23 +555,35 @@ func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
 					start.committed[topic] = cp
 				}
 			}
-			t, err := newTask(a.top, st, p, a, start)
-			if err != nil {
-				if a.life.ctx.Err() == nil {
-					a.fail(err)
-				}
-				return err
-			}
-			a.tasks[t.id] = t
-			for _, s := range st.sources {
-				topic := resolveTopic(a.cfg.appID, s)
-				if a.byClaim[topic] == nil {
-					a.byClaim[topic] = map[int32]*task{}
-				}
-				a.byClaim[topic][p] = t
-			}
-			t.caughtUp = func() bool { return a.caughtUp(t) }
+			b := &build{st: st, p: p}
+			builds = append(builds, b)
+			wg.Go(func() { b.t, b.err = newTask(a.top, b.st, b.p, a, start) })
 		}
+	}
+	wg.Wait()
+	var buildErr error
+	for _, b := range builds {
+		st, p, t := b.st, b.p, b.t
+		if b.err != nil {
+			buildErr = cmp.Or(buildErr, b.err)
+			continue
+		}
+		a.tasks[t.id] = t
+		for _, s := range st.sources {
+			topic := resolveTopic(a.cfg.appID, s)
+			if a.byClaim[topic] == nil {
+				a.byClaim[topic] = map[int32]*task{}
+			}
+			a.byClaim[topic][p] = t
+		}
+		t.caughtUp = func() bool { return a.caughtUp(t) }
+	}
+	if buildErr != nil {
+		// The tasks built are closed by Cleanup.
+		if a.life.ctx.Err() == nil {
+			a.fail(buildErr)
+		}
+		return buildErr
 	}
 	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
 	a.life.phase.Store(phaseProcessing)
@@ -1303,8 +1327,11 @@ func (a *App) storeDir(store string, p int32) string {
 
 func (a *App) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, error) {
 	key := backendKey{spec.name, t.id.Partition}
-	if c, ok := a.cache[key]; ok {
-		delete(a.cache, key)
+	a.cacheMu.Lock()
+	c, ok := a.cache[key]
+	delete(a.cache, key)
+	a.cacheMu.Unlock()
+	if ok {
 		return c.b, c.restoredTo, nil
 	}
 	if !spec.persistent {
