@@ -32,7 +32,7 @@ import (
 //  5. agg-2, the longest-running one, gets SIGKILL and is restarted
 //     -restart-delay (1 s) later, so it comes back as a new member (after
 //     the group has dropped the dead one, which takes up to the session
-//     timeout: sarama's default of 10 s, which the app keeps). The load runs
+//     timeout: 6 s, EmoStream's default --session-timeout). The load runs
 //     for one more phase.
 //
 // Then the load stops, every window closes, the processes stop (SIGTERM)
