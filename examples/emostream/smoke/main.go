@@ -721,6 +721,9 @@ func (d *driver) verdict(r *Report, runErr error, passed bool) int {
 		d.logf("rebalance: %s", figures)
 		faults = fmt.Sprintf("%s; mode=%s", figures, c.Mode())
 		what = fmt.Sprintf("rebalance scenario, %d emojis", d.sent)
+	} else if c.Scenario == ScenarioFailover {
+		faults = fmt.Sprintf("%d trials of each failover kind (figures above); mode=%s", c.Trials, c.Mode())
+		what = fmt.Sprintf("failover scenario, %d emojis", d.sent)
 	} else {
 		d.logf("faults injected: %d aggregator SIGKILLs (restarted), %d aggregator stopped, %d broker restarts (away %s), %d API SIGKILLs (restarted); %d unexpected exits",
 			d.counts[FaultKillAggregator], d.counts[FaultStopAggregator], d.counts[FaultRestartBroker], strings.Join(down, ", "),
