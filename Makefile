@@ -74,7 +74,7 @@ smoke-rebalance:
 ## after an aggregator SIGKILL (permanent, and with a restart under the same
 ## --instance-id), scale-out 2→3, scale-in 3→2 and rolling restarts, 5 trials
 ## each (SMOKE_ARGS='-trials N'); prints median and max per kind and writes
-## bench/results/failover.json. About 10 min; not in CI.
+## bench/results/failover.json. About 6 min; not in CI.
 smoke-failover:
 	$(GO) run ./examples/emostream/smoke -scenario failover $(SMOKE_ARGS)
 
