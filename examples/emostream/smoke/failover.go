@@ -16,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/emostream/emostream/examples/emostream/wire"
+	"github.com/emostream/emostream/pkg/stream"
 )
 
 // The failover scenario (-scenario failover, `make smoke-failover`)
@@ -46,7 +47,9 @@ import (
 // of late results and of repeated results (a second record for a
 // (window_start, emoji_type)) among the windows due while it happened,
 // both wanted 0. The summary gives the median and max per kind and goes to
-// -failover-out (bench/results/failover.json). Then the load stops and the
+// -failover-out (bench/results/failover.json). The aggregators inherit the
+// driver's environment: EMOSTREAM_SESSION_TIMEOUT=10s or
+// EMOSTREAM_HEARTBEAT_INTERVAL=250ms measure other settings. Then the load stops and the
 // topics are verified exactly as in the other scenarios.
 
 // Defaults of the failover scenario (flags given explicitly win).
@@ -300,7 +303,10 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	// quiet: every window a change touched is due (and judged) this long
 	// after the group is stable again.
 	quiet := c.Window + c.Grace + 2*time.Second
-	session := 6 * time.Second // emostream's default --session-timeout
+	// The aggregators inherit the driver's environment, so
+	// EMOSTREAM_SESSION_TIMEOUT and EMOSTREAM_HEARTBEAT_INTERVAL set there
+	// change their membership settings; the defaults otherwise.
+	session, heartbeat := membershipFromEnv()
 	n := 0
 	next := func(prefix string, extra ...string) (*Child, error) {
 		n++
@@ -531,7 +537,7 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	// Summary.
 	rep := FailoverReport{Date: time.Now().UTC().Format(time.RFC3339), Command: "make smoke-failover",
 		Rate: c.Rate, Partitions: c.Partitions, Window: c.Window.String(), Grace: c.Grace.String(),
-		SessionTimeout: session.String(), HeartbeatInterval: "500ms"}
+		SessionTimeout: session.String(), HeartbeatInterval: heartbeat.String()}
 	var lines []string
 	for _, k := range failoverKinds {
 		s := summarize(k, figs[k])
@@ -539,8 +545,8 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		lines = append(lines, fmt.Sprintf("  %-15s trials %d  on time again after: median %.2fs, max %.2fs  late results %d, repeats %d (of %d; latest by %.2fs)",
 			k, s.Trials, s.MedianSeconds, s.MaxSeconds, sum(s.Late), sum(s.Repeats), sum(s.Results), s.MaxLateSeconds))
 	}
-	d.logf("FAILOVER SUMMARY (%.0f emojis/s, %d partitions, window %v + grace %v, session timeout %v, heartbeat 500ms):\n%s",
-		c.Rate, c.Partitions, c.Window, c.Grace, session, strings.Join(lines, "\n"))
+	d.logf("FAILOVER SUMMARY (%.0f emojis/s, %d partitions, window %v + grace %v, session timeout %v, heartbeat %v):\n%s",
+		c.Rate, c.Partitions, c.Window, c.Grace, session, heartbeat, strings.Join(lines, "\n"))
 	if c.FailoverOut != "" {
 		if err := writeJSON(c.FailoverOut, rep); err != nil {
 			d.problem("writing %s: %v", c.FailoverOut, err)
@@ -559,6 +565,20 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	}
 	r, _, err := d.finish(ctx, obs, gen, gs)
 	return r, err
+}
+
+// membershipFromEnv is the aggregators' --session-timeout and
+// --heartbeat-interval: EmoStream's defaults, or what the driver's
+// environment sets (the children inherit it).
+func membershipFromEnv() (session, heartbeat time.Duration) {
+	session, heartbeat = stream.DefaultSessionTimeout, stream.DefaultHeartbeatInterval
+	if d, err := time.ParseDuration(os.Getenv("EMOSTREAM_SESSION_TIMEOUT")); err == nil && d > 0 {
+		session = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("EMOSTREAM_HEARTBEAT_INTERVAL")); err == nil && d > 0 {
+		heartbeat = d
+	}
+	return session, heartbeat
 }
 
 func writeJSON(path string, v any) error {
