@@ -3,7 +3,6 @@ package aggregator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -158,10 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer cfg.Registerer.Unregister(app.Collector())
 	}
-	if err := app.Run(ctx); err != nil {
-		return fmt.Errorf("aggregator: %w", err)
-	}
-	return nil
+	return app.Run(ctx)
 }
 
 // maxQuickRestarts is how many times in a row the aggregator restarts after
