@@ -189,7 +189,8 @@ type trialFigures struct {
 
 // measureTrial judges the results of the windows due in (from, to]: from is
 // the event (a kill, the first SIGTERM or start). A repeat is a result
-// whose (window_start, emoji_type) arrived before, at any time.
+// whose (window_start, emoji_type) arrived before, at any time; only a
+// result's first arrival is judged on time or late.
 func measureTrial(all []arrival, from, to time.Time) trialFigures {
 	var f trialFigures
 	seen := map[pair]bool{}
@@ -201,7 +202,10 @@ func measureTrial(all []arrival, from, to time.Time) trialFigures {
 		}
 		f.Results++
 		if !first {
+			// A result the consumer already had: its repeat is counted,
+			// not judged late.
 			f.Repeats++
+			continue
 		}
 		if a.recv.After(a.due) {
 			f.Late++
