@@ -152,6 +152,10 @@ func TestFirstRecordLate(t *testing.T) {
 				require.Equal(t, in, m.Headers["source_topic"])
 				require.NotEmpty(t, m.Headers["source_partition"])
 				require.NotEmpty(t, m.Headers["source_offset"])
+				// Stamped when dead-lettered (so the DLQ's retention keeps
+				// it), the event's own time in source_timestamp.
+				require.Equal(t, fmt.Sprint(ts), m.Headers["source_timestamp"])
+				require.WithinDuration(t, time.Now(), m.Timestamp, 5*time.Minute)
 				ev, err := wire.DecodeEvent([]byte(m.Value))
 				require.NoError(t, err)
 				require.Equal(t, ev.EmojiType, m.Key)

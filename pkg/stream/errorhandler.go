@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 )
 
 // DeserializationAction is what happens to an input record whose key or value
@@ -23,14 +24,18 @@ const (
 )
 
 // deadLetter builds the record sent to a dead-letter topic for a bad input.
-func deadLetter(topic string, r *inRecord, reason string) *outRecord {
+func deadLetter(topic string, r *inRecord, reason string, now time.Time) *outRecord {
 	hs := append(append([]Header(nil), r.headers...),
 		Header{Key: "error", Value: []byte(reason)},
 		Header{Key: "source_topic", Value: []byte(r.topic)},
 		Header{Key: "source_partition", Value: []byte(strconv.Itoa(int(r.partition)))},
 		Header{Key: "source_offset", Value: []byte(strconv.FormatInt(r.offset, 10))},
+		Header{Key: "source_timestamp", Value: []byte(strconv.FormatInt(r.timestamp.UnixMilli(), 10))},
 	)
-	return &outRecord{topic: topic, partition: -1, key: r.key, value: r.value, timestamp: r.timestamp, headers: hs}
+	// Stamped with the time it was dead-lettered, so the dead-letter topic's
+	// retention counts from then: with the original timestamp, a record
+	// months late would be deleted at the broker's next retention check.
+	return &outRecord{topic: topic, partition: -1, key: r.key, value: r.value, timestamp: now, headers: hs}
 }
 
 // handleBadRecord applies the configured action; shared by the Kafka runtime
@@ -48,7 +53,7 @@ func handleBadRecord(env taskEnv, action DeserializationAction, dlq string, t *t
 		if m != nil {
 			m.badRecords.WithLabelValues("dead_letter").Inc()
 		}
-		return env.send(t, deadLetter(dlq, r, err.Error()))
+		return env.send(t, deadLetter(dlq, r, err.Error(), env.now()))
 	default:
 		if m != nil {
 			m.badRecords.WithLabelValues("failed").Inc()
@@ -58,9 +63,12 @@ func handleBadRecord(env taskEnv, action DeserializationAction, dlq string, t *t
 }
 
 // DeadLetter writes the input record being processed — its original key,
-// value, timestamp and headers, as read from Kafka — to topic, with the
-// headers error (reason), source_topic, source_partition and source_offset,
-// and counts it in stream_dead_letters_total{reason}. Call it from a
+// value and headers, as read from Kafka — to topic, with the headers error
+// (reason), source_topic, source_partition, source_offset and
+// source_timestamp (the original record timestamp, Unix ms), and counts it in
+// stream_dead_letters_total{reason}. The dead-letter record is timestamped
+// with the wall-clock time it was written, so the topic's retention counts
+// from then (a record months late would otherwise be deleted at once). Call it from a
 // Processor's Process with the ProcessorContext it was given; the write has
 // the same at-least-once guarantee as any sink.
 func DeadLetter(ctx interface{ TaskID() TaskID }, topic, reason string) error {

@@ -463,7 +463,7 @@ func (c *procContext[K, V]) deadLetter(topic, reason string) error {
 	if m := c.t.env.metrics(); m != nil {
 		m.deadLetters.WithLabelValues(reason).Inc()
 	}
-	return c.t.env.send(c.t, deadLetter(topic, r, reason))
+	return c.t.env.send(c.t, deadLetter(topic, r, reason, c.t.env.now()))
 }
 
 func (c *procContext[K, V]) RecordMetadata() (RecordMetadata, bool) {
