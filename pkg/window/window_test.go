@@ -65,7 +65,9 @@ func TestTumblingEmitFinalStreamTime(t *testing.T) {
 	for _, h := range late[0].Headers {
 		hs[h.Key] = string(h.Value)
 	}
-	require.Equal(t, map[string]string{"error": "late", "source_topic": "in", "source_partition": "0", "source_offset": "6"}, hs)
+	require.Equal(t, map[string]string{"error": "late", "source_topic": "in", "source_partition": "0", "source_offset": "6", "source_timestamp": "10"}, hs)
+	// Stamped with the (driver's) wall clock when dead-lettered.
+	require.Equal(t, d.WallClock(), late[0].Timestamp)
 	// The wall clock alone does not close windows with WallClockClose(false).
 	require.NoError(t, d.AdvanceWallClock(time.Hour))
 	require.Empty(t, read(t, d))
