@@ -209,18 +209,7 @@ Flags:
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.Scenario == ScenarioRebalance {
-		if !set["rate"] {
-			c.Rate = rebalanceRate
-		}
-		if !set["batch"] {
-			c.Batch = rebalanceBatch
-		}
-		if !set["workers"] {
-			c.Workers = rebalanceWorkers
-		}
-		if !set["partitions"] {
-			c.Partitions = rebalancePartitions
-		}
+		steadyLoadDefaults(c, set)
 		if !set["kafka-state-dir"] {
 			c.KafkaStateDir = rebalanceKafkaStateDir
 		}
@@ -325,5 +314,22 @@ func findRepo(dir string) (string, error) {
 		if filepath.Dir(d) == d {
 			return "", fmt.Errorf("no emostream repository at or above %s (use -repo)", dir)
 		}
+	}
+}
+
+// steadyLoadDefaults applies the steady load of the rebalance and failover
+// scenarios (rate, batch, workers, partitions) to the flags not given.
+func steadyLoadDefaults(c *Config, set map[string]bool) {
+	if !set["rate"] {
+		c.Rate = rebalanceRate
+	}
+	if !set["batch"] {
+		c.Batch = rebalanceBatch
+	}
+	if !set["workers"] {
+		c.Workers = rebalanceWorkers
+	}
+	if !set["partitions"] {
+		c.Partitions = rebalancePartitions
 	}
 }

@@ -76,18 +76,7 @@ var failoverKinds = []string{kindKill, kindKillRestart, kindScaleOut, kindScaleI
 // failoverDefaults applies the scenario's defaults to c; set tells which
 // flags were given.
 func failoverDefaults(c *Config, set map[string]bool) {
-	if !set["rate"] {
-		c.Rate = rebalanceRate
-	}
-	if !set["batch"] {
-		c.Batch = rebalanceBatch
-	}
-	if !set["workers"] {
-		c.Workers = rebalanceWorkers
-	}
-	if !set["partitions"] {
-		c.Partitions = rebalancePartitions
-	}
+	steadyLoadDefaults(c, set)
 	if !set["grace"] {
 		c.Grace = 500 * time.Millisecond // EmoStream's default
 	}
@@ -352,25 +341,8 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	defer tail.Close()
 
 	gen := d.newGenerator(c.Emojis)
-	stopGen := make(chan struct{})
-	gen.Stop = stopGen
-	genDone := make(chan GenStats, 1)
-	go func() { genDone <- gen.Run(ctx) }()
-	stopLoad := func() GenStats {
-		select {
-		case <-stopGen:
-		default:
-			close(stopGen)
-		}
-		return <-genDone
-	}
-	defer func() {
-		select {
-		case <-stopGen:
-		default:
-			stopLoad()
-		}
-	}()
+	stopLoad := startLoad(ctx, gen)
+	defer stopLoad()
 	d.logf("load started: %.0f emojis/s; warming up for %v", c.Rate, 2*quiet)
 	if !sleep(ctx, 2*quiet) {
 		return nil, ctx.Err()

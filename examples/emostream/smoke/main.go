@@ -299,6 +299,22 @@ func (d *driver) runFaults(ctx context.Context) (*Report, error) {
 }
 
 // newGenerator is the run's load generator for total emojis.
+// startLoad runs gen until the returned stop is called (or ctx ends). stop
+// ends the load and returns its stats; calling it again (deferred) returns
+// the same stats.
+func startLoad(ctx context.Context, gen *Generator) (stop func() GenStats) {
+	stopGen := make(chan struct{})
+	gen.Stop = stopGen
+	done := make(chan GenStats, 1)
+	go func() { done <- gen.Run(ctx) }()
+	var once sync.Once
+	var gs GenStats
+	return func() GenStats {
+		once.Do(func() { close(stopGen); gs = <-done })
+		return gs
+	}
+}
+
 func (d *driver) newGenerator(total int) *Generator {
 	c := d.cfg
 	return &Generator{URL: d.url + "/api", Prefix: "s" + d.id + "-", Total: total, Batch: c.Batch, Rate: c.Rate,

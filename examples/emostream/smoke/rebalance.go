@@ -151,25 +151,8 @@ func (d *driver) runRebalance(ctx context.Context) (*Report, error) {
 	defer obs.Close()
 
 	gen := d.newGenerator(c.Emojis)
-	stopGen := make(chan struct{})
-	gen.Stop = stopGen
-	genDone := make(chan GenStats, 1)
-	go func() { genDone <- gen.Run(ctx) }()
-	stopLoad := func() GenStats {
-		select {
-		case <-stopGen:
-		default:
-			close(stopGen)
-		}
-		return <-genDone
-	}
-	defer func() {
-		select {
-		case <-stopGen:
-		default:
-			stopLoad()
-		}
-	}()
+	stopLoad := startLoad(ctx, gen)
+	defer stopLoad()
 
 	phase := func(n int, what string) bool {
 		d.logf("phase %d/5: %s; running for %v", n, what, c.Phase)
