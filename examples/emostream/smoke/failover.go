@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -266,28 +265,6 @@ func sum(v []int) int {
 	return n
 }
 
-// startAgg starts an aggregate process called name with extra flags.
-func (d *driver) startAgg(name string, extra ...string) (*Child, error) {
-	c := d.cfg
-	a := append([]string{"aggregate", "--window", c.Window.String(), "--grace", c.Grace.String(),
-		"--scale", strconv.FormatInt(c.Scale, 10)}, d.common...)
-	if c.ExactlyOnce {
-		a = append(a, "--exactly-once")
-	}
-	if c.PersistentState {
-		a = append(a, "--data-dir", filepath.Join(d.work, name+"-data"))
-	}
-	a = append(a, extra...)
-	ch := &Child{Name: name, Bin: d.bin, Args: a, LogPath: filepath.Join(d.work, name+".log"), OnUnexpectedExit: d.unexpectedExit}
-	if err := ch.Start(); err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	d.aggs = append(d.aggs, ch)
-	d.mu.Unlock()
-	return ch, nil
-}
-
 // runFailover is the failover scenario; see the comment at the top of this
 // file.
 func (d *driver) runFailover(ctx context.Context) (*Report, error) {
@@ -307,7 +284,7 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		if prefix == "static" {
 			extra = append(extra, "--instance-id", name)
 		}
-		return d.startAgg(name, extra...)
+		return d.startAggregator(name, extra...)
 	}
 	live := []*Child{}
 	for range 2 {

@@ -224,8 +224,9 @@ func (d *driver) setup(ctx context.Context) error {
 	return d.api.Start()
 }
 
-// startAggregator starts a new aggregate process called name.
-func (d *driver) startAggregator(name string) (*Child, error) {
+// startAggregator starts a new aggregate process called name, with extra
+// flags after the driver's own.
+func (d *driver) startAggregator(name string, extra ...string) (*Child, error) {
 	c := d.cfg
 	a := append([]string{"aggregate", "--window", c.Window.String(), "--grace", c.Grace.String(),
 		"--scale", strconv.FormatInt(c.Scale, 10)}, d.common...)
@@ -235,6 +236,7 @@ func (d *driver) startAggregator(name string) (*Child, error) {
 	if c.PersistentState {
 		a = append(a, "--data-dir", filepath.Join(d.work, name+"-data"))
 	}
+	a = append(a, extra...)
 	ch := &Child{Name: name, Bin: d.bin, Args: a, LogPath: filepath.Join(d.work, name+".log"), OnUnexpectedExit: d.unexpectedExit}
 	if err := ch.Start(); err != nil {
 		return nil, err
