@@ -257,7 +257,7 @@ func (e *env) run(ctx context.Context) (err error) {
 		return err
 	}
 	dash, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: c.outputTopic, Window: c.window, Grace: c.grace,
-		Scale: c.scale, Registry: reg, Logger: e.log, Sarama: c.configureSarama})
+		Scale: c.scale, MaxViewers: c.maxViewers, Registry: reg, Logger: e.log, Sarama: c.configureSarama})
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ func (e *env) dashboard(ctx context.Context) error {
 		return err
 	}
 	s, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: e.cfg.outputTopic, HTTP: e.cfg.http,
-		Window: e.cfg.window, Grace: e.cfg.grace, Scale: e.cfg.scale, Logger: e.log, Sarama: e.cfg.configureSarama})
+		Window: e.cfg.window, Grace: e.cfg.grace, Scale: e.cfg.scale, MaxViewers: e.cfg.maxViewers, Logger: e.log, Sarama: e.cfg.configureSarama})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/pkg/stream"
 )
 
@@ -47,6 +48,7 @@ type config struct {
 	grace        time.Duration
 	scale        int64
 	loadClients  int
+	maxViewers   int
 	exactlyOnce  bool
 	retention    time.Duration
 
@@ -161,6 +163,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "aggregator: how long Kafka waits for a silent aggregator before moving its partitions to the others (the broker's group.min.session.timeout.ms, 6s by default, is the lowest it accepts)")
 	fs.DurationVar(&c.heartbeatInterval, "heartbeat-interval", stream.DefaultHeartbeatInterval, "aggregator: how often it heartbeats to the group coordinator; below --session-timeout")
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
+	fs.IntVar(&c.maxViewers, "max-viewers", dashboard.DefaultMaxViewers, "dashboard: most concurrent /events streams; more are answered 503 with Retry-After and the page retries")
 	fs.StringVar(&c.target, "target", "http://127.0.0.1:8080", "load: `URL` of the ingest API")
 	fs.IntVar(&c.clients, "clients", 10, "load: concurrent clients")
 	fs.Float64Var(&c.rate, "rate", 1000, "load (and run's simulated clients): emojis per second in total; 0 for as fast as possible")
@@ -215,6 +218,9 @@ func (c *config) validate() error {
 	}
 	if c.loadClients < 0 {
 		bad("--load-clients must not be negative, got %d", c.loadClients)
+	}
+	if c.maxViewers < 1 {
+		bad("--max-viewers must be at least 1, got %d", c.maxViewers)
 	}
 	if c.clients < 1 {
 		bad("--clients must be at least 1, got %d", c.clients)

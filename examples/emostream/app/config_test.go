@@ -70,12 +70,13 @@ func TestParse(t *testing.T) {
 			"EMOSTREAM_LOAD_CLIENTS": "5", "EMOSTREAM_HTTP": "0.0.0.0:80", "EMOSTREAM_TARGET": "http://api:8080",
 			"EMOSTREAM_CLIENTS": "7", "EMOSTREAM_RATE": "2.5", "EMOSTREAM_DURATION": "1m", "EMOSTREAM_BATCH": "20",
 			"EMOSTREAM_RETENTION": "1h", "EMOSTREAM_EXACTLY_ONCE": "true",
-			"EMOSTREAM_INSTANCE_ID": "agg-7", "EMOSTREAM_SESSION_TIMEOUT": "10s", "EMOSTREAM_HEARTBEAT_INTERVAL": "2s"},
+			"EMOSTREAM_INSTANCE_ID": "agg-7", "EMOSTREAM_SESSION_TIMEOUT": "10s", "EMOSTREAM_HEARTBEAT_INTERVAL": "2s",
+			"EMOSTREAM_MAX_VIEWERS": "2500"},
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, &config{command: "run", brokers: []string{"kafka:9092"}, brokerListen: "0.0.0.0:9092",
 					dataDir: "/var/lib/emo", http: "0.0.0.0:80", httpSet: true, inputTopic: "in", outputTopic: "out", dlqTopic: "dead",
 					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second,
-					partitions: 8, window: time.Second, grace: 0, scale: 10, loadClients: 5, target: "http://api:8080",
+					partitions: 8, window: time.Second, grace: 0, scale: 10, loadClients: 5, maxViewers: 2500, target: "http://api:8080",
 					clients: 7, rate: 2.5, duration: time.Minute, batch: 20, retention: time.Hour, exactlyOnce: true}, c)
 			}},
 		{name: "flag beats environment", args: []string{"api", "--partitions", "2"}, env: map[string]string{"EMOSTREAM_PARTITIONS": "9"},
@@ -93,6 +94,7 @@ func TestParse(t *testing.T) {
 		{name: "huge partitions", args: []string{"--partitions", "99999999999"}, wantErr: "positive integer"},
 		{name: "zero scale", args: []string{"--scale", "0"}, wantErr: "--scale must be at least 1"},
 		{name: "negative load clients", args: []string{"--load-clients", "-1"}, wantErr: "--load-clients"},
+		{name: "zero max viewers", args: []string{"--max-viewers", "0"}, wantErr: "--max-viewers must be at least 1"},
 		{name: "bad http", args: []string{"--http", "8080"}, wantErr: `--http "8080" is not host:port`},
 		{name: "bad broker", args: []string{"--brokers", "kafka"}, wantErr: `broker "kafka" is not host:port`},
 		{name: "bad topic", args: []string{"--input-topic", "a/b"}, wantErr: "not a valid Kafka topic name"},

@@ -153,6 +153,6 @@ func TestBrowser(t *testing.T) {
 	for _, d := range dirs {
 		p := filepath.Join(d, "dashboard.png")
 		require.NoError(t, os.WriteFile(p, shot, 0o644))
-		t.Log(fmt.Sprintf("screenshot: %s", p))
+		t.Logf("screenshot: %s", p)
 	}
 }

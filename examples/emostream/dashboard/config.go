@@ -15,8 +15,11 @@ const (
 	DefaultTopic        = "topic2"
 	DefaultHistory      = 5000
 	DefaultBackfill     = 500
-	DefaultViewerBuffer = 256
-	DefaultMaxViewers   = 1000
+	DefaultViewerBuffer = 1024
+	// DefaultMaxViewers is sized by measurement: an open event stream
+	// costs the server about 20 KiB (docs/performance.md), so 10,000
+	// viewers fit in about 200 MiB.
+	DefaultMaxViewers = 10000
 	// DefaultLimit is the number of results /api/windows returns without
 	// a limit parameter.
 	DefaultLimit = 100
@@ -45,9 +48,11 @@ type Config struct {
 	// fill the history (default 500; negative for none).
 	Backfill int
 	// ViewerBuffer is how many events a viewer may lag behind before it is
-	// disconnected (default 256).
+	// disconnected and counted in emostream_dashboard_viewers_dropped_total
+	// (default 1024). The events are kept once for all viewers.
 	ViewerBuffer int
-	// MaxViewers caps concurrent /events streams (default 1000).
+	// MaxViewers caps concurrent /events streams (default 10,000); more
+	// are refused with 503 and Retry-After, and the page retries.
 	MaxViewers int
 	// Registry receives the dashboard's metrics; nil means a registry of
 	// its own.
@@ -92,16 +97,16 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("Brokers is required"))
+		errs = append(errs, errors.New("brokers are required (Brokers)"))
 	}
 	if c.Window <= 0 {
-		errs = append(errs, fmt.Errorf("Window must be positive, got %v", c.Window))
+		errs = append(errs, fmt.Errorf("window must be positive (Window), got %v", c.Window))
 	}
 	if c.Grace < 0 {
-		errs = append(errs, fmt.Errorf("Grace must not be negative, got %v", c.Grace))
+		errs = append(errs, fmt.Errorf("grace must not be negative (Grace), got %v", c.Grace))
 	}
 	if c.History < 1 || c.ViewerBuffer < 1 || c.MaxViewers < 1 {
-		errs = append(errs, errors.New("History, ViewerBuffer and MaxViewers must be positive"))
+		errs = append(errs, errors.New("history, viewer buffer and max viewers must be positive (History, ViewerBuffer, MaxViewers)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dashboard: invalid config: %w", err)

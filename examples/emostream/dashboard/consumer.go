@@ -32,85 +32,123 @@ func (s *Server) saramaConfig() *sarama.Config {
 	return sc
 }
 
-// consume reads the output topic until ctx ends. Connection and topic
-// problems at start are retried: the dashboard may come up before Kafka or
-// before the aggregator created anything.
+// probeInterval is how often a running consumer checks that Kafka still
+// serves the topic, for /healthz.
+const probeInterval = time.Second
+
+// steadyAfter is how long a consumer session must last for the next failure
+// to be retried quickly again.
+const steadyAfter = 30 * time.Second
+
+// errSession ends a consumer session so that consume sets it up again.
+var errSession = errors.New("dashboard: consumer must restart")
+
+// consume reads the output topic until ctx ends. Every failure is retried
+// with backoff: the dashboard may come up before Kafka or before the
+// aggregator created anything, and Kafka may restart under it. Each try is a
+// session (one client, one consumer per partition); it resumes where the
+// last one stopped.
 func (s *Server) consume(ctx context.Context) error {
-	var (
-		client sarama.Client
-		parts  []int32
-	)
-	err := retry(ctx, s, func() error {
-		var err error
-		if client == nil {
-			if client, err = sarama.NewClient(s.cfg.Brokers, s.saramaConfig()); err != nil {
-				return fmt.Errorf("connecting to %v: %w", s.cfg.Brokers, err)
-			}
+	backoff := minBackoff
+	for first := true; ; first = false {
+		began := time.Now()
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			return nil
 		}
-		if err = client.RefreshMetadata(s.cfg.Topic); err == nil {
-			parts, err = client.Partitions(s.cfg.Topic)
+		if !first {
+			s.met.restarts.Inc()
 		}
-		if err == nil && len(parts) == 0 {
-			err = errors.New("no partitions")
+		if time.Since(began) > steadyAfter {
+			backoff = minBackoff
 		}
-		if err != nil {
-			return fmt.Errorf("topic %q: %w", s.cfg.Topic, err)
+		s.setReady(err)
+		s.log.Warn("reading results failed; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
 		}
-		return nil
-	})
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// Backoff between consumer sessions.
+const (
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// session sets the consumer up and reads until ctx ends or Kafka fails in a
+// way the client does not recover from by itself: a partition's next offset
+// is out of range (the broker restarted empty, or retention deleted it), the
+// log went backwards, or the partitions changed.
+func (s *Server) session(ctx context.Context) error {
+	client, err := sarama.NewClient(s.cfg.Brokers, s.saramaConfig())
 	if err != nil {
-		if client != nil {
-			_ = client.Close()
-		}
-		return nil // cancelled while waiting: nothing to report
+		return fmt.Errorf("dashboard: kafka: connecting to %v: %w", s.cfg.Brokers, err)
 	}
 	defer client.Close()
+	parts, err := partitions(client, s.cfg.Topic)
+	if err != nil {
+		return err
+	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
-		return fmt.Errorf("dashboard: consumer: %w", err)
+		return fmt.Errorf("dashboard: kafka: consumer: %w", err)
 	}
 	defer consumer.Close()
 
-	var wg sync.WaitGroup
-	var pcs []sarama.PartitionConsumer
-	// caughtUp counts partitions whose backfill is read; the dashboard is
-	// ready then, so a page opened right after start draws the history.
-	caughtUp := make(chan struct{}, len(parts))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg  sync.WaitGroup
+		pcs []sarama.PartitionConsumer
+	)
+	// A partition consumer's channels must be drained until they close.
 	defer func() {
 		for _, pc := range pcs {
 			pc.AsyncClose()
 		}
 		wg.Wait()
 	}()
+	// caughtUp counts partitions whose backlog (the backfill at start-up,
+	// the records missed during an outage later) is read; the dashboard is
+	// ready then, so a page opened right after start draws the history.
+	caughtUp := make(chan struct{}, len(parts))
+	newest := map[int32]int64{}
+	// The first session's backlog only fills the history; a later
+	// session's backlog is results viewers have not seen yet.
+	history := !s.started
 	for _, p := range parts {
-		newest, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetNewest)
+		start, hwm, err := s.startOffset(client, p)
 		if err != nil {
-			return fmt.Errorf("dashboard: newest offset of %s/%d: %w", s.cfg.Topic, p, err)
+			return err
 		}
-		oldest, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetOldest)
-		if err != nil {
-			return fmt.Errorf("dashboard: oldest offset of %s/%d: %w", s.cfg.Topic, p, err)
-		}
-		start := max(oldest, newest-int64(s.cfg.Backfill))
-		if start >= newest {
-			caughtUp <- struct{}{}
-		}
+		newest[p] = hwm
 		pc, err := consumer.ConsumePartition(s.cfg.Topic, p, start)
 		if err != nil {
-			return fmt.Errorf("dashboard: consuming %s/%d: %w", s.cfg.Topic, p, err)
+			return fmt.Errorf("dashboard: kafka: consuming %s/%d from %d: %w", s.cfg.Topic, p, start, err)
 		}
 		pcs = append(pcs, pc)
+		if start >= hwm {
+			caughtUp <- struct{}{}
+		}
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			backfilling := start < newest
+			backlog := start < hwm
 			for m := range pc.Messages() {
-				s.receive(m.Value, m.Offset < newest)
-				if backfilling && m.Offset >= newest-1 {
-					backfilling = false
+				s.receive(m.Value, history && m.Offset < hwm)
+				s.setNext(p, m.Offset+1)
+				if backlog && m.Offset >= hwm-1 {
+					backlog = false
 					caughtUp <- struct{}{}
 				}
 			}
+			// sarama stops a partition it cannot go on with (offset out of
+			// range); the next session resets it.
+			cancel(fmt.Errorf("%w: %s/%d stopped", errSession, s.cfg.Topic, p))
 		}()
 		go func() {
 			defer wg.Done()
@@ -120,7 +158,7 @@ func (s *Server) consume(ctx context.Context) error {
 		}()
 	}
 	// A transaction marker can be the last offset, and it is never
-	// delivered; after backfillWait the backfill is as complete as it gets.
+	// delivered; after backfillWait the backlog is as complete as it gets.
 	timeout := time.After(backfillWait)
 wait:
 	for range parts {
@@ -129,33 +167,121 @@ wait:
 		case <-timeout:
 			break wait
 		case <-ctx.Done():
-			return nil
+			return context.Cause(ctx)
 		}
 	}
+	s.started = true
 	s.setReady(nil)
 	s.log.Info("reading results", "topic", s.cfg.Topic, "partitions", len(parts), "backfill_per_partition", s.cfg.Backfill)
-	<-ctx.Done()
+
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		case <-t.C:
+		}
+		if err := s.probe(client, parts, newest); err != nil {
+			if errors.Is(err, errSession) {
+				return err
+			}
+			s.setReady(err)
+			continue
+		}
+		s.setReady(nil)
+	}
+}
+
+// partitions returns the topic's partitions, asking the brokers.
+func partitions(client sarama.Client, topic string) ([]int32, error) {
+	err := client.RefreshMetadata(topic)
+	var parts []int32
+	if err == nil {
+		parts, err = client.Partitions(topic)
+	}
+	if err == nil && len(parts) == 0 {
+		err = errors.New("no partitions")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: kafka: topic %q: %w", topic, err)
+	}
+	return parts, nil
+}
+
+// startOffset is where a session reads partition p from, and the
+// partition's end offset (high-water mark) now.
+//
+// The first session starts Config.Backfill records before the end. A later
+// one goes on from the next offset the last one did not read. When that
+// offset is no longer in the log, because the broker restarted without its
+// data (or retention deleted records never read), the partition is reset
+// to the same place as at start-up, max(oldest, end − Backfill), and the
+// reset is logged and counted: the results there are new to the viewers and
+// the history drops any it already has.
+func (s *Server) startOffset(client sarama.Client, p int32) (start, newest int64, err error) {
+	if newest, err = client.GetOffset(s.cfg.Topic, p, sarama.OffsetNewest); err != nil {
+		return 0, 0, fmt.Errorf("dashboard: kafka: end offset of %s/%d: %w", s.cfg.Topic, p, err)
+	}
+	oldest, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dashboard: kafka: start offset of %s/%d: %w", s.cfg.Topic, p, err)
+	}
+	reset := max(oldest, newest-int64(s.cfg.Backfill))
+	next, known := s.nextOffset(p)
+	switch {
+	case !known:
+		return reset, newest, nil
+	case next >= oldest && next <= newest:
+		return next, newest, nil
+	}
+	s.met.resets.Inc()
+	s.log.Warn("next offset is out of range; resetting", "topic", s.cfg.Topic, "partition", p,
+		"next", next, "oldest", oldest, "newest", newest, "reset_to", reset)
+	return reset, newest, nil
+}
+
+// probe checks that Kafka still serves every partition and that no log went
+// backwards. A log whose end offset is lower than before was recreated (an
+// in-memory broker restarted): the session must restart so that the
+// partition is reset, which errSession asks for.
+func (s *Server) probe(client sarama.Client, parts []int32, newest map[int32]int64) error {
+	now, err := partitions(client, s.cfg.Topic)
+	if err != nil {
+		return err
+	}
+	if len(now) != len(parts) {
+		return fmt.Errorf("%w: %s has %d partitions, had %d", errSession, s.cfg.Topic, len(now), len(parts))
+	}
+	for _, p := range parts {
+		hwm, err := client.GetOffset(s.cfg.Topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("dashboard: kafka: end offset of %s/%d: %w", s.cfg.Topic, p, err)
+		}
+		if hwm < newest[p] {
+			return fmt.Errorf("%w: the end offset of %s/%d went back from %d to %d", errSession, s.cfg.Topic, p, newest[p], hwm)
+		}
+		newest[p] = hwm
+	}
 	return nil
 }
 
-// retry runs fn until it succeeds or ctx ends, backing off and reporting
-// the failure as the readiness error.
-func retry(ctx context.Context, s *Server, fn func() error) error {
-	backoff := 250 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		s.setReady(err)
-		s.log.Warn("waiting for Kafka", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+// nextOffset is the next offset of partition p that no session read, if
+// one read it.
+func (s *Server) nextOffset(p int32) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.next[p]
+	return n, ok
+}
+
+func (s *Server) setNext(p int32, offset int64) {
+	s.mu.Lock()
+	s.next[p] = offset
+	s.mu.Unlock()
 }
 
 // receive handles one topic2 record. Backfilled records only fill the

@@ -1,62 +1,108 @@
 package dashboard
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
-// hub fans events out to viewers without ever waiting for one: a viewer
-// whose buffer is full is dropped, so one stalled browser cannot delay the
-// others or make the consumer buffer without bound.
+// hub fans events out to viewers without ever waiting for one.
+//
+// Every event is encoded once, by the caller of [hub.broadcast], and stored
+// in a ring shared by all viewers; broadcast appends to the ring and wakes
+// the viewers by closing one channel, so its cost does not grow with the
+// number of viewers and it never blocks on one. Each viewer keeps its own
+// position in the ring and, when woken, writes everything new in one write
+// and one flush: the results of a window arrive in a clump, and a viewer
+// that is late to run sends them together instead of one syscall each.
+//
+// A viewer that falls more than the ring's size behind (its connection is
+// too slow, or stalled until the write deadline) is dropped: the ring does
+// not wait for it, and [hub.read] tells it it lost events. The browser
+// reconnects and reloads the history. Dropped viewers are counted.
 type hub struct {
-	mu      sync.Mutex
-	viewers map[*viewer]struct{}
 	max     int
-	buffer  int
-	closed  bool
 	dropped func() // counts a dropped viewer
+
+	count atomic.Int64 // viewers subscribed
+
+	mu     sync.RWMutex
+	ring   [][]byte
+	seq    uint64        // frames published so far; frame i is ring[i%len(ring)]
+	wake   chan struct{} // closed (and replaced) on every publish
+	closed bool
 }
 
+// viewer is one subscribed event stream.
 type viewer struct {
-	events chan []byte
-	gone   chan struct{} // closed when the hub drops or closes the viewer
+	next uint64 // the seq of the next frame it has not read
 }
 
 func newHub(max, buffer int, dropped func()) *hub {
-	return &hub{viewers: map[*viewer]struct{}{}, max: max, buffer: buffer, dropped: dropped}
+	return &hub{
+		max:     max,
+		dropped: dropped,
+		ring:    make([][]byte, buffer),
+		wake:    make(chan struct{}),
+	}
 }
 
-// subscribe adds a viewer, or returns nil when the hub is full or closed.
+// subscribe adds a viewer that will see the frames published from now on,
+// or returns nil when the hub is full or closed.
 func (h *hub) subscribe() *viewer {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed || len(h.viewers) >= h.max {
+	if h.count.Add(1) > int64(h.max) {
+		h.count.Add(-1)
 		return nil
 	}
-	v := &viewer{events: make(chan []byte, h.buffer), gone: make(chan struct{})}
-	h.viewers[v] = struct{}{}
-	return v
-}
-
-func (h *hub) unsubscribe(v *viewer) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.viewers[v]; ok {
-		delete(h.viewers, v)
-		close(v.gone)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		h.count.Add(-1)
+		return nil
 	}
+	return &viewer{next: h.seq}
 }
 
-// broadcast queues frame for every viewer.
+// unsubscribe frees the viewer's place.
+func (h *hub) unsubscribe(*viewer) { h.count.Add(-1) }
+
+// broadcast publishes frame to every viewer. frame must not change
+// afterwards: viewers write it as it is.
 func (h *hub) broadcast(frame []byte) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for v := range h.viewers {
-		select {
-		case v.events <- frame:
-		default:
-			delete(h.viewers, v)
-			close(v.gone)
-			h.dropped()
-		}
+	if h.closed {
+		h.mu.Unlock()
+		return
 	}
+	h.ring[h.seq%uint64(len(h.ring))] = frame
+	h.seq++
+	wake := h.wake
+	h.wake = make(chan struct{})
+	h.mu.Unlock()
+	close(wake)
+}
+
+// read appends the frames v has not read yet to buf and advances v. When
+// there are none it returns a channel that is closed when there are, or
+// when the hub closes. ok is false when the viewer must end: the hub is
+// closed, or the viewer fell so far behind that the ring overwrote frames
+// it had not read (it is then counted as dropped).
+func (h *hub) read(v *viewer, buf [][]byte) (frames [][]byte, wait <-chan struct{}, ok bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return buf, nil, false
+	}
+	if h.seq-v.next > uint64(len(h.ring)) {
+		h.dropped()
+		return buf, nil, false
+	}
+	for ; v.next < h.seq; v.next++ {
+		buf = append(buf, h.ring[v.next%uint64(len(h.ring))])
+	}
+	if len(buf) == 0 {
+		return buf, h.wake, true
+	}
+	return buf, nil, true
 }
 
 // close ends every stream and refuses new ones. Event streams never end on
@@ -64,15 +110,12 @@ func (h *hub) broadcast(frame []byte) {
 func (h *hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.closed = true
-	for v := range h.viewers {
-		delete(h.viewers, v)
-		close(v.gone)
+	if h.closed {
+		return
 	}
+	h.closed = true
+	close(h.wake) // wakes the waiting viewers, which then see closed
 }
 
-func (h *hub) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.viewers)
-}
+// viewers returns the number of open streams.
+func (h *hub) viewers() int { return int(h.count.Load()) }

@@ -17,25 +17,57 @@ func TestHubDropsSlowViewers(t *testing.T) {
 	require.NotNil(t, slow)
 	require.NotNil(t, fast)
 
-	var got [][]byte
 	for i := range 5 {
 		h.broadcast([]byte{byte(i)})
-		got = append(got, <-fast.events) // fast keeps up
+		frames, wait, ok := h.read(fast, nil) // fast keeps up
+		require.True(t, ok)
+		require.Nil(t, wait)
+		require.Equal(t, [][]byte{{byte(i)}}, frames)
 	}
-	require.Len(t, got, 5)
-	<-slow.gone // slow never read: dropped after its 2 buffered events
+	// slow never read: 5 frames behind a ring of 2, so it lost some.
+	_, _, ok := h.read(slow, nil)
+	require.False(t, ok, "a viewer that fell behind the ring ends")
 	require.Equal(t, int32(1), dropped.Load())
-	require.Equal(t, 1, h.count())
+	h.unsubscribe(slow)
+	require.Equal(t, 1, h.viewers())
 
 	// Capacity: the dropped viewer's place is free again.
 	require.NotNil(t, h.subscribe())
 	require.NotNil(t, h.subscribe())
 	require.Nil(t, h.subscribe(), "hub is full")
+	require.Equal(t, 3, h.viewers())
 
-	h.unsubscribe(slow) // already gone: no double close
 	h.close()
-	<-fast.gone
+	_, _, ok = h.read(fast, nil)
+	require.False(t, ok, "closed hub ends streams")
 	require.Nil(t, h.subscribe(), "closed hub refuses viewers")
+}
+
+// TestHubCoalesces checks that a viewer gets every frame published since it
+// last read in one read, and that a broadcast wakes a waiting viewer.
+func TestHubCoalesces(t *testing.T) {
+	h := newHub(10, 8, func() { t.Error("nobody is dropped") })
+	v := h.subscribe()
+	frames, wait, ok := h.read(v, nil)
+	require.True(t, ok)
+	require.Empty(t, frames)
+	require.NotNil(t, wait)
+	select {
+	case <-wait:
+		t.Fatal("woken before a broadcast")
+	default:
+	}
+	h.broadcast([]byte("a"))
+	h.broadcast([]byte("b"))
+	<-wait // closed by the broadcast
+	frames, _, ok = h.read(v, frames[:0])
+	require.True(t, ok)
+	require.Equal(t, [][]byte{[]byte("a"), []byte("b")}, frames)
+
+	late := h.subscribe()
+	h.broadcast([]byte("c"))
+	frames, _, _ = h.read(late, nil)
+	require.Equal(t, [][]byte{[]byte("c")}, frames, "a new viewer starts at the next frame")
 }
 
 func TestHistory(t *testing.T) {

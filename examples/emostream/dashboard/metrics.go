@@ -10,6 +10,9 @@ type metrics struct {
 	duplicates prometheus.Counter
 	latency    prometheus.Histogram
 	dropped    prometheus.Counter
+	refused    prometheus.Counter
+	resets     prometheus.Counter
+	restarts   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, viewers func() float64) (*metrics, error) {
@@ -33,10 +36,22 @@ func newMetrics(reg prometheus.Registerer, viewers func() float64) (*metrics, er
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "emostream_dashboard_viewers_dropped_total",
-			Help: "Event streams closed because the viewer fell too far behind.",
+			Help: "Event streams closed because the viewer fell more than Config.ViewerBuffer events behind.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emostream_dashboard_viewers_refused_total",
+			Help: "Event streams refused with 503 because Config.MaxViewers were open.",
+		}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emostream_dashboard_offset_resets_total",
+			Help: "Partitions whose next offset was no longer in the log (broker restarted empty, or retention) and were reset.",
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emostream_dashboard_consumer_restarts_total",
+			Help: "Times the output-topic consumer was set up again after a Kafka failure.",
 		}),
 	}
-	cs := []prometheus.Collector{m.results, m.invalid, m.duplicates, m.latency, m.dropped,
+	cs := []prometheus.Collector{m.results, m.invalid, m.duplicates, m.latency, m.dropped, m.refused, m.resets, m.restarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "emostream_dashboard_viewers",
 			Help: "Open /events streams.",

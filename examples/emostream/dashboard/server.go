@@ -20,9 +20,8 @@ import (
 	"github.com/emostream/emostream/examples/emostream/internal/httpx"
 )
 
-// heartbeat keeps idle event streams alive through proxies that close
-// silent connections, and notices viewers that went away.
-const heartbeat = 15 * time.Second
+// heartbeatInterval is how often idle event streams get a comment.
+const heartbeatInterval = 15 * time.Second
 
 // writeTimeout bounds one write to a viewer, so a stalled TCP connection
 // frees its goroutine.
@@ -45,8 +44,13 @@ type Server struct {
 	page []byte // index.html with the settings filled in
 	ran  atomic.Bool
 
+	// started is set once the first consumer session has read its
+	// backfill; only consume's goroutine uses it.
+	started bool
+
 	mu       sync.Mutex
 	readyErr error
+	next     map[int32]int64 // per partition, the next offset to read
 }
 
 // New checks cfg and prepares the server; nothing connects until Run.
@@ -63,9 +67,10 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger.With("component", "dashboard"),
 		hist:     newHistory(cfg.History),
 		readyErr: errNotStarted,
+		next:     map[int32]int64{},
 	}
 	var err error
-	s.met, err = newMetrics(cfg.Registry, func() float64 { return float64(s.hub.count()) })
+	s.met, err = newMetrics(cfg.Registry, func() float64 { return float64(s.hub.viewers()) })
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: registering metrics: %w", err)
 	}
@@ -154,6 +159,7 @@ func (s *Server) Run(ctx context.Context) error {
 			cancel() // a failed listener stops the dashboard
 		}()
 	}
+	go s.heartbeat(ctx)
 	err := s.consume(ctx)
 	cancel()
 	if httpDone != nil {
@@ -209,10 +215,18 @@ func (s *Server) serveWindows(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, s.hist.latest(limit))
 }
 
+// pingFrame keeps idle streams open; see heartbeat.
+var pingFrame = []byte(": ping\n\n")
+
+// retryAfterSeconds is the Retry-After of a refused event stream. The page
+// adds jitter, so refused viewers do not all come back in the same second.
+const retryAfterSeconds = 5
+
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	v := s.hub.subscribe()
 	if v == nil {
-		w.Header().Set("Retry-After", "5")
+		s.met.refused.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		httpx.WriteError(w, http.StatusServiceUnavailable, "too many viewers")
 		return
 	}
@@ -224,33 +238,58 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no") // nginx would otherwise hold events back
 	w.WriteHeader(http.StatusOK)
 
-	write := func(b []byte) bool {
+	// write sends frames with one flush: net/http buffers the writes, so
+	// a clump of results costs one syscall.
+	write := func(frames ...[]byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(b); err != nil {
-			return false
+		for _, f := range frames {
+			if _, err := w.Write(f); err != nil {
+				return false
+			}
 		}
 		return rc.Flush() == nil
 	}
-	// The retry hint makes browsers come back quickly after a drop.
+	// The retry hint is for clients that use EventSource's own reconnect.
 	if !write([]byte("retry: 2000\n: connected\n\n")) {
 		return
 	}
-	tick := time.NewTicker(heartbeat)
-	defer tick.Stop()
+	var frames [][]byte
 	for {
-		select {
-		case frame := <-v.events:
-			if !write(frame) {
-				return
-			}
-		case <-tick.C:
-			if !write([]byte(": ping\n\n")) {
-				return
-			}
-		case <-v.gone:
+		var (
+			wait <-chan struct{}
+			ok   bool
+		)
+		frames, wait, ok = s.hub.read(v, frames[:0])
+		if !ok {
 			return
+		}
+		if len(frames) > 0 {
+			if !write(frames...) {
+				return
+			}
+			clear(frames) // let the ring's old frames go
+			continue
+		}
+		select {
+		case <-wait:
 		case <-r.Context().Done():
 			return
+		}
+	}
+}
+
+// heartbeat sends every viewer a comment every heartbeatInterval, so proxies
+// that close silent connections keep the streams open and viewers that went
+// away are noticed. One broadcast serves all viewers.
+func (s *Server) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.hub.broadcast(pingFrame)
 		}
 	}
 }
