@@ -3,12 +3,21 @@
 GO        ?= go
 BENCHTIME ?= 1s
 BENCHPKGS ?= ./pkg/...
+# staticcheck 2026.2.2, the first release line that reads Go 1.26 code; `go
+# run` fetches it from the Go module proxy (checked against go.sum's
+# database) and caches the build, so nothing needs installing.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test vet fmt-check fmt bench bench-compare bench-latency bench-ingest bench-plots kafka-up kafka-down kafka-status smoke smoke-rebalance smoke-failover soak
+.PHONY: test lint vet fmt-check fmt bench bench-compare bench-latency bench-ingest bench-plots kafka-up kafka-down kafka-status smoke smoke-rebalance smoke-failover soak
 
 ## test: go vet + go test -race against the embedded and a real (local) Kafka
 test:
 	bash scripts/test.sh
+
+## lint: gofmt check, go vet and staticcheck ($(STATICCHECK)) on every
+## package; CI runs it (.ci/run)
+lint: fmt-check vet
+	$(GO) run $(STATICCHECK) ./...
 
 ## vet: go vet all packages
 vet:

@@ -101,9 +101,6 @@ type subtopology struct {
 	stores  []string
 }
 
-// sourceTopics returns the (unresolved) topics the sub-topology reads.
-func (s *subtopology) sourceTopics() []*node { return s.sources }
-
 // Build validates the graph and returns the Topology.
 func (b *Builder) Build() (*Topology, error) {
 	if len(b.errs) > 0 {

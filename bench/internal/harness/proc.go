@@ -222,7 +222,7 @@ func WaitHealthy(ctx context.Context, p *Proc, url string, timeout time.Duration
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	last := errors.New("no answer yet")
+	var last error // set by every attempt before it is reported
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		res, err := client.Do(req)

@@ -80,7 +80,7 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("Brokers is required"))
+		errs = append(errs, errors.New("brokers are required (Brokers)"))
 	}
 	if c.AckTimeout < 0 {
 		errs = append(errs, fmt.Errorf("AckTimeout must be positive, got %v", c.AckTimeout))

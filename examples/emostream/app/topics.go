@@ -185,6 +185,7 @@ func connectError(err error, sec stream.Security) error {
 	)
 	switch {
 	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
+		//lint:ignore ST1005 the message starts with a proper noun; it is the last line a user sees
 		return fmt.Errorf("Kafka rejected the login (%s): check --kafka-sasl-mechanism, --kafka-sasl-user and the password: %w", sec.SASL, err)
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verifyFail):
 		return fmt.Errorf("the broker's TLS certificate is not trusted (see --kafka-tls-ca): %w", err)

@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image/png"
 	"math"
 	"os"

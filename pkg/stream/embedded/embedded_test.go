@@ -120,10 +120,12 @@ func TestCreateTopicsCompactAndConsumerGroup(t *testing.T) {
 		ReplicationFactor: 1,
 		ConfigEntries:     map[string]*string{"cleanup.policy": &compact},
 	}, false))
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: "table"})
+	res, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: "table"}}, sarama.DescribeConfigsOptions{})
 	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, sarama.ErrNoError, res[0].ErrorCode)
 	policy := ""
-	for _, e := range entries {
+	for _, e := range res[0].Configs {
 		if e.Name == "cleanup.policy" {
 			policy = e.Value
 		}

@@ -1,6 +1,7 @@
 package kafkatest
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -45,14 +46,28 @@ func TopicReplication(t testing.TB, brokers []string, topic string) (replicas in
 		t.Fatalf("kafkatest: describing topic %s: %v %+v", topic, err, meta)
 	}
 	replicas = len(meta[0].Partitions[0].Replicas)
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"min.insync.replicas"}})
+	return replicas, TopicConfig(t, brokers, topic)["min.insync.replicas"]
+}
+
+// TopicConfig returns the configuration of topic as the broker describes it
+// (its own settings and the defaults it inherits), by name.
+func TopicConfig(t testing.TB, brokers []string, topic string) map[string]string {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(brokers, SaramaConfig())
+	if err != nil {
+		t.Fatalf("kafkatest: connecting admin to %v: %v", brokers, err)
+	}
+	defer func() { _ = admin.Close() }()
+	res, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
+	if err == nil && (len(res) != 1 || res[0].ErrorCode != sarama.ErrNoError) {
+		err = fmt.Errorf("%+v", res)
+	}
 	if err != nil {
 		t.Fatalf("kafkatest: describing the config of topic %s: %v", topic, err)
 	}
-	for _, e := range entries {
-		if e.Name == "min.insync.replicas" {
-			minISR = e.Value
-		}
+	cfg := make(map[string]string, len(res[0].Configs))
+	for _, e := range res[0].Configs {
+		cfg[e.Name] = e.Value
 	}
-	return replicas, minISR
+	return cfg
 }

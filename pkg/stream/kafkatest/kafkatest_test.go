@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
@@ -89,19 +88,7 @@ func TestBackendsCompactedTopicConfig(t *testing.T) {
 			topic := kafkatest.UniqueName(t, "changelog")
 			kafkatest.CreateTopicWithConfig(t, brokers, topic, 2, map[string]string{"cleanup.policy": "compact"})
 
-			admin, err := sarama.NewClusterAdmin(brokers, kafkatest.SaramaConfig())
-			require.NoError(t, err)
-			defer func() { require.NoError(t, admin.Close()) }()
-			entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
-			require.NoError(t, err)
-			found := false
-			for _, e := range entries {
-				if e.Name == "cleanup.policy" {
-					found = true
-					require.Equal(t, "compact", e.Value)
-				}
-			}
-			require.True(t, found)
+			require.Equal(t, "compact", kafkatest.TopicConfig(t, brokers, topic)["cleanup.policy"])
 
 			// Creating it twice fails the test.
 			ft := &fakeTB{TB: t}
