@@ -392,14 +392,22 @@ type Table[K, V any] struct {
 	ks    Serde[K]
 	vs    Serde[V]
 	store string
+	// meta is set for tables whose node forwards changes (table.go); conv
+	// converts the updates of a stream aggregation's table to changes.
+	meta, conv *tableMeta
 }
 
 // StoreName is the name of the store that holds the table, for interactive
 // queries.
 func (t *Table[K, V]) StoreName() string { return t.store }
 
-// ToStream returns the stream of the table's updates.
+// ToStream returns the stream of the table's updates. Deletions (of a
+// table read with TableSource, or filtered out) are left out: use
+// ToStreamWithTombstones to see them.
 func (t *Table[K, V]) ToStream() *Stream[K, V] {
+	if t.meta != nil {
+		return tableToStream(t)
+	}
 	s := &Stream[K, V]{b: t.b, n: t.n, ks: t.ks, vs: t.vs}
 	out := stateless(s, "KTABLE-TOSTREAM", false, passThrough[K, V]())
 	out.ks, out.vs = t.ks, t.vs
