@@ -3,11 +3,13 @@ package aggregator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emostream/emostream/examples/emostream/aggregation"
 	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream"
 	"github.com/emostream/emostream/pkg/window"
@@ -47,6 +49,10 @@ type Config struct {
 	// Extra options for the stream runtime, e.g. stream.SaramaConfig for TLS
 	// or SASL, or stream.CommitInterval.
 	Extra []stream.Opt
+	// Aggregations run next to the count, each writing its rows to
+	// aggregation.Topic(OutputTopic, name) (see package aggregation). Every
+	// aggregator process of one application id must run the same list.
+	Aggregations []aggregation.Aggregation
 }
 
 func (c *Config) defaults() {
@@ -86,6 +92,9 @@ func (c *Config) defaults() {
 //	  -> map to {"window_start","window_end","emoji_type","count","bursts"}
 //	  -> topic2
 //	late records -> DLQ (error=late); undecodable records -> DLQ (error=reason)
+//
+// and, on the same topic1 source and counts, each of cfg.Aggregations
+// (package aggregation), writing to <output topic>-<name>.
 func Topology(cfg Config) (*stream.Topology, error) {
 	cfg.defaults()
 	b := stream.NewBuilder()
@@ -106,7 +115,34 @@ func Topology(cfg Config) (*stream.Topology, error) {
 		return w.Key, wire.NewResult(w.Start.UnixMilli(), cfg.Window, w.Key, n, cfg.Scale)
 	})
 	results.To(cfg.OutputTopic, stream.String(), wire.ResultSerde())
+
+	in := aggregation.Input{
+		Events: events, Counts: counts,
+		Windows:        window.OfSizeAndGrace(cfg.Window, cfg.Grace),
+		WallClockClose: !cfg.StreamTimeOnly,
+		CountLag:       countLag(cfg),
+	}
+	seen := map[string]bool{}
+	for _, a := range cfg.Aggregations {
+		if seen[a.Name()] {
+			return nil, fmt.Errorf("%w: two aggregations named %q", aggregation.ErrInvalid, a.Name())
+		}
+		seen[a.Name()] = true
+		if err := aggregation.Attach(a, in, aggregation.Topic(cfg.OutputTopic, a.Name())); err != nil {
+			return nil, err
+		}
+	}
 	return b.Build()
+}
+
+// countLag is how late after window_end + grace a count may reach an
+// aggregation of the counts: 1 s, plus the commit interval under
+// exactly-once, whose records are readable only once committed.
+func countLag(cfg Config) time.Duration {
+	if cfg.ExactlyOnce {
+		return time.Second + commitInterval
+	}
+	return time.Second
 }
 
 // Options returns the runtime options the aggregator uses, for Run and tests.
@@ -117,7 +153,7 @@ func Options(cfg Config) []stream.Opt {
 		stream.ApplicationID(cfg.ApplicationID),
 		stream.Logger(cfg.Logger),
 		stream.OnDeserializationError(stream.SendToDeadLetter, cfg.DLQTopic),
-		stream.CommitInterval(time.Second),
+		stream.CommitInterval(commitInterval),
 		stream.WallClockInterval(10 * time.Millisecond),
 		stream.RestartOnFailure(maxQuickRestarts, restartBackoff),
 	}
@@ -164,6 +200,9 @@ func Run(ctx context.Context, cfg Config) error {
 // a failure within a minute of starting before Run gives up; the backoff
 // starts at restartBackoff and doubles up to 30 s.
 const (
+	// commitInterval is how often the aggregator commits (and, under
+	// exactly-once, how often its output becomes readable).
+	commitInterval   = time.Second
 	maxQuickRestarts = 10
 	restartBackoff   = time.Second
 )
