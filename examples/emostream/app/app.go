@@ -18,6 +18,7 @@ import (
 	"github.com/emostream/emostream/examples/emostream/api"
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/internal/httpx"
+	"github.com/emostream/emostream/examples/emostream/internal/kafkaprobe"
 	"github.com/emostream/emostream/examples/emostream/load"
 	"github.com/emostream/emostream/pkg/stream"
 	"github.com/emostream/emostream/pkg/stream/embedded"
@@ -359,11 +360,15 @@ func (e *env) aggregate(ctx context.Context) error {
 		return err
 	}
 	reg := httpx.NewRegistry()
+	// /healthz is 503 with the reason while Kafka does not serve the
+	// aggregator's topics; the aggregator itself keeps retrying.
+	probe := kafkaprobe.New(brokers, []string{c.inputTopic, c.outputTopic}, c.configureSarama)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", httpx.Metrics(reg))
-	mux.Handle("/healthz", httpx.Health())
+	mux.Handle("/healthz", httpx.Health(probe.Ready))
 	sup := newSupervisor(e.log, 2)
 	sup.start(0, "http", func(ctx context.Context) error { return httpx.Serve(ctx, ln, mux, e.log) })
+	sup.start(1, "kafka probe", probe.Run)
 	sup.start(1, "aggregator", func(ctx context.Context) error { return e.Aggregator(ctx, e.aggregatorConfig(brokers, reg)) })
 	e.log.Info("aggregator metrics", "url", baseURL(ln.Addr())+"/metrics")
 	return sup.wait(ctx)
