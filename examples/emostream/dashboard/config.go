@@ -62,6 +62,9 @@ type Config struct {
 	// Sarama, if set, adjusts the consumer's sarama configuration (TLS,
 	// SASL...).
 	Sarama func(*sarama.Config)
+	// Panels are the extra aggregations to show, each in a generic panel
+	// (see panels.go); none by default.
+	Panels []Panel
 }
 
 func (c *Config) setDefaults() {

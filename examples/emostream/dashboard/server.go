@@ -41,8 +41,10 @@ type Server struct {
 	met  *metrics
 	hist *history
 	hub  *hub
-	page []byte // index.html with the settings filled in
-	ran  atomic.Bool
+	// panels are the extra aggregations' rows (panels.go).
+	panels *panelSet
+	page   []byte // index.html with the settings filled in
+	ran    atomic.Bool
 
 	// started is set once the first consumer session has read its
 	// backfill; only consume's goroutine uses it.
@@ -75,6 +77,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("dashboard: registering metrics: %w", err)
 	}
 	s.hub = newHub(cfg.MaxViewers, cfg.ViewerBuffer, s.met.dropped.Inc)
+	if s.panels, err = newPanelSet(cfg); err != nil {
+		return nil, err
+	}
 	if s.page, err = renderPage(cfg); err != nil {
 		return nil, err
 	}
@@ -122,7 +127,8 @@ func (s *Server) setReady(err error) {
 func (s *Server) CloseStreams() { s.hub.close() }
 
 // Handler serves the page (/), its assets (/static/), the event stream
-// (/events) and the history (/api/windows).
+// (/events), the history (/api/windows) and the extra aggregations' rows
+// (/api/aggregations).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFiles, "static")
@@ -130,6 +136,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/static/", getOnly(http.StripPrefix("/static/", files)))
 	mux.Handle("/events", getOnly(http.HandlerFunc(s.serveEvents)))
 	mux.Handle("/api/windows", getOnly(http.HandlerFunc(s.serveWindows)))
+	mux.Handle("/api/aggregations", getOnly(http.HandlerFunc(s.serveAggregations)))
 	mux.Handle("/", getOnly(http.HandlerFunc(s.servePage)))
 	return securityHeaders(mux)
 }
@@ -160,6 +167,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	go s.heartbeat(ctx)
+	panelsDone := make(chan struct{})
+	go func() { defer close(panelsDone); s.runPanels(ctx) }()
+	defer func() { <-panelsDone }()
 	err := s.consume(ctx)
 	cancel()
 	if httpDone != nil {
