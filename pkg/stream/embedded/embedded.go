@@ -118,7 +118,9 @@ func Start(opts ...Opt) (*Broker, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newAdvertisedListener(ln, host), nil
+		// compatListener rewrites the few answers Kafka's Java tools
+		// cannot read (compat.go).
+		return compatListener{newAdvertisedListener(ln, host)}, nil
 	}
 
 	kopts := []kfake.Opt{
@@ -143,6 +145,7 @@ func Start(opts ...Opt) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: starting broker on %s: %w", c.addr, err)
 	}
+	installCompat(cluster)
 	addrs := cluster.ListenAddrs()
 	if len(addrs) == 0 {
 		cluster.Close()
