@@ -5,9 +5,10 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/IBM/sarama"
+
 	"github.com/emostream/emostream/examples/emostream/load"
 	"github.com/emostream/emostream/examples/emostream/wire"
-	"github.com/emostream/emostream/pkg/stream"
 )
 
 // The data set: deterministic for a given (records, partitions, rate,
@@ -56,12 +57,8 @@ type dataset struct {
 }
 
 func partitionOf(key string, partitions int) int32 {
-	h := stream.Murmur2Hasher()
-	_, _ = h.Write([]byte(key))
-	p := int32(h.Sum32()) % int32(partitions)
-	if p < 0 {
-		p = -p
-	}
+	// The Java client's partitioner, as the loader's producer uses.
+	p, _ := sarama.NewMurmur2Partitioner("").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, int32(partitions))
 	return p
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/emostream/emostream/bench/internal/harness"
 	"github.com/emostream/emostream/examples/emostream/wire"
-	"github.com/emostream/emostream/pkg/stream"
 )
 
 // broker is the Kafka the benchmark runs on: KAFKA_BROKERS if set, else the
@@ -245,7 +244,7 @@ func (b *broker) written(prefixes ...string) (int64, error) {
 // partitioning, as the ingest API does, and checks the partition sizes.
 func (b *broker) preload(d *dataset, topic string) error {
 	cfg := saramaConfig()
-	cfg.Producer.Partitioner = stream.SaramaPartitioner()
+	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1

@@ -31,9 +31,9 @@
 // runs until SIGTERM/SIGINT.
 //
 // Partitioning: goka hashes keys with FNV-1a by default; this processor uses
-// murmur2 (stream.Murmur2Hasher), the Java clients' partitioner the input was
-// written with, so table writes of a key go to the partition the key is read
-// from and Get finds them.
+// sarama's murmur2 partitioner, the Java clients' partitioner the input was
+// written with (see partitionHasher), so table writes of a key go to the
+// partition the key is read from and Get finds them.
 package main
 
 import (
@@ -44,6 +44,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash"
 	"io"
 	"log"
 	"os"
@@ -62,7 +63,6 @@ import (
 	"github.com/lovoo/goka/storage"
 
 	"github.com/emostream/emostream/examples/emostream/wire"
-	"github.com/emostream/emostream/pkg/stream"
 )
 
 const maxPartitions = 1024
@@ -122,11 +122,15 @@ func main() {
 			goka.Persist(new(codec.Int64)),
 		}
 	}
+	partitions, err := partitionCount(addrs, *input)
+	if err != nil {
+		fatal(err)
+	}
 	tm := goka.NewTopicManagerConfig()
 	tm.Table.Replication = 1
 	tm.Stream.Replication = 1
 	proc, err := goka.NewProcessor(addrs, goka.DefineGroup(goka.Group(*group), edges...),
-		goka.WithHasher(stream.Murmur2Hasher),
+		goka.WithHasher(func() hash.Hash32 { return &partitionHasher{n: partitions} }),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(saramaConfig())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(saramaConfig())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(saramaConfig())),
@@ -286,6 +290,44 @@ func (f *floor) awaitDone(ctx context.Context, addrs []string, expect int64, res
 	fmt.Printf("DONE writes=%d processed=%d late=%d bad=%d results=%d\n",
 		f.writes.Load(), f.processed.Load(), f.late.Load(), f.bad.Load(), len(res))
 	return nil
+}
+
+// partitionHasher is a goka hasher that places keys as Kafka's Java
+// clients do: its Sum32 is the partition sarama's murmur2 partitioner picks
+// among n (the input's partitions, which goka's group topics copy), so
+// goka's hash % n is that partition.
+type partitionHasher struct {
+	n   int32
+	key []byte
+}
+
+func (h *partitionHasher) Write(p []byte) (int, error) {
+	h.key = append(h.key, p...)
+	return len(p), nil
+}
+func (h *partitionHasher) Sum32() uint32 {
+	p, _ := sarama.NewMurmur2Partitioner("").Partition(&sarama.ProducerMessage{Key: sarama.ByteEncoder(h.key)}, h.n)
+	return uint32(p)
+}
+func (h *partitionHasher) Sum(b []byte) []byte {
+	s := h.Sum32()
+	return append(b, byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
+}
+func (h *partitionHasher) Reset()         { h.key = h.key[:0] }
+func (h *partitionHasher) Size() int      { return 4 }
+func (h *partitionHasher) BlockSize() int { return 1 }
+
+func partitionCount(addrs []string, topic string) (int32, error) {
+	client, err := sarama.NewClient(addrs, saramaConfig())
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = client.Close() }()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	return int32(len(parts)), nil
 }
 
 func endOffsets(client sarama.Client, topic string) (int64, error) {

@@ -270,7 +270,7 @@ func (a *App) run(parent context.Context) error {
 		defer life.bg.Done()
 		defer close(consumeDone)
 		for ctx.Err() == nil {
-			if err := group.Consume(ctx, topics, a); err != nil {
+			if err := group.Consume(ctx, topics, (*groupHandler)(a)); err != nil {
 				if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
 					break
 				}
@@ -499,8 +499,9 @@ func (a *App) ensureTopic(admin sarama.ClusterAdmin, topic string, partitions in
 	}
 }
 
-// Setup builds the tasks of the new assignment (consumer group callback).
-func (a *App) Setup(sess sarama.ConsumerGroupSession) error {
+// setup builds the tasks of the new assignment (consumer group callback,
+// through groupHandler).
+func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 	if err := a.life.ctx.Err(); err != nil {
 		return err // shutting down: no new tasks
 	}
@@ -1026,8 +1027,8 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 	}
 }
 
-// Cleanup commits and closes the session's tasks (consumer group callback).
-func (a *App) Cleanup(sess sarama.ConsumerGroupSession) error {
+// cleanup commits and closes the session's tasks (consumer group callback).
+func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 	// The tasks are handed over (to this process's next session, another
 	// instance, or nobody at shutdown): nothing may be processed or
 	// punctuated after the commit that precedes that, or the next owner
@@ -1171,8 +1172,8 @@ func (a *App) caughtUp(t *task) bool {
 	return true
 }
 
-// ConsumeClaim processes one partition of one topic (consumer group callback).
-func (a *App) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+// consumeClaim processes one partition of one topic (consumer group callback).
+func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	a.mu.RLock()
 	t := a.byClaim[claim.Topic()][claim.Partition()]
 	a.mu.RUnlock()

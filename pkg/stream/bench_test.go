@@ -61,7 +61,7 @@ func BenchmarkCountTopology(b *testing.B) {
 	in, out := "bench-in", "bench-out"
 	kafkatest.CreateTopic(b, brokers, in, 4)
 	kafkatest.CreateTopic(b, brokers, out, 4)
-	preload(b, brokers, in, b.N, stream.SaramaPartitioner())
+	preload(b, brokers, in, b.N, sarama.NewMurmur2Partitioner)
 
 	sb := stream.NewBuilder()
 	src := stream.Source(sb, in, stream.String(), stream.String())

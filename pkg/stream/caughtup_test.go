@@ -30,8 +30,8 @@ func (p *caughtUpProbe) Init(stream.ProcessorContext[string, string]) error {
 }
 
 func (p *caughtUpProbe) Process(ctx stream.ProcessorContext[string, string], rec stream.Record[string, string]) error {
-	c := stream.CaughtUp(ctx)
-	at := stream.InputCompleteAt(ctx)
+	c := ctx.CaughtUp()
+	at := ctx.InputCompleteAt()
 	p.mu.Lock()
 	p.seen[rec.Value] = c
 	p.complete[rec.Value] = at

@@ -70,7 +70,7 @@ type epochProbe struct {
 }
 
 func (p *epochProbe) use() uint64 {
-	e := stream.CommitEpoch(p.ctx)
+	e := p.ctx.CommitEpoch()
 	p.maxUsed = max(p.maxUsed, e)
 	p.log.mu.Lock()
 	p.log.maxUsed[p.ctx.TaskID()] = max(p.log.maxUsed[p.ctx.TaskID()], e)
@@ -81,7 +81,7 @@ func (p *epochProbe) use() uint64 {
 func (p *epochProbe) Init(ctx stream.ProcessorContext[string, string]) error {
 	p.ctx = ctx
 	id := ctx.TaskID()
-	committed := stream.CommittedEpoch(ctx)
+	committed := ctx.CommittedEpoch()
 	p.log.mu.Lock()
 	if prev := p.log.maxUsed[id]; committed < prev {
 		p.log.problems = append(p.log.problems, fmt.Sprintf("task %v starts with committed epoch %d, but epoch %d was used", id, committed, prev))
@@ -113,7 +113,7 @@ func (p *epochProbe) Process(ctx stream.ProcessorContext[string, string], rec st
 
 func (p *epochProbe) Close() error {
 	id := p.ctx.TaskID()
-	committed := stream.CommittedEpoch(p.ctx)
+	committed := p.ctx.CommittedEpoch()
 	p.log.mu.Lock()
 	defer p.log.mu.Unlock()
 	if p.maxUsed > committed {

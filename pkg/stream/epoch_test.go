@@ -154,7 +154,7 @@ type tickProbe struct {
 func (p *tickProbe) Init(ctx ProcessorContext[string, string]) error {
 	p.ctx = ctx
 	ctx.Schedule(time.Second, WallClockTime, func(time.Time) error {
-		CommitEpoch(ctx)
+		ctx.CommitEpoch()
 		*p.uses++
 		return nil
 	})
@@ -162,7 +162,7 @@ func (p *tickProbe) Init(ctx ProcessorContext[string, string]) error {
 }
 
 func (p *tickProbe) Process(ctx ProcessorContext[string, string], _ Record[string, string]) error {
-	CommitEpoch(ctx)
+	ctx.CommitEpoch()
 	*p.uses++
 	return nil
 }

@@ -1,43 +1,39 @@
 package stream
 
-// murmur2 is the hash of Kafka's Java DefaultPartitioner, so records keyed the
-// same way land in the same partition whether a Go or a Java client wrote them.
-func murmur2(data []byte) int32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-		r           = 24
-	)
-	n := len(data)
-	h := seed ^ uint32(n)
-	for i := 0; i+4 <= n; i += 4 {
-		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	tail := n &^ 3
-	switch n & 3 {
-	case 3:
-		h ^= uint32(data[tail+2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[tail+1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[tail])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return int32(h)
-}
+import "github.com/IBM/sarama"
+
+// javaPartitioner is sarama's copy of the Java client's default partitioner
+// for keyed records, (murmur2(key) & 0x7fffffff) % n, so records keyed the
+// same way land in the same partition whether a Go or a Java client wrote
+// them. It keeps no state for keyed records, so one is shared.
+var javaPartitioner = sarama.NewMurmur2Partitioner("")
 
 // partitionFor returns the partition of a serialized key among n partitions,
-// as Kafka's Java clients compute it: toPositive(murmur2(key)) % n.
+// as Kafka's Java clients compute it.
 func partitionFor(key []byte, n int32) int32 {
-	return (murmur2(key) & 0x7fffffff) % n
+	// A ByteEncoder never fails to encode, and a non-nil Key (even of an
+	// empty key) never takes the random path.
+	p, _ := javaPartitioner.Partition(&sarama.ProducerMessage{Key: sarama.ByteEncoder(key)}, n)
+	return p
 }
+
+// partitionHasher is a hash.Hash32 for goka (whose View picks a key's
+// partition as Sum32 % n) that places keys as Kafka's Java clients do: its
+// Sum32 is the partition javaPartitioner picks among n.
+type partitionHasher struct {
+	n   int32
+	key []byte
+}
+
+func (h *partitionHasher) Write(p []byte) (int, error) {
+	h.key = append(h.key, p...)
+	return len(p), nil
+}
+func (h *partitionHasher) Sum32() uint32 { return uint32(partitionFor(h.key, h.n)) }
+func (h *partitionHasher) Sum(b []byte) []byte {
+	s := h.Sum32()
+	return append(b, byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
+}
+func (h *partitionHasher) Reset()         { h.key = h.key[:0] }
+func (h *partitionHasher) Size() int      { return 4 }
+func (h *partitionHasher) BlockSize() int { return 1 }

@@ -47,6 +47,75 @@ type ProcessorContext[K, V any] interface {
 	ApplicationID() string
 	// Logger is the application's logger with the task's attributes.
 	Logger() *slog.Logger
+
+	// DeadLetter writes the input record being processed — its original
+	// key, value and headers, as read from Kafka — to topic, with the
+	// headers error (reason), source_topic, source_partition, source_offset
+	// and source_timestamp (the original record timestamp, Unix ms), and
+	// counts it in stream_dead_letters_total{reason}. The dead-letter record
+	// is timestamped with the wall-clock time it was written, so the
+	// topic's retention counts from then (a record months late would
+	// otherwise be deleted at once). The write has the same guarantee as
+	// any sink. Outside of Process (in Init or a punctuation) it returns an
+	// error.
+	DeadLetter(topic, reason string) error
+	// RecordDropped counts an input record the processor chose to drop (for
+	// example a late record, with dropping chosen explicitly) in
+	// stream_dropped_records_total{reason}.
+	RecordDropped(reason string)
+	// CaughtUp reports whether the task has processed every record its
+	// input partitions held at the last fetch from Kafka. Wall-clock
+	// decisions (such as closing a window because the wall clock passed its
+	// end) should wait for it: while a task works through a backlog — after
+	// a restart or a rebalance — records already in Kafka must not be
+	// judged by the wall clock.
+	//
+	// A record being processed that arrived while the task was consuming
+	// counts as processed, so the last record of the live tail (the first
+	// record of an empty partition, say) sees true; the records of the
+	// backlog a task starts with see false, up to the last one. A partition
+	// whose end was reached once stays caught up while only a few records
+	// lie ahead (a burst arriving at the tail), and the first record of an
+	// empty partition counts as the tail also when it was written while a
+	// new application joined its group. Always true in a LocalRunner
+	// (streamtest).
+	CaughtUp() bool
+	// InputCompleteAt returns the latest wall-clock time at which the task
+	// had processed everything its input partitions held: the current
+	// wall-clock time while the task is caught up ([ProcessorContext.CaughtUp]);
+	// while it works through a backlog — after a restart, a rebalance or a
+	// failover — the time its last commit recorded, or the application's
+	// start for a partition whose commits record none (a new application).
+	//
+	// Wall-clock decisions use it instead of the clock: a window that was
+	// closed by the wall clock at that time was closed before any record of
+	// the backlog could have been written on time, so such records are late
+	// whether they come in a backlog or not, while a window that closed
+	// during the backlog is left to stream time.
+	InputCompleteAt() time.Time
+	// ExactlyOnceEnabled reports whether the task runs with Kafka
+	// transactions ([ExactlyOnce]): its outputs and state changes are
+	// committed atomically, so after a restart nothing it emitted before the
+	// last commit is missing and nothing after it is visible. Processors
+	// that re-emit results on restart to make up for lost outputs need not
+	// do so then.
+	ExactlyOnceEnabled() bool
+	// CommitEpoch returns the task's commit epoch and marks it as used:
+	// everything the task's processors forward and write to stores while it
+	// is current is covered by the next successful commit of the task,
+	// which records this epoch in the committed offsets' metadata (see
+	// CommittedEpoch). Epochs start at 1 and grow by one with each commit
+	// that follows a use (or a change of stream time). Call it while
+	// processing a record, in a punctuation or in Init.
+	CommitEpoch() uint64
+	// CommittedEpoch returns the last commit epoch that a successful commit
+	// of the task covered, 0 if none did. When the task is created (at
+	// start, after a rebalance, on a new owner) it is read from the
+	// committed offset metadata of the task's source partitions (the
+	// smallest over them), so in Init it tells which epochs' work may not
+	// have reached Kafka: those after it. The task's first CommitEpoch is
+	// CommittedEpoch+1.
+	CommittedEpoch() uint64
 }
 
 // PunctuationType selects the clock that drives a punctuation.

@@ -196,7 +196,7 @@ func (p *tableSourceProc[K, V]) Init(ctx ProcessorContext[K, change[V]]) (err er
 
 func (p *tableSourceProc[K, V]) Process(ctx ProcessorContext[K, change[V]], r Record[*K, *V]) error {
 	if r.Key == nil {
-		RecordDropped(ctx, "null key")
+		ctx.RecordDropped("null key")
 		return nil
 	}
 	k := *r.Key

@@ -428,16 +428,16 @@ func (c *procContext[K, V]) Schedule(interval time.Duration, typ PunctuationType
 
 func (c *procContext[K, V]) TaskID() TaskID { return c.t.id }
 
-func (c *procContext[K, V]) isExactlyOnce() bool { return c.t.env.exactlyOnce() }
+func (c *procContext[K, V]) ExactlyOnceEnabled() bool { return c.t.env.exactlyOnce() }
 
-func (c *procContext[K, V]) commitEpoch() uint64 {
+func (c *procContext[K, V]) CommitEpoch() uint64 {
 	c.t.epoch.used = true
 	return c.t.epoch.current
 }
 
-func (c *procContext[K, V]) committedEpoch() uint64 { return c.t.epoch.committed }
+func (c *procContext[K, V]) CommittedEpoch() uint64 { return c.t.epoch.committed }
 
-func (c *procContext[K, V]) inputCompleteAt() time.Time {
+func (c *procContext[K, V]) InputCompleteAt() time.Time {
 	t := c.t
 	if t.caughtUp == nil || t.caughtUp() {
 		t.completeAt = t.env.now()
@@ -445,17 +445,17 @@ func (c *procContext[K, V]) inputCompleteAt() time.Time {
 	return t.completeAt
 }
 
-func (c *procContext[K, V]) isCaughtUp() bool {
+func (c *procContext[K, V]) CaughtUp() bool {
 	return c.t.caughtUp == nil || c.t.caughtUp()
 }
 
-func (c *procContext[K, V]) dropped(reason string) {
+func (c *procContext[K, V]) RecordDropped(reason string) {
 	if m := c.t.env.metrics(); m != nil {
 		m.dropped.WithLabelValues(reason).Inc()
 	}
 }
 
-func (c *procContext[K, V]) deadLetter(topic, reason string) error {
+func (c *procContext[K, V]) DeadLetter(topic, reason string) error {
 	r := c.t.cur.raw
 	if r == nil || !c.t.cur.inRecord {
 		return fmt.Errorf("stream: DeadLetter outside of record processing (node %s)", c.node.name)

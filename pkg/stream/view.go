@@ -35,11 +35,16 @@ func NewView[K, V any](brokers []string, appID, store string, keySerde Serde[K],
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	tm := goka.NewTopicManagerConfig()
 	tm.Table.Replication = 1 // never creates the topic: the application does
-	v, err := goka.NewView(brokers, goka.Table(appID+"-"+store+"-changelog"), envelopeCodec[V]{vs: valueSerde},
+	changelog := appID + "-" + store + "-changelog"
+	partitions, err := topicPartitions(brokers, sc, changelog)
+	if err != nil {
+		return nil, fmt.Errorf("stream: view of %s: %w", store, err)
+	}
+	v, err := goka.NewView(brokers, goka.Table(changelog), envelopeCodec[V]{vs: valueSerde},
 		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tm)),
 		goka.WithViewStorageBuilder(storage.MemoryBuilder()),
-		goka.WithViewHasher(Murmur2Hasher),
+		goka.WithViewHasher(func() hash.Hash32 { return &partitionHasher{n: partitions} }),
 		goka.WithViewClientID(appID+"-view"),
 	)
 	if err != nil {
@@ -97,6 +102,21 @@ func (v *View[K, V]) All() ([]KeyValue[K, V], error) {
 	return out, it.Err()
 }
 
+// topicPartitions returns the number of partitions of topic, which the
+// view's hasher needs.
+func topicPartitions(brokers []string, sc *sarama.Config, topic string) (int32, error) {
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = client.Close() }()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	return int32(len(parts)), nil
+}
+
 // envelopeCodec is the goka codec of changelog values: it strips the dedup
 // envelope and decodes the user's value.
 type envelopeCodec[V any] struct{ vs Serde[V] }
@@ -112,28 +132,3 @@ func (c envelopeCodec[V]) Decode(b []byte) (any, error) {
 	}
 	return c.vs.Deserialize(env.value)
 }
-
-// Murmur2Hasher returns a hash.Hash32 whose Sum32 is Kafka's Java partitioner
-// hash (murmur2 with the sign bit cleared). Use it with
-// sarama.NewCustomHashPartitioner (or goka's WithHasher) so Go producers place
-// keys where Java clients, Kafka Streams and this package expect them; sarama's
-// default hash (FNV-1a) does not.
-func Murmur2Hasher() hash.Hash32 { return &murmurHash{} }
-
-// SaramaPartitioner is a sarama partitioner compatible with Kafka's Java
-// default partitioner for keyed records.
-func SaramaPartitioner() sarama.PartitionerConstructor {
-	return sarama.NewCustomHashPartitioner(Murmur2Hasher)
-}
-
-type murmurHash struct{ buf []byte }
-
-func (m *murmurHash) Write(p []byte) (int, error) { m.buf = append(m.buf, p...); return len(p), nil }
-func (m *murmurHash) Sum(b []byte) []byte {
-	s := m.Sum32()
-	return append(b, byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
-}
-func (m *murmurHash) Reset()         { m.buf = m.buf[:0] }
-func (m *murmurHash) Size() int      { return 4 }
-func (m *murmurHash) BlockSize() int { return 4 }
-func (m *murmurHash) Sum32() uint32  { return uint32(murmur2(m.buf) & 0x7fffffff) }

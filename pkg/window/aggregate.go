@@ -17,7 +17,7 @@ import (
 var metaKey = []byte{0}
 
 // States of a window in the index store. A window that was emitted (or
-// closed) carries the commit epoch (stream.CommitEpoch) in which that
+// closed) carries the commit epoch (ProcessorContext.CommitEpoch) in which that
 // happened, so a restarted task re-emits only what no commit covered.
 const (
 	// windowOpen: takes records, no final result emitted yet.
@@ -233,7 +233,7 @@ func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K],
 	} else if found {
 		p.closedTo, p.persisted = wm, wm
 	}
-	p.eos = stream.ExactlyOnceEnabled(ctx)
+	p.eos = ctx.ExactlyOnceEnabled()
 	if p.final && !p.eos {
 		// Results emitted before a crash may not have reached Kafka: emit
 		// again those of windows emitted in an epoch no commit covered.
@@ -265,9 +265,9 @@ func (p *aggProcessor[K, V, A, O]) boundary(ctx stream.ProcessorContext[Windowed
 	// the delay; one already closed before is closed for the backlog too
 	// (a record for it was late when it was written).
 	if p.wall {
-		if at := stream.InputCompleteAt(ctx); !at.IsZero() {
+		if at := ctx.InputCompleteAt(); !at.IsZero() {
 			b = max(b, p.w.closeBound(at.UnixMilli()))
-		} else if stream.CaughtUp(ctx) {
+		} else if ctx.CaughtUp() {
 			b = max(b, p.w.closeBound(ctx.WallClockTime().UnixMilli()))
 		}
 	}
@@ -359,9 +359,9 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 // counts it as dropped, with reason.
 func (p *aggProcessor[K, V, A, O]) reject(ctx stream.ProcessorContext[Windowed[K], O], reason string) error {
 	if p.o.lateTopic != "" {
-		return stream.DeadLetter(ctx, p.o.lateTopic, reason)
+		return ctx.DeadLetter(p.o.lateTopic, reason)
 	}
-	stream.RecordDropped(ctx, reason)
+	ctx.RecordDropped(reason)
 	return nil
 }
 
@@ -408,7 +408,7 @@ func (p *aggProcessor[K, V, A, O]) epoch(ctx stream.ProcessorContext[Windowed[K]
 	if !p.final || p.eos {
 		return 1
 	}
-	return int64(stream.CommitEpoch(ctx))
+	return int64(ctx.CommitEpoch())
 }
 
 // markOpen records a new open window in the close-time index.
@@ -600,7 +600,7 @@ func (p *aggProcessor[K, V, A, O]) forwardValue(ctx stream.ProcessorContext[Wind
 // reemitUncommitted emits again the windows emitted in an epoch that no
 // commit covered (after a crash), stamping them with the current epoch.
 func (p *aggProcessor[K, V, A, O]) reemitUncommitted(ctx stream.ProcessorContext[Windowed[K], O]) error {
-	committed := int64(stream.CommittedEpoch(ctx))
+	committed := int64(ctx.CommittedEpoch())
 	all, err := p.scanIndex(timeBound(math.MinInt64), timeBound(math.MaxInt64), false)
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@
 // Updates are deduplicated like every store write in package stream: input
 // redelivered after a crash is not counted twice. Each final result is
 // emitted once, across graceful restarts and rebalances: an emission is
-// stamped with the task's commit epoch (stream.CommitEpoch), and a starting
+// stamped with the task's commit epoch (ProcessorContext.CommitEpoch), and a starting
 // task emits again only the results no commit covered — after a crash, with
 // identical values and timestamps. Windows are kept for Retention after their
 // end, then purged.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/IBM/sarama"
 	"github.com/emostream/emostream/pkg/stream"
 	"github.com/emostream/emostream/pkg/stream/streamtest"
 	"github.com/emostream/emostream/pkg/window"
@@ -172,9 +173,9 @@ func bufferKey(k winKey) []byte {
 }
 
 func partitionOf(key string, n int32) int32 {
-	h := stream.Murmur2Hasher()
-	h.Write([]byte(key))
-	return int32(h.Sum32()) % n
+	// Where the Java client's partitioner (and so package stream) puts key.
+	p, _ := sarama.NewMurmur2Partitioner("").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n)
+	return p
 }
 
 // TestRandomAgainstOracle runs random input — out of order, with redeliveries

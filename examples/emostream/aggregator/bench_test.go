@@ -181,7 +181,7 @@ func preloadEvents(b *testing.B, brokers []string, topic string, n int) {
 		require.NoError(b, <-done)
 		require.NoError(b, p.Close())
 	}
-	produce(stream.SaramaPartitioner(), func(in chan<- *sarama.ProducerMessage) int {
+	produce(sarama.NewMurmur2Partitioner, func(in chan<- *sarama.ProducerMessage) int {
 		for i := 0; i < n; i++ {
 			emoji, v, ts := benchEvent(i)
 			in <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(emoji), Value: sarama.ByteEncoder(v), Timestamp: time.UnixMilli(ts)}

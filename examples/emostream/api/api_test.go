@@ -21,7 +21,6 @@ import (
 	"github.com/emostream/emostream/examples/emostream/api"
 	"github.com/emostream/emostream/examples/emostream/internal/httpx"
 	"github.com/emostream/emostream/examples/emostream/wire"
-	"github.com/emostream/emostream/pkg/stream"
 	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
@@ -325,7 +324,7 @@ func TestRoundTrip(t *testing.T) {
 				want[id] = wire.Event{UserID: id, EmojiType: e, Timestamp: now.UnixMilli() - int64(i)}
 			}
 			msgs := kafkatest.ConsumeN(t, brokers, topic, len(want)+1, 30*time.Second)
-			part := stream.SaramaPartitioner()(topic)
+			part := sarama.NewMurmur2Partitioner(topic)
 			for _, m := range msgs {
 				var ev wire.Event
 				require.NoError(t, json.Unmarshal([]byte(m.Value), &ev))

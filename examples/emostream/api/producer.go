@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-
-	"github.com/emostream/emostream/pkg/stream"
 )
 
 // probeInterval is how often the server checks that Kafka still serves the
@@ -91,7 +89,7 @@ func (s *Server) saramaConfig() *sarama.Config {
 	sc.Producer.Return.Errors = true
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
 	// The aggregator and Java clients must agree on where a key lives.
-	sc.Producer.Partitioner = stream.SaramaPartitioner()
+	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
 	return sc
 }
 

@@ -9,7 +9,7 @@
 // moves the wall clock and runs due wall-clock punctuations; stream time moves
 // with record timestamps, as in production. Stores are inspected with
 // KeyValueStore. The driver commits after every Pipe, Redeliver and
-// AdvanceWallClock (stream.CommitEpoch); Restart restarts every task
+// AdvanceWallClock (ProcessorContext.CommitEpoch); Restart restarts every task
 // gracefully over the same stores, Redeliver models a crash, and
 // DroppedRecords and DeadLetters read the processors' counters. No broker
 // and no goroutines are involved, so tests are fast and repeatable.

@@ -31,7 +31,7 @@ func New(top *stream.Topology, opts ...stream.Opt) (*Driver, error) {
 // Restart restarts every task gracefully, as after a clean shutdown or a
 // rebalance: the driver commits, closes every processor (Close) and task, and
 // creates them again (Init runs again) over the same store contents, with the
-// committed epoch (stream.CommittedEpoch) and stream time carried over as
+// committed epoch (ProcessorContext.CommittedEpoch) and stream time carried over as
 // Kafka's commit metadata carries them. Inputs piped before stay available to
 // Redeliver; output already read stays read, output not yet read stays
 // readable. The driver commits after every Pipe, Redeliver and
@@ -40,14 +40,14 @@ func New(top *stream.Topology, opts ...stream.Opt) (*Driver, error) {
 func (d *Driver) Restart() error { return d.r.Restart() }
 
 // DroppedRecords returns stream_dropped_records_total by reason (the records
-// processors dropped on purpose with stream.RecordDropped, such as late
+// processors dropped on purpose with ProcessorContext.RecordDropped, such as late
 // records), counted since the driver was created, across restarts.
 func (d *Driver) DroppedRecords() map[string]int64 {
 	return d.counter("stream_dropped_records_total", "reason")
 }
 
 // DeadLetters returns stream_dead_letters_total by reason (the records
-// processors sent to a dead-letter topic with stream.DeadLetter, such as late
+// processors sent to a dead-letter topic with ProcessorContext.DeadLetter, such as late
 // records), counted since the driver was created, across restarts.
 func (d *Driver) DeadLetters() map[string]int64 {
 	return d.counter("stream_dead_letters_total", "reason")

@@ -42,21 +42,21 @@ func (p *probe) Init(ctx stream.ProcessorContext[string, string]) error {
 	p.ctx = ctx
 	id := ctx.TaskID()
 	p.log.inits[id]++
-	p.log.initCommitted[id] = append(p.log.initCommitted[id], stream.CommittedEpoch(ctx))
+	p.log.initCommitted[id] = append(p.log.initCommitted[id], ctx.CommittedEpoch())
 	p.log.initStreamTime[id] = append(p.log.initStreamTime[id], ctx.StreamTime())
 	return nil
 }
 
 func (p *probe) Process(ctx stream.ProcessorContext[string, string], rec stream.Record[string, string]) error {
-	p.log.committed = append(p.log.committed, stream.CommittedEpoch(ctx))
+	p.log.committed = append(p.log.committed, ctx.CommittedEpoch())
 	p.log.keyTask[rec.Key] = ctx.TaskID()
 	switch rec.Value {
 	case "use":
-		p.log.used = append(p.log.used, stream.CommitEpoch(ctx))
+		p.log.used = append(p.log.used, ctx.CommitEpoch())
 	case "drop":
-		stream.RecordDropped(ctx, "late")
+		ctx.RecordDropped("late")
 	case "dlq":
-		return stream.DeadLetter(ctx, "dead", "late")
+		return ctx.DeadLetter("dead", "late")
 	}
 	return nil
 }
@@ -64,7 +64,7 @@ func (p *probe) Process(ctx stream.ProcessorContext[string, string], rec stream.
 func (p *probe) Close() error {
 	id := p.ctx.TaskID()
 	p.log.closes[id]++
-	p.log.closeCommitted[id] = append(p.log.closeCommitted[id], stream.CommittedEpoch(p.ctx))
+	p.log.closeCommitted[id] = append(p.log.closeCommitted[id], p.ctx.CommittedEpoch())
 	return nil
 }
 
