@@ -168,6 +168,22 @@ func (s *Stream[K, V]) Peek(fn func(k K, v V)) *Stream[K, V] {
 	return out
 }
 
+// SetTimestamp gives each record the timestamp fn computes from its key,
+// value and current timestamp: the time later windowed aggregations put it
+// in and the timestamp a sink writes. It does not move the task's stream
+// time, which follows the timestamps read at the source; to set event time
+// for everything downstream, including stream time, use
+// [WithTimestampExtractor] on the source.
+func (s *Stream[K, V]) SetTimestamp(fn func(k K, v V, ts time.Time) time.Time) *Stream[K, V] {
+	out := stateless(s, "KSTREAM-SETTIMESTAMP", false, func(ctx ProcessorContext[K, V], r Record[K, V]) error {
+		r.Timestamp = fn(r.Key, r.Value, r.Timestamp)
+		ctx.Forward(r)
+		return nil
+	})
+	out.ks, out.vs = s.ks, s.vs
+	return out
+}
+
 // Branch splits s (Kafka Streams' split/branch): each record goes to the stream
 // of the first predicate it matches, or nowhere. Add a last predicate that
 // always returns true for a default branch.

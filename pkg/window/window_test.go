@@ -135,3 +135,21 @@ func TestQueryWindowStore(t *testing.T) {
 	}
 	require.Equal(t, map[string]int64{"a": 2, "b": 1}, seen)
 }
+
+// A stream re-stamped with SetTimestamp is windowed by its new timestamps.
+func TestSetTimestampBeforeWindowing(t *testing.T) {
+	b := stream.NewBuilder()
+	src := stream.Source(b, "in", stream.String(), stream.String())
+	shifted := src.SetTimestamp(func(_, _ string, ts time.Time) time.Time { return ts.Add(2 * time.Second) })
+	counts := window.Count(stream.GroupByKey(shifted), window.OfSize(2*time.Second), window.Named("counts"), window.DropLateRecords())
+	counts.To("out", window.WindowedSerde(stream.String()), stream.Int64())
+	top, err := b.Build()
+	require.NoError(t, err)
+	d, err := streamtest.New(top)
+	require.NoError(t, err)
+	defer d.Close()
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	require.NoError(t, in.PipeAt("a", "", ms(100)))
+	require.NoError(t, in.PipeAt("a", "", ms(1900)))
+	require.Equal(t, []result{{"a", 2000, 4000, 1}, {"a", 2000, 4000, 2}}, read(t, d))
+}
