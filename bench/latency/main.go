@@ -67,6 +67,7 @@ type options struct {
 	out         string
 	logDir      string
 	startup     time.Duration
+	viewers     int
 }
 
 func parseFlags(root string) (*options, error) {
@@ -88,7 +89,8 @@ func parseFlags(root string) (*options, error) {
 	fs.DurationVar(&o.target, "target", 200*time.Millisecond, "the p99 target for results beyond window_end + grace")
 	fs.BoolVar(&o.exactlyOnce, "exactly-once", false, "run the aggregator with --exactly-once")
 	fs.StringVar(&o.bin, "bin", "", "a prebuilt emostream `binary` (default: go build ./examples/emostream)")
-	fs.StringVar(&o.out, "out", filepath.Join(root, "bench", "results", "latency.json"), "where to write the results")
+	fs.StringVar(&o.out, "out", "", "where to write the results (default bench/results/latency.json, with -viewers bench/results/viewers.json)")
+	fs.IntVar(&o.viewers, "viewers", 0, "open this many more /events streams (emostream gets --max-viewers to match) and check that every one gets every result in time")
 	fs.StringVar(&o.logDir, "logs", filepath.Join(root, "bench", "results"), "`directory` for the emostream log (latency-emostream.log)")
 	fs.DurationVar(&o.startup, "startup-timeout", 90*time.Second, "how long emostream may take to become healthy and produce a first result")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -98,6 +100,13 @@ func parseFlags(root string) (*options, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.brokers = harness.SplitList(*brokers)
+	if o.out == "" {
+		name := "latency.json"
+		if o.viewers > 0 {
+			name = "viewers.json"
+		}
+		o.out = filepath.Join(root, "bench", "results", name)
+	}
 	var errs []error
 	switch {
 	case o.duration < o.window:
@@ -114,6 +123,8 @@ func parseFlags(root string) (*options, error) {
 		errs = append(errs, errors.New("-grace must not be negative"))
 	case o.partitions < 1:
 		errs = append(errs, errors.New("-partitions must be positive"))
+	case o.viewers < 0:
+		errs = append(errs, errors.New("-viewers must not be negative"))
 	}
 	return o, errors.Join(errs...)
 }
@@ -178,6 +189,9 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	if o.exactlyOnce {
 		args = append(args, "--exactly-once")
 	}
+	if o.viewers > 0 {
+		args = append(args, "--max-viewers", strconv.Itoa(o.viewers+16))
+	}
 	brokerDesc := "embedded (emostream run)"
 	if len(o.brokers) > 0 {
 		// Topic names unique to this run: the broker may be shared, and the
@@ -227,6 +241,20 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	sub, err := subscribe(sseCtx, base+"/events", warmupEmoji)
 	if err != nil {
 		return false, err
+	}
+	var (
+		crowdOf            *crowd
+		rssBefore, rssWith float64
+	)
+	if o.viewers > 0 {
+		rssBefore, _ = rssMB(proc.Pid())
+		logf("opening %d more viewers...", o.viewers)
+		began := time.Now()
+		crowdOf = openCrowd(sseCtx, base+"/events", o.viewers)
+		logf("%d viewers open after %.1fs (%d refused, %d failed)", len(crowdOf.viewers), time.Since(began).Seconds(),
+			crowdOf.refused.Load(), crowdOf.failed.Load())
+		time.Sleep(time.Second)
+		rssWith, _ = rssMB(proc.Pid())
 	}
 	snd := newSender(base+"/api", o.clients, emojis, o.batch, o.window)
 
@@ -289,8 +317,13 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	selfAfter := harness.SelfCPUSeconds()
 	rss, _ := proc.PeakRSSMB()
 	lateAfter, lateErr := scrapeMetric(base+"/metrics", "stream_dead_letters_total", `reason="late"`)
-	sseCancel()
+	brokeEarly := 0
+	if crowdOf != nil {
+		brokeEarly = crowdOf.ended()
+	}
+	// Read the streams before ending them: the end is not a failure.
 	arrivals, badEvents, sseErr := sub.snapshot()
+	sseCancel()
 	stopped = true
 	stopErr := proc.Stop(30 * time.Second)
 
@@ -314,6 +347,17 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	}
 	if stopErr != nil {
 		problems = append(problems, "emostream: "+stopErr.Error())
+	}
+	if crowdOf != nil {
+		vi := analyseCrowd(crowdOf, o.viewers, brokeEarly, r.measured, o.grace, o.target)
+		vi.RSSBeforeMB, vi.RSSAfterMB = harness.Round(rssBefore, 1), harness.Round(rssWith, 1)
+		if vi.Connected > 0 {
+			vi.PerViewerKB = harness.Round((rssWith-rssBefore)*1024/float64(vi.Connected), 1)
+		}
+		r.Viewers = &vi
+		if vi.Connected != o.viewers || vi.Complete != o.viewers {
+			problems = append(problems, fmt.Sprintf("%d of %d viewers connected, %d complete", vi.Connected, o.viewers, vi.Complete))
+		}
 	}
 	r.Problems = problems
 	r.Check.CountsMatch = r.Check.Missing == 0 && r.Check.WrongCount == 0 && r.Check.Unexpected == 0 &&

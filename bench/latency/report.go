@@ -35,7 +35,12 @@ type report struct {
 	// SamplesMS are the end-to-end latencies of every result, in arrival
 	// order, for plots.
 	SamplesMS []float64 `json:"samples_ms"`
-	Problems  []string  `json:"problems,omitempty"`
+	// Viewers is the -viewers crowd, when there was one.
+	Viewers  *viewersInfo `json:"viewers,omitempty"`
+	Problems []string     `json:"problems,omitempty"`
+
+	// measured is the first arrival of every measured result.
+	measured []arrival
 }
 
 type settings struct {
@@ -145,6 +150,7 @@ func analyse(o *options, snd *sender, arrivals []arrival, startWindow, lastWindo
 			continue
 		}
 		first[k] = a
+		r.measured = append(r.measured, a)
 		closeAt := time.UnixMilli(a.res.WindowEnd).Add(grace)
 		lat := a.at.Sub(closeAt)
 		e2e = append(e2e, lat)
@@ -229,6 +235,9 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  target       end-to-end p99 ≤ %s beyond window_end + grace: %s (p99 %s)\n",
 		harness.FormatMS(r.TargetP99MS), verdict, harness.FormatMS(r.EndToEnd.P99))
+	if r.Viewers != nil {
+		r.Viewers.print(w, r.TargetP99MS)
+	}
 	if c.CountsMatch {
 		fmt.Fprintln(w, "  result       every count matches")
 	} else {

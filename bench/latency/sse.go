@@ -16,8 +16,9 @@ import (
 
 // arrival is one window result as the dashboard pushed it.
 type arrival struct {
-	at  time.Time // when its data line was read
-	res wire.Result
+	at   time.Time // when its data line was read
+	res  wire.Result
+	hash uint64 // of the data line, to find it at the -viewers crowd
 }
 
 // subscriber reads the dashboard's /events stream and keeps every window
@@ -88,14 +89,15 @@ func (s *subscriber) read(body io.ReadCloser) {
 				continue
 			}
 			var res wire.Result
-			if err := json.Unmarshal(bytes.TrimSpace(line[len("data:"):]), &res); err != nil || res.EmojiType == "" {
+			data := bytes.TrimSpace(line[len("data:"):])
+			if err := json.Unmarshal(data, &res); err != nil || res.EmojiType == "" {
 				s.mu.Lock()
 				s.bad++
 				s.mu.Unlock()
 				continue
 			}
 			s.mu.Lock()
-			s.arrivals = append(s.arrivals, arrival{at: now, res: res})
+			s.arrivals = append(s.arrivals, arrival{at: now, res: res, hash: hashLine(data)})
 			s.mu.Unlock()
 			if res.EmojiType == s.watch {
 				s.seenOnce.Do(func() { close(s.seen) })

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // hub fans events out to viewers without ever waiting for one.
@@ -14,6 +15,13 @@ import (
 // position in the ring and, when woken, writes everything new in one write
 // and one flush: the results of a window arrive in a clump, and a viewer
 // that is late to run sends them together instead of one syscall each.
+//
+// The wake-up waits [linger] after the first frame of a clump: all results
+// of a window close at once and reach the dashboard within microseconds of
+// each other (one fetch answer holds every partition's), one broadcast
+// each. Woken per frame, every viewer would write several times per window;
+// with the linger it writes once, which is most of the fan-out's cost (a
+// syscall per viewer and write).
 //
 // A viewer that falls more than the ring's size behind (its connection is
 // too slow, or stalled until the write deadline) is dropped: the ring does
@@ -28,9 +36,14 @@ type hub struct {
 	mu     sync.RWMutex
 	ring   [][]byte
 	seq    uint64        // frames published so far; frame i is ring[i%len(ring)]
-	wake   chan struct{} // closed (and replaced) on every publish
+	wake   chan struct{} // closed (and replaced) to wake the viewers
+	waking bool          // a wake-up is scheduled
 	closed bool
+	linger time.Duration
 }
+
+// linger is how long a wake-up waits for more frames of the same clump.
+const linger = 2 * time.Millisecond
 
 // viewer is one subscribed event stream.
 type viewer struct {
@@ -43,6 +56,7 @@ func newHub(max, buffer int, dropped func()) *hub {
 		dropped: dropped,
 		ring:    make([][]byte, buffer),
 		wake:    make(chan struct{}),
+		linger:  linger,
 	}
 }
 
@@ -75,10 +89,23 @@ func (h *hub) broadcast(frame []byte) {
 	}
 	h.ring[h.seq%uint64(len(h.ring))] = frame
 	h.seq++
-	wake := h.wake
-	h.wake = make(chan struct{})
+	if !h.waking {
+		h.waking = true
+		time.AfterFunc(h.linger, h.signal)
+	}
 	h.mu.Unlock()
-	close(wake)
+}
+
+// signal wakes the viewers waiting for frames.
+func (h *hub) signal() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.waking = false
+	if h.closed {
+		return
+	}
+	close(h.wake)
+	h.wake = make(chan struct{})
 }
 
 // read appends the frames v has not read yet to buf and advances v. When

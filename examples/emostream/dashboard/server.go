@@ -249,9 +249,15 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	// write sends frames with one flush: net/http buffers the writes, so
-	// a clump of results costs one syscall.
+	// a clump of results costs one syscall. The write deadline moves at most
+	// once a second (it costs a timer update): a write that starts has
+	// between writeTimeout-1s and writeTimeout to finish.
+	var deadline time.Time
 	write := func(frames ...[]byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if now := time.Now(); deadline.Sub(now) < writeTimeout-time.Second {
+			deadline = now.Add(writeTimeout)
+			_ = rc.SetWriteDeadline(deadline)
+		}
 		for _, f := range frames {
 			if _, err := w.Write(f); err != nil {
 				return false
