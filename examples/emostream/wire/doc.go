@@ -33,4 +33,14 @@
 //	{"window_start":<ms>,"window_end":<ms>,"emoji_type":"...","count":<n>,"bursts":<n>}
 //
 // with bursts computed by [Bursts]. [DecodeResult] reads it back.
+//
+// # Extra aggregations' rows (topic2-<name>)
+//
+// The extra aggregations (package aggregation) all write one shape, a
+// [Row]:
+//
+//	{"aggregation":"top3","window_start":<ms>,"window_end":<ms>,"label":"🔥","value":42,"rank":1}
+//
+// so the dashboard can show any of them. [DecodeRow] reads it back and
+// [RowSerde] is its serde.
 package wire
