@@ -6,6 +6,11 @@
 // bursts = ceil(count / scale) and write the results to the output topic
 // (topic2). Late and malformed records go to the dead-letter topic.
 //
+// Config.Aggregations adds extra aggregations (package aggregation) to the
+// same topology: they read the same topic1 source and the count's results,
+// run with the same runtime options (restart loop, metrics, dead-letter
+// handling) and write to topics of their own.
+//
 // Several aggregator processes with the same application id share the work:
 // they form one consumer group over the input topic's partitions.
 package aggregator
