@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,7 +39,7 @@ type App struct {
 	claims   map[string]map[int32]*claimState
 	cache    map[backendKey]*cachedBackend
 	subParts map[int]int32 // partitions per sub-topology
-	cacheMu  sync.Mutex    // cache among Setup's concurrent newTask calls (Setup holds mu)
+	cacheMu  sync.Mutex    // cache (after mu when both are held)
 
 	client   sarama.Client
 	producer sarama.AsyncProducer
@@ -63,6 +62,20 @@ type App struct {
 	rc *recordCache
 	// life bounds the current runtime's waits (see lifecycle.go).
 	life *lifecycle
+	// active are the tasks this instance runs, or ran in its last session
+	// (eager protocol), for the assignor's stickiness (under mu).
+	active map[TaskID]bool
+	// ownedGen is the group generation of the last assignment received.
+	ownedGen atomic.Int32
+	// building are the tasks being created after a cooperative rebalance
+	// (under mu; see addTask).
+	building map[TaskID]*taskBuild
+	// sb are the standby tasks (see standby.go).
+	sb standbys
+	// hwmInFlight: brokers with an unanswered high watermark request (see
+	// refreshHighWatermarks).
+	hwmMu       sync.Mutex
+	hwmInFlight map[int32]bool
 }
 
 type backendKey struct {
@@ -97,6 +110,8 @@ func NewApp(top *Topology, opts ...Opt) (*App, error) {
 	a := &App{
 		cfg: cfg, top: top,
 		tasks: map[TaskID]*task{}, byClaim: map[string]map[int32]*task{},
+		active: map[TaskID]bool{}, building: map[TaskID]*taskBuild{},
+		sb:    standbys{running: map[TaskID]*standbyTask{}},
 		cache: map[backendKey]*cachedBackend{}, partCache: map[string]int32{},
 		subParts: map[int]int32{},
 	}
@@ -530,12 +545,14 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 		}
 	}
 	// Memory stores of tasks that moved away are stale now; drop them.
+	a.cacheMu.Lock()
 	for k, c := range a.cache {
 		if !assigned[k] {
 			_ = c.b.Close()
 			delete(a.cache, k)
 		}
 	}
+	a.cacheMu.Unlock()
 	// The tasks are built — their stores restored — at the same time: a
 	// failover's restores then take about as long as the slowest one.
 	type build struct {
@@ -562,6 +579,7 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 		}
 	}
 	wg.Wait()
+	clear(a.active)
 	var buildErr error
 	for _, b := range builds {
 		st, p, t := b.st, b.p, b.t
@@ -570,6 +588,7 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 			continue
 		}
 		a.tasks[t.id] = t
+		a.active[t.id] = true
 		for _, s := range st.sources {
 			topic := resolveTopic(a.cfg.appID, s)
 			if a.byClaim[topic] == nil {
@@ -577,7 +596,7 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 			}
 			a.byClaim[topic][p] = t
 		}
-		t.caughtUp = func() bool { return a.caughtUp(t) }
+		t.caughtUp = func() (bool, time.Time) { return a.caughtUp(t) }
 	}
 	if buildErr != nil {
 		// The tasks built are closed by Cleanup.
@@ -603,10 +622,14 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 	defer commit.Stop()
 	wall := time.NewTicker(a.cfg.wallClockInterval)
 	defer wall.Stop()
+	hwm := time.NewTicker(hwmRefreshInterval)
+	defer hwm.Stop()
 	for {
 		select {
 		case <-sess.Context().Done():
 			return
+		case <-hwm.C:
+			a.refreshHighWatermarks()
 		case <-commit.C:
 			a.commit(sess)
 		case <-wall.C:
@@ -650,6 +673,12 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 		a.commitTxn(sess, tasks)
 		return
 	}
+	a.commitTasks(sess, tasks)
+}
+
+// commitTasks commits the tasks' offsets (at-least-once mode). The caller
+// holds commitMu.
+func (a *App) commitTasks(sess sarama.ConsumerGroupSession, tasks []*task) {
 	var commits []*offsetCommit
 	for _, t := range tasks {
 		t.mu.Lock()
@@ -1061,122 +1090,13 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 	a.claims = nil
 	a.claimMu.Unlock()
 	a.life.phase.Store(phaseJoining)
+	// Tasks closed here that are assigned as standbys go on as such after
+	// the next assignment (assignedStandbys).
 	return nil
-}
-
-type claimState struct {
-	claim sarama.ConsumerGroupClaim
-	last  atomic.Int64 // unix ns of the last message (or of the claim's start)
-	// start is the offset consumption started at: the claim's initial
-	// offset, with sarama's OffsetOldest sentinel resolved; -1 if unknown.
-	start int64
-	// backlogEnd: the records below it were in Kafka when the claim started
-	// (its high watermark then), a backlog judged by stream time; the
-	// records from it on arrived while the task consumed. math.MaxInt64
-	// when unknown.
-	backlogEnd int64
-	// reached: the partition's end was reached at least once in this claim
-	// (it started at its end — say empty — or processing caught up with
-	// the high watermark). Records arriving after that are the live tail.
-	reached atomic.Bool
-}
-
-// quietGap is how many offsets below the high watermark a silent partition
-// may stop and still count as caught up (see caughtUp).
-const quietGap = 64
-
-// newClaimState resolves where claim starts and whether it starts with a
-// backlog.
-func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
-	cs := &claimState{claim: claim, start: claim.InitialOffset(), backlogEnd: math.MaxInt64}
-	fresh := cs.start < 0
-	if fresh {
-		// A sentinel (no committed offset): resolve where consumption began.
-		if off, err := a.client.GetOffset(claim.Topic(), claim.Partition(), cs.start); err == nil {
-			cs.start = off
-		} else {
-			cs.start = -1
-		}
-	}
-	// sarama sets the high watermark from a ListOffsets when it starts the
-	// claim (0 would mean unknown only if the start were above it).
-	if hwm := claim.HighWaterMarkOffset(); cs.start >= 0 && !(hwm == 0 && cs.start > 0) {
-		cs.backlogEnd = hwm
-		if cs.start >= hwm {
-			// Nothing to catch up with: every record is the live tail.
-			cs.backlogEnd = cs.start
-			cs.reached.Store(true)
-		}
-	}
-	cs.last.Store(time.Now().UnixNano())
-	return cs
-}
-
-// caughtUp: every source partition of t is being consumed and its next
-// offset to process has reached the high watermark of the last fetch. The
-// caller holds t.mu.
-//
-// A record being processed that arrived while the task was consuming (not
-// part of the backlog the claim started with) counts as processed, so the
-// last record of the tail — the first record of an empty partition, for
-// one — is judged like the records after it. A partition whose end was
-// reached once in this claim (it started at its end, or processing caught
-// up) stays caught up while at most quietGap offsets lie ahead: records
-// written in one burst to a live partition are the tail, not a backlog. The
-// records of a backlog — in Kafka when the claim started, as after a
-// restart or a failover — are judged by stream time, up to the last one.
-//
-// Transaction markers at a partition's tail are never delivered, so the next
-// offset can stay below the high watermark of an idle, transactionally
-// written partition: a partition that delivered nothing for a second with an
-// empty buffer counts as caught up too.
-func (a *App) caughtUp(t *task) bool {
-	a.claimMu.Lock()
-	defer a.claimMu.Unlock()
-	for topic := range t.sources {
-		cs, ok := a.claims[topic][t.id.Partition]
-		if !ok {
-			return false
-		}
-		c := cs.claim
-		hwm := c.HighWaterMarkOffset()
-		next, processed := t.position[topic]
-		if !processed {
-			next = cs.start
-		}
-		reached := cs.reached.Load()
-		if off := t.cur.meta.Offset; t.cur.inRecord && t.cur.meta.Topic == topic && off+1 > next && (reached || off >= cs.backlogEnd) {
-			next = off + 1
-		}
-		// The high watermark reads 0 until known (sarama sets it from a
-		// ListOffsets when the claim starts, then from each fetch): unknown
-		// unless the starting position is 0 as well.
-		atEnd := next >= 0 && !(hwm == 0 && next > 0) && next >= hwm
-		if atEnd && !reached {
-			cs.reached.Store(true)
-		}
-		tail := reached && next >= 0 && hwm-next <= quietGap
-		// Quiet: nothing buffered or delivered for a second, after at least
-		// one fetch (hwm > 0), with at most a few offsets left — transaction
-		// markers or an aborted batch. A larger gap is a backlog the
-		// consumer has not fetched yet (a slow first fetch, a broker that
-		// is restarting): waiting for it keeps its records from being
-		// declared late. Only after 30 s of silence does any gap count.
-		silent := time.Since(time.Unix(0, cs.last.Load()))
-		quiet := len(c.Messages()) == 0 && hwm > 0 &&
-			((hwm-next <= quietGap && silent > time.Second) || silent > 30*time.Second)
-		if !atEnd && !tail && !quiet {
-			return false
-		}
-	}
-	return true
 }
 
 // consumeClaim processes one partition of one topic (consumer group callback).
 func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	a.mu.RLock()
-	t := a.byClaim[claim.Topic()][claim.Partition()]
-	a.mu.RUnlock()
 	cs := a.newClaimState(claim)
 	a.claimMu.Lock()
 	if a.claims == nil {
@@ -1187,6 +1107,19 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 	}
 	a.claims[claim.Topic()][claim.Partition()] = cs
 	a.claimMu.Unlock()
+	a.mu.RLock()
+	t := a.byClaim[claim.Topic()][claim.Partition()]
+	a.mu.RUnlock()
+	if t == nil && a.cooperative() {
+		// A task added by a cooperative rebalance: no Setup ran for it.
+		var err error
+		if t, err = a.addTask(sess, claim.Topic(), claim.Partition()); err != nil {
+			if sess.Context().Err() == nil && a.life.ctx.Err() == nil {
+				a.fail(err)
+			}
+			return err
+		}
+	}
 	if t == nil {
 		return fmt.Errorf("stream: no task for %s/%d", claim.Topic(), claim.Partition())
 	}
@@ -1201,6 +1134,11 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 			return nil
 		case m, ok := <-msgs:
 			if !ok {
+				if a.cooperative() && sess.Context().Err() == nil {
+					// Revoked by a cooperative rebalance (the session goes
+					// on): hand the task over before the rejoin.
+					a.revokeTask(sess, t)
+				}
 				return nil
 			}
 			first = m
@@ -1366,7 +1304,9 @@ func (a *App) releaseBackend(c *storeCore) {
 	}
 	spec := a.top.stores[c.name]
 	if !spec.persistent {
+		a.cacheMu.Lock()
 		a.cache[backendKey{c.name, c.partition}] = &cachedBackend{b: c.backend, restoredTo: restored}
+		a.cacheMu.Unlock()
 		return
 	}
 	dir := a.storeDir(c.name, c.partition)
@@ -1379,8 +1319,11 @@ func (a *App) releaseBackend(c *storeCore) {
 }
 
 func (a *App) closeBackends() {
+	a.stopStandbys()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.cacheMu.Lock()
+	defer a.cacheMu.Unlock()
 	for k, c := range a.cache {
 		_ = c.b.Close()
 		delete(a.cache, k)
@@ -1478,7 +1421,8 @@ func (a *App) restore(t *task, c *storeCore) error {
 			return fmt.Errorf("stream: restoring %s/%d timed out at offset %d of %d", c.changelog, c.partition, c.restoredTo, hwm)
 		}
 	}
-	t.logger.Info("store restored", slog.String("store", c.name), slog.Int("records", n), slog.Duration("took", time.Since(start)))
+	a.met.restored.WithLabelValues(c.name).Add(float64(n))
+	t.logger.Info("store restored", slog.String("store", c.name), slog.Int64("from", from), slog.Int("records", n), slog.Duration("took", time.Since(start)))
 	return nil
 }
 
@@ -1539,43 +1483,6 @@ func (a *App) storeSizes() map[string]int64 {
 		}
 	}
 	return out
-}
-
-// taskBalancer assigns whole tasks: partition p of every source topic of a
-// sub-topology goes to the same member, so a task sees all its co-partitioned
-// input. Tasks are dealt round-robin over the sorted member ids.
-type taskBalancer struct{ a *App }
-
-func (b *taskBalancer) Name() string { return "stream-tasks" }
-
-func (b *taskBalancer) Plan(members map[string]sarama.ConsumerGroupMemberMetadata, topics map[string][]int32) (sarama.BalanceStrategyPlan, error) {
-	ids := make([]string, 0, len(members))
-	for id := range members {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	plan := sarama.BalanceStrategyPlan{}
-	if len(ids) == 0 {
-		return plan, nil
-	}
-	i := 0
-	for _, st := range b.a.top.subs {
-		first := resolveTopic(b.a.cfg.appID, st.sources[0])
-		parts := append([]int32(nil), topics[first]...)
-		sort.Slice(parts, func(x, y int) bool { return parts[x] < parts[y] })
-		for _, p := range parts {
-			m := ids[i%len(ids)]
-			i++
-			for _, s := range st.sources {
-				plan.Add(m, resolveTopic(b.a.cfg.appID, s), p)
-			}
-		}
-	}
-	return plan, nil
-}
-
-func (b *taskBalancer) AssignmentData(string, map[string][]int32, int32) ([]byte, error) {
-	return nil, nil
 }
 
 func randomID() string {

@@ -161,11 +161,16 @@ func (a *App) resetRuntime() {
 	a.tasks = map[TaskID]*task{}
 	a.byClaim = map[string]map[int32]*task{}
 	a.subParts = map[int]int32{}
+	a.active = map[TaskID]bool{}
+	a.building = map[TaskID]*taskBuild{}
+	a.cacheMu.Lock()
 	for k, c := range a.cache {
 		_ = c.b.Close()
 		delete(a.cache, k)
 	}
+	a.cacheMu.Unlock()
 	a.mu.Unlock()
+	a.stopStandbys()
 	a.claimMu.Lock()
 	a.claims = nil
 	a.claimMu.Unlock()

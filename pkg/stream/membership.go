@@ -29,6 +29,7 @@ type groupConfig struct {
 	heartbeatInterval time.Duration
 	rebalanceTimeout  time.Duration
 	instanceID        string
+	standbyReplicas   int // see StandbyReplicas (standby.go)
 }
 
 func defaultGroupConfig() groupConfig {
@@ -108,6 +109,9 @@ func (g *groupConfig) validate() []error {
 	}
 	if g.rebalanceTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("RebalanceTimeout must be positive, got %v", g.rebalanceTimeout))
+	}
+	if g.standbyReplicas < 0 {
+		errs = append(errs, fmt.Errorf("StandbyReplicas must not be negative, got %d", g.standbyReplicas))
 	}
 	if g.instanceID != "" && (!groupInstanceIDRe.MatchString(g.instanceID) || g.instanceID == "." || g.instanceID == "..") {
 		errs = append(errs, fmt.Errorf("GroupInstanceID %q: want 1-249 characters of a-z, A-Z, 0-9, '.', '_' and '-'", g.instanceID))

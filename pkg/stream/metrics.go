@@ -11,6 +11,7 @@ type Metrics struct {
 	recordsIn    *prometheus.CounterVec
 	recordsOut   *prometheus.CounterVec
 	restarts     prometheus.Counter
+	restored     *prometheus.CounterVec
 	latency      prometheus.Histogram
 	lag          *prometheus.GaugeVec
 	punctuations *prometheus.CounterVec
@@ -33,6 +34,9 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "stream", Name: "restarts_total", Help: "Runtimes replaced after a failure (see RestartOnFailure).", ConstLabels: labels,
 		}),
+		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "stream", Name: "restored_records_total", Help: "Changelog records read to restore stores when tasks were assigned (a failover with a warm standby reads only the tail), by store.", ConstLabels: labels,
+		}, []string{"store"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "stream", Name: "process_latency_seconds", Help: "Time to run one input record through its task (the mean over each batch of buffered records, observed once per batch).", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12),
@@ -63,6 +67,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.recordsIn.Describe(ch)
 	m.recordsOut.Describe(ch)
 	m.restarts.Describe(ch)
+	m.restored.Describe(ch)
 	m.latency.Describe(ch)
 	m.lag.Describe(ch)
 	m.punctuations.Describe(ch)
@@ -77,6 +82,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.recordsIn.Collect(ch)
 	m.recordsOut.Collect(ch)
 	m.restarts.Collect(ch)
+	m.restored.Collect(ch)
 	m.latency.Collect(ch)
 	m.lag.Collect(ch)
 	m.punctuations.Collect(ch)

@@ -70,8 +70,9 @@ type task struct {
 	stores  map[string]*storeCore
 	closers []func() error
 	// caughtUp reports whether the task has processed everything its input
-	// partitions held at the last fetch; nil means always (LocalRunner).
-	caughtUp func() bool
+	// partitions held, and as of when; nil means always, as of now
+	// (LocalRunner).
+	caughtUp func() (bool, time.Time)
 	logger   *slog.Logger
 
 	streamTime time.Time
@@ -439,14 +440,20 @@ func (c *procContext[K, V]) CommittedEpoch() uint64 { return c.t.epoch.committed
 
 func (c *procContext[K, V]) InputCompleteAt() time.Time {
 	t := c.t
-	if t.caughtUp == nil || t.caughtUp() {
+	if t.caughtUp == nil {
 		t.completeAt = t.env.now()
+	} else if ok, asOf := t.caughtUp(); ok && asOf.After(t.completeAt) {
+		t.completeAt = asOf
 	}
 	return t.completeAt
 }
 
 func (c *procContext[K, V]) CaughtUp() bool {
-	return c.t.caughtUp == nil || c.t.caughtUp()
+	if c.t.caughtUp == nil {
+		return true
+	}
+	ok, _ := c.t.caughtUp()
+	return ok
 }
 
 func (c *procContext[K, V]) RecordDropped(reason string) {

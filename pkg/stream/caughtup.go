@@ -1,0 +1,265 @@
+package stream
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Caught up: whether a task has processed everything its input partitions
+// held, and as of when (CaughtUp, InputCompleteAt). Windows close by the
+// wall clock only as of that time, so the answer must never be "yes, as of
+// now" while records that are already in Kafka wait unfetched.
+//
+// A claim's high watermark (sarama's, from the last fetch response) is not
+// enough for that: while fetches stall — a broker that is slow or
+// restarting, a process that was paused for seconds — it stays at the value
+// of the last response, the task reaches it, and the wall clock would close
+// windows whose records are still in Kafka. So the runtime also asks each
+// partition's leader for its high watermark (ListOffsets) every
+// hwmRefreshInterval, and a task is caught up only
+//
+//   - with a fresh answer: one sent less than hwmFreshness ago, and
+//   - as of the time that request was sent: every record written before it
+//     is below the high watermark it returned.
+//
+// Requests to a broker travel on the connection its fetches use, and answers
+// come back in order, so an answer means the fetches sent before it were
+// answered too; stalled fetches hold the answers back, the last fresh one
+// ages, and the task is not caught up until it has processed what the next
+// answer reports.
+
+const (
+	// hwmRefreshInterval is how often the high watermarks of the claimed
+	// partitions are asked for.
+	hwmRefreshInterval = 100 * time.Millisecond
+	// hwmFreshness is how old the last answer may be for a task to count as
+	// caught up.
+	hwmFreshness = time.Second
+	// quietGap is how many offsets below the high watermark a silent
+	// partition may stop and still count as caught up (see caughtUp).
+	quietGap = 64
+)
+
+type claimState struct {
+	claim sarama.ConsumerGroupClaim
+	last  atomic.Int64 // unix ns of the last message (or of the claim's start)
+	// start is the offset consumption started at: the claim's initial
+	// offset, with sarama's OffsetOldest sentinel resolved; -1 if unknown.
+	start int64
+	// backlogEnd: the records below it were in Kafka when the claim started
+	// (its high watermark then), a backlog judged by stream time; the
+	// records from it on arrived while the task consumed. math.MaxInt64
+	// when unknown.
+	backlogEnd int64
+	// reached: the partition's end was reached at least once in this claim
+	// (it started at its end — say empty — or processing caught up with
+	// the high watermark). Records arriving after that are the live tail.
+	reached atomic.Bool
+	// fresh is the last ListOffsets answer (see refreshHighWatermarks).
+	fresh struct {
+		sync.Mutex
+		hwm   int64
+		asOf  time.Time // when the request was sent; zero: none yet
+		since time.Time // asOf of the first answer with this hwm
+	}
+}
+
+// newClaimState resolves where claim starts and whether it starts with a
+// backlog.
+func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
+	asOf := time.Now()
+	cs := &claimState{claim: claim, start: claim.InitialOffset(), backlogEnd: math.MaxInt64}
+	fresh := cs.start < 0
+	if fresh {
+		// A sentinel (no committed offset): resolve where consumption began.
+		if off, err := a.client.GetOffset(claim.Topic(), claim.Partition(), cs.start); err == nil {
+			cs.start = off
+		} else {
+			cs.start = -1
+		}
+	}
+	// sarama sets the high watermark from a ListOffsets when it starts the
+	// claim (0 would mean unknown only if the start were above it).
+	if hwm := claim.HighWaterMarkOffset(); cs.start >= 0 && !(hwm == 0 && cs.start > 0) {
+		cs.backlogEnd = hwm
+		if cs.start >= hwm {
+			// Nothing to catch up with: every record is the live tail.
+			cs.backlogEnd = cs.start
+			cs.reached.Store(true)
+		}
+		// sarama's ListOffsets, sent just before the claim reached the
+		// handler, is the first answer (taken as of now; the refreshes
+		// replace it within hwmRefreshInterval).
+		cs.fresh.hwm, cs.fresh.asOf, cs.fresh.since = hwm, asOf, asOf
+	}
+	cs.last.Store(time.Now().UnixNano())
+	return cs
+}
+
+// observe records a ListOffsets answer sent at asOf.
+func (cs *claimState) observe(hwm int64, asOf time.Time) {
+	cs.fresh.Lock()
+	defer cs.fresh.Unlock()
+	if !asOf.After(cs.fresh.asOf) {
+		return // an older request answered late
+	}
+	if hwm != cs.fresh.hwm || cs.fresh.since.IsZero() {
+		cs.fresh.since = asOf
+	}
+	cs.fresh.hwm, cs.fresh.asOf = hwm, asOf
+}
+
+func (cs *claimState) freshHWM() (hwm int64, asOf, since time.Time) {
+	cs.fresh.Lock()
+	defer cs.fresh.Unlock()
+	return cs.fresh.hwm, cs.fresh.asOf, cs.fresh.since
+}
+
+// caughtUp: every source partition of t is being consumed, a fresh high
+// watermark is known for it (see the top of this file), and its next offset
+// to process has reached that high watermark. It returns the time as of
+// which that holds: when the oldest of the answers it rests on was asked
+// for. The caller holds t.mu.
+//
+// A record being processed that arrived while the task was consuming (not
+// part of the backlog the claim started with) counts as processed, so the
+// last record of the tail — the first record of an empty partition, for
+// one — is judged like the records after it. A partition whose end was
+// reached once in this claim (it started at its end, or processing caught
+// up) stays caught up while at most quietGap offsets lie ahead: records
+// written in one burst to a live partition are the tail, not a backlog. The
+// records of a backlog — in Kafka when the claim started, as after a
+// restart or a failover — are judged by stream time, up to the last one.
+//
+// Transaction markers at a partition's tail are never delivered, so the next
+// offset can stay below the high watermark of an idle, transactionally
+// written partition: a partition that delivered nothing for a second, with
+// an empty buffer and a high watermark that fresh answers have reported
+// unchanged for a second (so the fetches after those records were answered
+// too), counts as caught up too.
+func (a *App) caughtUp(t *task) (bool, time.Time) {
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
+	now := time.Now()
+	var asOf time.Time
+	for topic := range t.sources {
+		cs, ok := a.claims[topic][t.id.Partition]
+		if !ok {
+			return false, time.Time{}
+		}
+		fhwm, fAsOf, fSince := cs.freshHWM()
+		if fAsOf.IsZero() || now.Sub(fAsOf) > hwmFreshness {
+			return false, time.Time{}
+		}
+		c := cs.claim
+		hwm := max(c.HighWaterMarkOffset(), fhwm)
+		next, processed := t.position[topic]
+		if !processed {
+			next = cs.start
+		}
+		reached := cs.reached.Load()
+		if off := t.cur.meta.Offset; t.cur.inRecord && t.cur.meta.Topic == topic && off+1 > next && (reached || off >= cs.backlogEnd) {
+			next = off + 1
+		}
+		// The high watermark reads 0 until known (sarama sets it from a
+		// ListOffsets when the claim starts, then from each fetch): unknown
+		// unless the starting position is 0 as well.
+		atEnd := next >= 0 && !(hwm == 0 && next > 0) && next >= hwm
+		if atEnd && !reached {
+			cs.reached.Store(true)
+		}
+		tail := reached && next >= 0 && hwm-next <= quietGap
+		// Quiet: nothing buffered or delivered for a second, after at least
+		// one fetch (hwm > 0), with at most a few offsets left — transaction
+		// markers or an aborted batch — and the high watermark unchanged in
+		// the fresh answers of the last second. A larger gap is a backlog
+		// the consumer has not fetched yet (a slow first fetch, a broker
+		// that is restarting): waiting for it keeps its records from being
+		// declared late. Only after 30 s of silence does any gap count.
+		silent := now.Sub(time.Unix(0, cs.last.Load()))
+		stable := fAsOf.Sub(fSince)
+		quiet := len(c.Messages()) == 0 && hwm > 0 && hwm == fhwm &&
+			((hwm-next <= quietGap && silent > time.Second && stable >= time.Second) || (silent > 30*time.Second && stable >= 30*time.Second))
+		if !atEnd && !tail && !quiet {
+			return false, time.Time{}
+		}
+		if asOf.IsZero() || fAsOf.Before(asOf) {
+			asOf = fAsOf
+		}
+	}
+	if asOf.IsZero() {
+		asOf = now
+	}
+	return true, asOf
+}
+
+// refreshHighWatermarks asks the leaders of the claimed partitions for
+// their high watermarks, one ListOffsets request per broker, without
+// waiting for the answers; a broker whose last request is unanswered is
+// skipped.
+func (a *App) refreshHighWatermarks() {
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	a.claimMu.Lock()
+	var parts []tp
+	for topic, ps := range a.claims {
+		for p := range ps {
+			parts = append(parts, tp{topic, p})
+		}
+	}
+	a.claimMu.Unlock()
+	byBroker := map[*sarama.Broker][]tp{}
+	for _, x := range parts {
+		b, err := a.client.Leader(x.topic, x.partition)
+		if err != nil {
+			continue
+		}
+		byBroker[b] = append(byBroker[b], x)
+	}
+	version := a.client.Config().Version
+	for b, ps := range byBroker {
+		a.hwmMu.Lock()
+		if a.hwmInFlight == nil {
+			a.hwmInFlight = map[int32]bool{}
+		}
+		busy := a.hwmInFlight[b.ID()]
+		a.hwmInFlight[b.ID()] = true
+		a.hwmMu.Unlock()
+		if busy {
+			continue
+		}
+		req := sarama.NewOffsetRequest(version)
+		for _, x := range ps {
+			req.AddBlock(x.topic, x.partition, sarama.OffsetNewest, 1)
+		}
+		a.life.bg.Go(func() {
+			defer func() {
+				a.hwmMu.Lock()
+				delete(a.hwmInFlight, b.ID())
+				a.hwmMu.Unlock()
+			}()
+			sent := time.Now()
+			resp, err := b.GetAvailableOffsets(req)
+			if err != nil {
+				return
+			}
+			a.claimMu.Lock()
+			defer a.claimMu.Unlock()
+			for _, x := range ps {
+				block := resp.GetBlock(x.topic, x.partition)
+				if block == nil || block.Err != sarama.ErrNoError {
+					continue
+				}
+				if cs := a.claims[x.topic][x.partition]; cs != nil {
+					cs.observe(block.Offset, sent)
+				}
+			}
+		})
+	}
+}
