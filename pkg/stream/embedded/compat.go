@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kbin"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -28,26 +27,20 @@ import (
 //     the capitalised names ("Classic", "Consumer"), and Apache Kafka's
 //     broker matches them case-insensitively; kfake compares them exactly
 //     with its lower-case types, so `kafka-consumer-groups --list` lists
-//     nothing. A kfake control function lower-cases the filter before kfake
-//     handles the request.
+//     nothing. The shim rewrites those requests on the connection,
+//     lower-casing the filter, before kfake reads them. (A kfake control
+//     function could do the same, but kfake remembers every connection a
+//     control function has seen for good, which grows without bound in a
+//     long-running broker.)
 
 // compatKeys are the request keys whose responses compatConn rewrites.
 var compatKeys = map[int16]bool{
 	int16(kmsg.DescribeTopicPartitions): true,
 }
 
-// installCompat adds the request-side fixes to a freshly created cluster.
-func installCompat(c *kfake.Cluster) {
-	c.ControlKey(int16(kmsg.ListGroups), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if lg, ok := req.(*kmsg.ListGroupsRequest); ok {
-			for i, t := range lg.TypesFilter {
-				lg.TypesFilter[i] = strings.ToLower(t)
-			}
-		}
-		// Not handled: kfake answers the (now lower-case) request itself,
-		// and an unhandled control function stays installed.
-		return nil, nil, false
-	})
+// compatRequestKeys are the request keys compatConn rewrites themselves.
+var compatRequestKeys = map[int16]bool{
+	int16(kmsg.ListGroups): true,
 }
 
 // compatListener wraps the broker's listener so every accepted connection
@@ -75,12 +68,17 @@ func (l compatListener) Accept() (net.Conn, error) {
 type compatConn struct {
 	net.Conn
 
-	// Read side: the 12-byte header of the request frame being read
-	// (size, key, version, correlation id) and how many bytes of its body
-	// are still to come.
-	rhdr  [12]byte
-	rhdrN int
+	// Read side: how many bytes of a passed-through request body are
+	// still to come; the bytes held back (a request header not yet
+	// complete, or a whole request to rewrite) and how many of the latter
+	// are missing; bytes ready for the reader; the read error to return
+	// once they are read.
 	rskip int64
+	rhold []byte
+	rneed int
+	rout  []byte
+	rerr  error
+	rbuf  []byte
 
 	// Write side: the 8-byte header of the response frame being written
 	// (size, correlation id), how many bytes of a passed-through body are
@@ -106,38 +104,88 @@ func newCompatConn(c net.Conn) *compatConn {
 	return &compatConn{Conn: c, pending: make(map[int32]pendingReq)}
 }
 
-// Read reads from the client and notes the headers of the request frames
-// that pass by.
+// Read reads requests from the client, notes the correlation ids of those
+// whose responses are to be rewritten and rewrites the requests in
+// compatRequestKeys. Reads that fall inside a request body go straight to
+// the connection; the rest is read through a small buffer.
 func (c *compatConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.observe(p[:n])
-	return n, err
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if len(c.rout) > 0 {
+			n := copy(p, c.rout)
+			c.rout = c.rout[n:]
+			return n, nil
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if len(c.rhold) == 0 && c.rskip >= int64(len(p)) {
+			// p lies inside a request body: read straight into it.
+			n, err := c.Conn.Read(p)
+			c.rskip -= int64(n)
+			return n, err
+		}
+		// Headers and small requests go through a buffer, so a request
+		// (or several) comes in with one read, however little the
+		// reader asks for (kfake reads the 4-byte size first).
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, readBufSize)
+		}
+		n, err := c.Conn.Read(c.rbuf)
+		c.feed(c.rbuf[:n])
+		c.rerr = err
+	}
 }
 
-func (c *compatConn) observe(b []byte) {
+// readBufSize is the size of compatConn's read buffer.
+const readBufSize = 4 << 10
+
+// feed runs b through the request framing and appends what the reader is
+// to get to rout.
+func (c *compatConn) feed(b []byte) {
+	const hdrLen = 12 // size, key, version, correlation id
 	for len(b) > 0 {
-		if c.rskip > 0 {
-			k := min(int64(len(b)), c.rskip)
-			c.rskip -= k
+		switch {
+		case c.rskip > 0: // the rest of a body that passes through
+			k := int(min(int64(len(b)), c.rskip))
+			c.rout = append(c.rout, b[:k]...)
+			c.rskip -= int64(k)
 			b = b[k:]
-			continue
-		}
-		k := copy(c.rhdr[c.rhdrN:], b)
-		c.rhdrN += k
-		b = b[k:]
-		if c.rhdrN < len(c.rhdr) {
-			return
-		}
-		c.rhdrN = 0
-		size := int64(binary.BigEndian.Uint32(c.rhdr[0:4]))
-		key := int16(binary.BigEndian.Uint16(c.rhdr[4:6]))
-		version := int16(binary.BigEndian.Uint16(c.rhdr[6:8]))
-		corr := int32(binary.BigEndian.Uint32(c.rhdr[8:12]))
-		c.rskip = max(size-8, 0) // the body after key, version and correlation id
-		if compatKeys[key] {
-			c.mu.Lock()
-			c.pending[corr] = pendingReq{key: key, version: version}
-			c.mu.Unlock()
+		case c.rneed > 0: // the rest of a request to rewrite
+			k := min(len(b), c.rneed)
+			c.rhold = append(c.rhold, b[:k]...)
+			c.rneed -= k
+			b = b[k:]
+			if c.rneed == 0 {
+				c.rout = append(c.rout, rewriteRequest(c.rhold)...)
+				c.rhold = nil
+			}
+		default: // the header of the next request
+			k := min(len(b), hdrLen-len(c.rhold))
+			c.rhold = append(c.rhold, b[:k]...)
+			b = b[k:]
+			if len(c.rhold) < hdrLen {
+				continue
+			}
+			size := int64(binary.BigEndian.Uint32(c.rhold[0:4]))
+			key := int16(binary.BigEndian.Uint16(c.rhold[4:6]))
+			version := int16(binary.BigEndian.Uint16(c.rhold[6:8]))
+			corr := int32(binary.BigEndian.Uint32(c.rhold[8:12]))
+			body := max(size-(hdrLen-4), 0) // after key, version and correlation id
+			if compatKeys[key] {
+				c.mu.Lock()
+				c.pending[corr] = pendingReq{key: key, version: version}
+				c.mu.Unlock()
+			}
+			if compatRequestKeys[key] && body > 0 && body <= maxRewrite {
+				c.rneed = int(body)
+				continue
+			}
+			c.rout = append(c.rout, c.rhold...)
+			c.rhold = c.rhold[:0]
+			c.rskip = body
 		}
 	}
 }
@@ -229,6 +277,50 @@ func (c *compatConn) isPending(corr int32) bool {
 // larger one (no DescribeTopicPartitions answer comes near it) passes
 // through unchanged.
 const maxRewrite = 64 << 20
+
+// rewriteRequest returns a request frame (size, key, version, correlation
+// id, client id, header tags, body) fixed for kfake, or frame itself when
+// there is nothing to fix or it cannot be parsed (kfake then answers or
+// drops it as it would have).
+func rewriteRequest(frame []byte) []byte {
+	key := int16(binary.BigEndian.Uint16(frame[4:6]))
+	version := int16(binary.BigEndian.Uint16(frame[6:8]))
+	req := kmsg.RequestForKey(key)
+	if req == nil {
+		return frame
+	}
+	req.SetVersion(version)
+	r := kbin.Reader{Src: frame[12:]}
+	r.NullableString() // client id
+	if req.IsFlexible() {
+		kmsg.SkipTags(&r)
+	}
+	if !r.Ok() {
+		return frame
+	}
+	hdrLen := len(frame) - len(r.Src)
+	if err := req.ReadFrom(r.Src); err != nil {
+		return frame
+	}
+	lg, ok := req.(*kmsg.ListGroupsRequest)
+	if !ok {
+		return frame
+	}
+	changed := false
+	for i, t := range lg.TypesFilter {
+		if l := strings.ToLower(t); l != t {
+			lg.TypesFilter[i] = l
+			changed = true
+		}
+	}
+	if !changed {
+		return frame
+	}
+	out := append(make([]byte, 0, len(frame)), frame[:hdrLen]...)
+	out = req.AppendTo(out)
+	binary.BigEndian.PutUint32(out[0:4], uint32(len(out)-4))
+	return out
+}
 
 // rewriteResponse returns frame (size, correlation id, header tags, body)
 // with its body fixed for Kafka's Java clients, or frame itself when there

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,3 +226,59 @@ func TestBrokerAnswersJavaAdminRequests(t *testing.T) {
 		assert.Empty(t, list("Share"))
 	})
 }
+
+// TestCompatConnRewritesListGroupsFilter reads requests the way kfake does
+// (the 4-byte size, then the body) through the shim: the ListGroups
+// request's type filter comes out lower-cased, the requests around it
+// unchanged, whatever the sizes of the underlying reads.
+func TestCompatConnRewritesListGroupsFilter(t *testing.T) {
+	lg := kmsg.NewPtrListGroupsRequest()
+	lg.SetVersion(5)
+	lg.TypesFilter = []string{"Classic", "Consumer"}
+	lg.StatesFilter = []string{"Stable"}
+	meta := kmsg.NewPtrMetadataRequest()
+	meta.SetVersion(12)
+	big := kmsg.NewPtrProduceRequest() // a body larger than the read buffer
+	big.SetVersion(9)
+	big.TransactionID = kmsg.StringPtr(strings.Repeat("x", 3*readBufSize))
+	lower := kmsg.NewPtrListGroupsRequest()
+	lower.SetVersion(5)
+	lower.TypesFilter = []string{"classic"}
+
+	in := slices.Concat(requestFrame(meta, 1), requestFrame(lg, 2), requestFrame(big, 3), requestFrame(lower, 4), requestFrame(meta, 5))
+	want := slices.Concat(requestFrame(meta, 1), nil, requestFrame(big, 3), requestFrame(lower, 4), requestFrame(meta, 5))
+	fixed := kmsg.NewPtrListGroupsRequest()
+	fixed.SetVersion(5)
+	fixed.TypesFilter = []string{"classic", "consumer"}
+	fixed.StatesFilter = []string{"Stable"}
+	fixedFrame := requestFrame(fixed, 2)
+	want = slices.Insert(want, len(requestFrame(meta, 1)), fixedFrame...)
+
+	for _, chunk := range []int{1, 5, 7, 4096, 1 << 20} {
+		t.Run(fmt.Sprintf("reads of %d bytes", chunk), func(t *testing.T) {
+			c := newCompatConn(&chunkConn{in: bytes.NewReader(in), chunk: chunk})
+			var got []byte
+			for {
+				size := make([]byte, 4)
+				if _, err := io.ReadFull(c, size); err != nil {
+					require.ErrorIs(t, err, io.EOF)
+					break
+				}
+				body := make([]byte, binary.BigEndian.Uint32(size))
+				_, err := io.ReadFull(c, body)
+				require.NoError(t, err)
+				got = append(append(got, size...), body...)
+			}
+			require.Equal(t, want, got)
+		})
+	}
+}
+
+// chunkConn is a net.Conn whose reads return at most chunk bytes.
+type chunkConn struct {
+	net.Conn
+	in    *bytes.Reader
+	chunk int
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) { return c.in.Read(p[:min(len(p), c.chunk)]) }

@@ -46,13 +46,14 @@
 //     GetOffsetShell — fails with a NullPointerException on null. The shim
 //     wraps each client connection, notes which correlation ids belong to
 //     DescribeTopicPartitions requests, and rewrites just those responses
-//     with empty arrays; every other byte passes through untouched.
+//     with empty arrays; every other request and response passes through
+//     unchanged.
 //   - ListGroups: the Java client filters group types by their capitalised
 //     names ("Classic", "Consumer") and Apache Kafka matches them
 //     case-insensitively; kfake compares them exactly, so
-//     kafka-consumer-groups --list printed nothing. A kfake control function
-//     ([kfake.Cluster.ControlKey]) lower-cases the filter before kfake
-//     handles the request.
+//     kafka-consumer-groups --list printed nothing. The same connection
+//     wrapper lower-cases the filter in those requests before kfake reads
+//     them.
 //
 // TestKafkaToolsAgainstEmbeddedBroker runs the real tools against the
 // broker (in CI; it skips locally without java), and

@@ -145,7 +145,6 @@ func Start(opts ...Opt) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: starting broker on %s: %w", c.addr, err)
 	}
-	installCompat(cluster)
 	addrs := cluster.ListenAddrs()
 	if len(addrs) == 0 {
 		cluster.Close()
