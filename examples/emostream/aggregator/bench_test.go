@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/emostream/emostream/examples/emostream/aggregation"
 	"github.com/emostream/emostream/examples/emostream/aggregator"
 	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream"
@@ -223,4 +224,46 @@ func BenchmarkAggregatorLocal(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkAggregatorLocalAggregations is BenchmarkAggregatorLocal with the
+// extra aggregations beside the count: what distinct-users and top3 add per
+// record.
+func BenchmarkAggregatorLocalAggregations(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		aggs []aggregation.Aggregation
+	}{
+		{"count", nil},
+		{"count+distinct-users", []aggregation.Aggregation{aggregation.DistinctUsers()}},
+		{"count+top3", []aggregation.Aggregation{aggregation.TopK(3)}},
+		{"all", aggregation.Builtin()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			top, err := aggregator.Topology(aggregator.Config{StreamTimeOnly: true, Aggregations: bc.aggs})
+			require.NoError(b, err)
+			d, err := streamtest.New(top, stream.Partitions(4), stream.StartTime(time.UnixMilli(benchBase)))
+			require.NoError(b, err)
+			defer d.Close()
+			raw := streamtest.NewInputTopic(d, "topic1", stream.String(), stream.String())
+			keys, vals, times := make([][]byte, b.N), make([][]byte, b.N), make([]time.Time, b.N)
+			for i := range b.N {
+				emoji, v, ts := benchEvent(i)
+				keys[i], vals[i], times[i] = []byte(emoji), v, time.UnixMilli(ts)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := raw.PipeRaw(keys[i], vals[i], times[i]); err != nil {
+					b.Fatal(err)
+				}
+				if i%4096 == 0 {
+					for _, topic := range []string{"topic2", "topic2-distinct-users", "topic2-top3"} {
+						d.RawOutput(topic)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
