@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-docs/img/dashboard.png}
 WARMUP=${WARMUP:-100}
 WIDTH=${WIDTH:-1280}
-HEIGHT=${HEIGHT:-860}
+HEIGHT=${HEIGHT:-720}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 

@@ -27,7 +27,7 @@ func main() {
 	url := flag.String("url", "http://127.0.0.1:8080/", "the dashboard's `URL`")
 	out := flag.String("out", "docs/img/dashboard.png", "where to write the PNG")
 	width := flag.Int("width", 1280, "viewport width")
-	height := flag.Int("height", 860, "viewport height")
+	height := flag.Int("height", 720, "viewport height")
 	live := flag.Int("live", 20, "live results the page must have shown first")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait for them")
 	flag.Parse()
