@@ -97,6 +97,9 @@ type ackCtx struct {
 
 // NewApp prepares an App; nothing connects until Run.
 func NewApp(top *Topology, opts ...Opt) (*App, error) {
+	if top == nil {
+		return nil, errNilTopology
+	}
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -837,7 +840,14 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 		c.t.mu.Unlock()
 	}
 	if failed != nil {
-		a.cfg.logger.Warn("offset commit failed", slog.String("application_id", a.cfg.appID), slog.Any("err", failed))
+		level := slog.LevelWarn
+		if a.cooperative() && (errors.Is(failed, sarama.ErrIllegalGeneration) || errors.Is(failed, sarama.ErrRebalanceInProgress)) {
+			// The periodic commit of tasks that keep running while the
+			// group rebalances: the next one, in the new generation,
+			// covers it.
+			level = slog.LevelDebug
+		}
+		a.cfg.logger.Log(context.Background(), level, "offset commit failed", slog.String("application_id", a.cfg.appID), slog.Any("err", failed))
 	}
 }
 

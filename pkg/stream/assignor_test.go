@@ -305,7 +305,11 @@ func TestTaskKey(t *testing.T) {
 		_, ok := parseTaskKey(bad)
 		assert.False(t, ok, bad)
 	}
-	_, err := NewApp(nil, Brokers("x:1"), ApplicationID("x"), StandbyReplicas(-1))
+	b := NewBuilder()
+	Source(b, "in", String(), String()).To("out", String(), String())
+	top, err := b.Build()
+	require.NoError(t, err)
+	_, err = NewApp(top, Brokers("x:1"), ApplicationID("x"), StandbyReplicas(-1))
 	require.ErrorContains(t, err, "StandbyReplicas")
 }
 

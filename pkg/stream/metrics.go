@@ -12,6 +12,7 @@ type Metrics struct {
 	recordsOut   *prometheus.CounterVec
 	restarts     prometheus.Counter
 	restored     *prometheus.CounterVec
+	standby      *prometheus.CounterVec
 	latency      prometheus.Histogram
 	lag          *prometheus.GaugeVec
 	punctuations *prometheus.CounterVec
@@ -36,6 +37,9 @@ func newMetrics(appID string, storeSizes func() map[string]int64) *Metrics {
 		}),
 		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "stream", Name: "restored_records_total", Help: "Changelog records read to restore stores when tasks were assigned (a failover with a warm standby reads only the tail), by store.", ConstLabels: labels,
+		}, []string{"store"}),
+		standby: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "stream", Name: "standby_records_total", Help: "Changelog records applied to standby replicas' copies of stores (see StandbyReplicas), by store.", ConstLabels: labels,
 		}, []string{"store"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "stream", Name: "process_latency_seconds", Help: "Time to run one input record through its task (the mean over each batch of buffered records, observed once per batch).", ConstLabels: labels,
@@ -68,6 +72,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.recordsOut.Describe(ch)
 	m.restarts.Describe(ch)
 	m.restored.Describe(ch)
+	m.standby.Describe(ch)
 	m.latency.Describe(ch)
 	m.lag.Describe(ch)
 	m.punctuations.Describe(ch)
@@ -83,6 +88,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.recordsOut.Collect(ch)
 	m.restarts.Collect(ch)
 	m.restored.Collect(ch)
+	m.standby.Collect(ch)
 	m.latency.Collect(ch)
 	m.lag.Collect(ch)
 	m.punctuations.Collect(ch)

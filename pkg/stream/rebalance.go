@@ -101,6 +101,10 @@ func (a *App) addTask(sess sarama.ConsumerGroupSession, topic string, partition 
 	return t, nil
 }
 
+// revokeCommitAttempts bounds the retries of a revoked task's last commit
+// (100 ms apart).
+const revokeCommitAttempts = 20
+
 // revokeTask hands over a task revoked by a cooperative rebalance: nothing
 // is processed or punctuated after its last commit, which covers what it
 // produced (acknowledged first), and its stores are released (memory
@@ -115,9 +119,25 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 	}
 	t.closing = true
 	t.mu.Unlock()
-	a.commitMu.Lock()
-	a.commitTasks(sess, []*task{t})
-	a.commitMu.Unlock()
+	// The last commit must land, or the next owner processes the task's
+	// last records again: retry briefly (a commit racing the group's
+	// generation change fails with ILLEGAL_GENERATION).
+	for attempt := 0; ; attempt++ {
+		a.commitMu.Lock()
+		a.commitTasks(sess, []*task{t})
+		a.commitMu.Unlock()
+		t.mu.Lock()
+		done := a.prepareCommit(t) == nil
+		t.mu.Unlock()
+		if done || attempt == revokeCommitAttempts || a.failure() != nil || a.life.ctx.Err() != nil {
+			if !done {
+				a.cfg.logger.Warn("last commit of a revoked task failed; its next owner processes its uncommitted records again",
+					slog.String("application_id", a.cfg.appID), slog.String("task", taskKey(t.id)))
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	a.mu.Lock()
 	t.mu.Lock()
 	t.flushStores()

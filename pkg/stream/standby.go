@@ -222,6 +222,7 @@ func (a *App) followChangelog(ctx context.Context, c *standbyStore) {
 		}
 	}
 	defer pc.Close()
+	applied := a.met.standby.WithLabelValues(c.name)
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,6 +241,7 @@ func (a *App) followChangelog(ctx context.Context, c *standbyStore) {
 				return
 			}
 			c.position.Store(m.Offset + 1)
+			applied.Inc()
 		case e, ok := <-pc.Errors():
 			if ok {
 				a.cfg.logger.Debug("standby: changelog fetch", slog.String("changelog", c.changelog), slog.Any("err", e))
