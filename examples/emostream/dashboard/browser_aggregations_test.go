@@ -2,6 +2,8 @@ package dashboard_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -105,4 +107,17 @@ func TestBrowserAggregations(t *testing.T) {
 	seen = wait(func(ps []shownPanel) bool { return len(ps) == 2 && len(ps[1].Rows) == 2 })
 	require.Equal(t, []shownRow{{"1. ❤️", "7"}, {"2. 🔥", "6"}}, seen[1].Rows)
 	require.Len(t, seen[0].Rows, 3, "the other panel is unchanged")
+
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	dirs := []string{t.TempDir()}
+	if d := os.Getenv("SCREENSHOT_DIR"); d != "" {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "dashboard-aggregations.png")
+		require.NoError(t, os.WriteFile(p, shot, 0o644))
+		t.Logf("screenshot: %s", p)
+	}
 }

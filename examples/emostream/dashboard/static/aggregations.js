@@ -78,8 +78,17 @@
       const li = document.createElement('li');
       li.dataset.label = r.label;
       const label = document.createElement('span');
-      label.className = 'label emoji';
-      label.textContent = (r.rank ? r.rank + '. ' : '') + r.label;
+      label.className = 'label';
+      if (r.rank) {
+        const rank = document.createElement('span');
+        rank.className = 'rank';
+        rank.textContent = r.rank + '. ';
+        label.append(rank);
+      }
+      const text = document.createElement('span');
+      text.className = 'emoji';
+      text.textContent = r.label;
+      label.append(text);
       const bar = document.createElement('span');
       bar.className = 'bar';
       const fill = document.createElement('span');
