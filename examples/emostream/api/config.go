@@ -24,6 +24,7 @@ const (
 	DefaultAckTimeout    = 5 * time.Second
 	DefaultMaxInFlight   = 20000
 	DefaultMaxConcurrent = 1024
+	DefaultProducers     = 2
 )
 
 // Config configures a [Server]. Only Brokers is required.
@@ -47,6 +48,11 @@ type Config struct {
 	// MaxConcurrent caps the requests handled at once; more get 503 at once
 	// (default 1024).
 	MaxConcurrent int
+	// Producers is the number of independent idempotent producers (each
+	// its own connection to every broker, with one produce request in
+	// flight) requests are spread over, so produce requests overlap
+	// (default 2; 1 to 16).
+	Producers int
 	// Registry receives the API's metrics. Nil means a registry of its own,
 	// with the Go and process collectors.
 	Registry *prometheus.Registry
@@ -72,6 +78,9 @@ func (c *Config) setDefaults() {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = DefaultMaxConcurrent
 	}
+	if c.Producers == 0 {
+		c.Producers = DefaultProducers
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -90,6 +99,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConcurrent < 1 {
 		errs = append(errs, fmt.Errorf("MaxConcurrent must be positive, got %d", c.MaxConcurrent))
+	}
+	if c.Producers < 1 || c.Producers > 16 {
+		errs = append(errs, fmt.Errorf("Producers must be 1 to 16, got %d", c.Producers))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("api: invalid config: %w", err)

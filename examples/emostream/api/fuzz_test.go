@@ -206,7 +206,7 @@ func newFakeServer(tb testing.TB) (*Server, *fakeKafka) {
 		tb.Fatal(err)
 	}
 	k := &fakeKafka{in: make(chan *sarama.ProducerMessage)}
-	s.prod.Store(&producer{async: k})
+	s.prod.Store(&producer{lanes: []*lane{{async: k}}})
 	close(s.connected)
 	go func() {
 		for m := range k.in {

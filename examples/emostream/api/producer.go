@@ -15,22 +15,35 @@ import (
 // input topic, for /healthz.
 const probeInterval = 2 * time.Second
 
-// producer is one connection to Kafka and the AsyncProducer on it.
+// producer is the API's connection to Kafka: a few independent lanes, each
+// its own sarama client (its own connection to every broker) and
+// idempotent AsyncProducer. Idempotence allows sarama only one produce
+// request in flight per connection, so with one lane every request waited
+// for the produce request ahead of it to be acknowledged before its own
+// could go out; with several, produce requests overlap. A request's records
+// all go to one lane (the least busy), so its batch is still one unit.
 type producer struct {
-	client sarama.Client
-	async  sarama.AsyncProducer
-	acked  chan struct{} // closed when both report loops have ended
+	lanes []*lane
 
-	// mu guards sends against Close: a send on the producer's input
-	// channel after AsyncClose would panic.
+	// mu guards sends against Close: a send on a producer's input channel
+	// after AsyncClose would panic.
 	mu     sync.RWMutex
 	closed bool
+}
+
+// lane is one client and the AsyncProducer on it.
+type lane struct {
+	client  sarama.Client
+	async   sarama.AsyncProducer
+	acked   chan struct{} // closed when both report loops have ended
+	pending atomic.Int64  // records handed over and not yet reported
 }
 
 // batch tracks one request's records until the producer reported each.
 type batch struct {
 	remaining atomic.Int64
 	done      chan struct{}
+	lane      *lane // where its records went
 
 	mu  sync.Mutex
 	err error // the first failure
@@ -62,10 +75,12 @@ func (b *batch) result() error {
 }
 
 // saramaConfig is the producer configuration. Acks from all in-sync replicas
-// make a 202 durable; idempotence with one request in flight per connection
-// keeps sarama's retries from duplicating or reordering records; the short
-// flush interval lets concurrent requests share produce requests without
-// adding noticeable latency.
+// make a 202 durable; idempotence (which sarama allows only with one request
+// in flight per connection) keeps sarama's retries from duplicating or
+// reordering records. Records are flushed as soon as the lane's connection
+// is free: while a produce request is in flight, the records of concurrent
+// requests gather and go out together in the next one, so batching comes
+// from the load itself and costs no waiting when the load is light.
 func (s *Server) saramaConfig() *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_6_0_0
@@ -87,7 +102,11 @@ func (s *Server) saramaConfig() *sarama.Config {
 	sc.Net.MaxOpenRequests = 1
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	sc.Producer.Flush.Frequency = 2 * time.Millisecond
+	// All three zero: flush whenever the connection is free (see above).
+	// A fixed interval (it was 2 ms) made every request wait for it.
+	sc.Producer.Flush.Frequency = 0
+	sc.Producer.Flush.Messages = 0
+	sc.Producer.Flush.Bytes = 0
 	// The aggregator and Java clients must agree on where a key lives.
 	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
 	return sc
@@ -114,7 +133,24 @@ func (s *Server) connect(ctx context.Context) (*producer, error) {
 	}
 }
 
+// dial connects Config.Producers lanes; if one fails, the others are
+// closed again.
 func (s *Server) dial() (*producer, error) {
+	p := &producer{}
+	for range s.cfg.Producers {
+		l, err := s.dialLane()
+		if err != nil {
+			for _, l := range p.lanes {
+				_ = l.close()
+			}
+			return nil, err
+		}
+		p.lanes = append(p.lanes, l)
+	}
+	return p, nil
+}
+
+func (s *Server) dialLane() (*lane, error) {
 	client, err := sarama.NewClient(s.cfg.Brokers, s.saramaConfig())
 	if err != nil {
 		return nil, err
@@ -124,7 +160,7 @@ func (s *Server) dial() (*producer, error) {
 		_ = client.Close()
 		return nil, err
 	}
-	p := &producer{client: client, async: async, acked: make(chan struct{})}
+	l := &lane{client: client, async: async, acked: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -140,8 +176,8 @@ func (s *Server) dial() (*producer, error) {
 			s.reported(e.Msg, e.Err)
 		}
 	}()
-	go func() { wg.Wait(); close(p.acked) }()
-	return p, nil
+	go func() { wg.Wait(); close(l.acked) }()
+	return l, nil
 }
 
 // reported settles one record: its request learns the outcome and its
@@ -152,37 +188,68 @@ func (s *Server) reported(m *sarama.ProducerMessage, err error) {
 	s.budget.Release(1)
 	s.met.inflight.Dec()
 	if b, ok := m.Metadata.(*batch); ok {
+		if b.lane != nil {
+			b.lane.pending.Add(-1)
+		}
 		b.finish(err)
 	}
 }
 
-// send hands msgs to the producer, stopping when ctx ends; it returns how
-// many it handed over.
-func (p *producer) send(ctx context.Context, msgs []*sarama.ProducerMessage) (int, error) {
+// pick returns the lane with the fewest records waiting for Kafka (the
+// first on a tie, so a light load uses one connection and its batches stay
+// large).
+func (p *producer) pick() *lane {
+	best := p.lanes[0]
+	low := best.pending.Load()
+	for _, l := range p.lanes[1:] {
+		if n := l.pending.Load(); n < low {
+			best, low = l, n
+		}
+	}
+	return best
+}
+
+// send hands msgs, all carrying batch b, to one lane, stopping when ctx
+// ends; it returns how many it handed over.
+func (p *producer) send(ctx context.Context, b *batch, msgs []*sarama.ProducerMessage) (int, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return 0, ErrShuttingDown
 	}
+	l := p.pick()
+	b.lane = l
 	for i, m := range msgs {
+		l.pending.Add(1)
 		select {
-		case p.async.Input() <- m:
+		case l.async.Input() <- m:
 		case <-ctx.Done():
+			l.pending.Add(-1)
 			return i, ctx.Err()
 		}
 	}
 	return len(msgs), nil
 }
 
-// close flushes what the producer holds, waits until every record was
+// close flushes what the lanes hold, waits until every record was
 // reported, and disconnects.
 func (p *producer) close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	err := p.async.Close()
-	<-p.acked
-	if cerr := p.client.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) {
+	errs := make([]error, len(p.lanes))
+	var wg sync.WaitGroup
+	for i, l := range p.lanes {
+		wg.Go(func() { errs[i] = l.close() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (l *lane) close() error {
+	err := l.async.Close()
+	<-l.acked
+	if cerr := l.client.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) {
 		err = errors.Join(err, cerr)
 	}
 	return err
@@ -191,10 +258,11 @@ func (p *producer) close() error {
 // probe checks that Kafka serves the input topic. RefreshMetadata asks a
 // broker, so a dead cluster shows up here even while no requests arrive.
 func (s *Server) probe(p *producer) {
-	err := p.client.RefreshMetadata(s.cfg.Topic)
+	client := p.lanes[0].client
+	err := client.RefreshMetadata(s.cfg.Topic)
 	if err == nil {
 		var parts []int32
-		parts, err = p.client.WritablePartitions(s.cfg.Topic)
+		parts, err = client.WritablePartitions(s.cfg.Topic)
 		if err == nil && len(parts) == 0 {
 			err = fmt.Errorf("topic %q has no writable partitions", s.cfg.Topic)
 		}

@@ -363,7 +363,7 @@ func (s *Server) publish(reqCtx context.Context, events []wire.Event) error {
 		return unavailable("too many records waiting for Kafka")
 	}
 	s.met.inflight.Add(float64(n))
-	sent, err := p.send(ctx, msgs)
+	sent, err := p.send(ctx, b, msgs)
 	if unsent := n - int64(sent); unsent > 0 {
 		// These never reached the producer, so no report will settle them.
 		s.budget.Release(unsent)
