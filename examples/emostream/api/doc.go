@@ -5,10 +5,13 @@
 //
 // A request is answered 202 {"accepted": N} only after Kafka acknowledged
 // every one of its records with acks=all, so an accepted emoji survives the
-// loss of the API process. Records of all concurrent requests go through one
-// idempotent sarama AsyncProducer that flushes every few milliseconds: under
-// load many requests share a produce request, and each handler waits only for
-// the acknowledgements of its own records.
+// loss of the API process. Records of all concurrent requests go through a
+// few idempotent sarama AsyncProducers ([Config.Producers], each its own
+// connection with one produce request in flight; a request's records all go
+// to the least busy one). A producer sends as soon as its connection is
+// free, so under load the requests that arrive while a produce request is in
+// flight share the next one, and each handler waits only for the
+// acknowledgements of its own records.
 //
 // # Batches
 //
