@@ -86,6 +86,26 @@ var refOps = []string{
 	"source", "filter", "filternot", "mapvalues", "filter-mapvalues",
 	"count-by-value", "count-by-key", "sum-by-value", "sum-by-key",
 	"reduce-by-value", "reduce-by-key", "filter-count-by-value", "mapvalues-sum-by-key",
+	"st-inner", "st-left", "tt-inner", "tt-left", "tt-outer",
+}
+
+// streamSide tells whether topic is read as a stream by op (its records
+// then never have null values: a Stream has none).
+func streamSide(op, topic string) bool {
+	return topic == "left" && strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "ss-")
+}
+
+// refJoin is Main.java's JOIN: left * 1000 + right, a missing side as -1
+// (left) or 999 (right).
+func refJoin(l, r *int64) int64 {
+	lv, rv := int64(-1), int64(999)
+	if l != nil {
+		lv = *l
+	}
+	if r != nil {
+		rv = *r
+	}
+	return lv*1000 + rv
 }
 
 type tableRefRec struct {
@@ -134,7 +154,7 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 						r.topic = "right"
 					}
 				}
-				if rng.IntN(6) != 0 {
+				if rng.IntN(6) != 0 || streamSide(op, r.topic) {
 					v := int64(rng.IntN(10))
 					r.value = &v
 				}
@@ -173,7 +193,19 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 	sub := func(_ string, v, a int64) int64 { return a - v }
 	var m stream.Materialized[string, int64]
 	var out *stream.Table[string, int64]
+	var joined *stream.Stream[string, int64]
+	right := func() *stream.Table[string, int64] { return stream.TableSource(b, "right", str, i64) }
 	switch c.op {
+	case "st-inner":
+		joined = stream.JoinTable(stream.Source(b, "left", str, i64), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
+	case "st-left":
+		joined = stream.LeftJoinTable(stream.Source(b, "left", str, i64), right(), func(l int64, r *int64) int64 { return refJoin(&l, r) })
+	case "tt-inner":
+		out = stream.JoinTables(left(), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
+	case "tt-left":
+		out = stream.LeftJoinTables(left(), right(), func(l int64, r *int64) int64 { return refJoin(&l, r) })
+	case "tt-outer":
+		out = stream.OuterJoinTables(left(), right(), refJoin)
 	case "source":
 		out = left()
 	case "filter":
@@ -203,7 +235,11 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 	default:
 		return nil, fmt.Errorf("unknown op %s", c.op)
 	}
-	stream.ToStreamWithTombstones(out).To("out", str, stream.TombstoneSerde(i64))
+	if joined != nil {
+		joined.To("out", str, i64)
+	} else {
+		stream.ToStreamWithTombstones(out).To("out", str, stream.TombstoneSerde(i64))
+	}
 	top, err := b.Build()
 	if err != nil {
 		return nil, err

@@ -29,6 +29,65 @@ type tableMeta struct {
 	// noOld says why old values cannot be sent (a table made by a stream
 	// aggregation, whose updates carry no old value), or is empty.
 	noOld string
+	// getter is the table's *valueGetter[K, V]: how a join reads it.
+	getter any
+}
+
+// storeCtx hands out a task's stores (a ProcessorContext).
+type storeCtx interface {
+	Store(string) (StateStore, error)
+}
+
+// valueGetter reads a table's current value and timestamp by key (Kafka
+// Streams' KTableValueGetter): from its store, or computed from the
+// table it derives from.
+type valueGetter[K, V any] struct {
+	stores []string
+	// noTS says why the table's timestamps are unknown, or is empty.
+	noTS string
+	open func(ctx storeCtx) (func(k K) (timedValue[V], bool, error), error)
+}
+
+// storeGetter reads a table store.
+func storeGetter[K, V any](store string) *valueGetter[K, V] {
+	return &valueGetter[K, V]{stores: []string{store}, open: func(ctx storeCtx) (func(k K) (timedValue[V], bool, error), error) {
+		s, err := getTableStore[K, V](ctx, store)
+		if err != nil {
+			return nil, err
+		}
+		return s.getTimed, nil
+	}}
+}
+
+// derivedGetter computes a table's value from its parent's with fn (nil:
+// no value).
+func derivedGetter[K, V, V2 any](up *valueGetter[K, V], fn func(k K, v *V) *V2) *valueGetter[K, V2] {
+	if up == nil {
+		return nil
+	}
+	return &valueGetter[K, V2]{stores: up.stores, noTS: up.noTS, open: func(ctx storeCtx) (func(k K) (timedValue[V2], bool, error), error) {
+		get, err := up.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return func(k K) (timedValue[V2], bool, error) {
+			tv, found, err := get(k)
+			if err != nil || !found {
+				return timedValue[V2]{}, false, err
+			}
+			v := fn(k, &tv.value)
+			if v == nil {
+				return timedValue[V2]{}, false, nil
+			}
+			return timedValue[V2]{ts: tv.ts, value: *v}, true, nil
+		}, nil
+	}}
+}
+
+// valueGetter returns how to read t by key, or nil.
+func (t *Table[K, V]) valueGetter() *valueGetter[K, V] {
+	g, _ := t.changes().getter.(*valueGetter[K, V])
+	return g
 }
 
 func (m *tableMeta) enableSendingOldValues() {
@@ -58,6 +117,21 @@ func (t *Table[K, V]) changes() *tableMeta {
 		})
 		t.conv = &tableMeta{b: t.b, chg: out.n,
 			noOld: fmt.Sprintf("table %s comes from a stream aggregation, whose updates carry no old values: grouping it again is not supported yet", t.n.name)}
+		if t.store != "" {
+			store := t.store
+			t.conv.getter = &valueGetter[K, V]{stores: []string{store},
+				noTS: fmt.Sprintf("table %s comes from a stream aggregation, whose store keeps no timestamps: joining it with a table is not supported yet", t.n.name),
+				open: func(ctx storeCtx) (func(k K) (timedValue[V], bool, error), error) {
+					s, err := GetKeyValueStore[K, V](ctx, store)
+					if err != nil {
+						return nil, err
+					}
+					return func(k K) (timedValue[V], bool, error) {
+						v, found, err := s.Get(k)
+						return timedValue[V]{value: v}, found, err
+					}, nil
+				}}
+		}
 	}
 	return t.conv
 }
@@ -174,8 +248,8 @@ func TableSource[K, V any](b *Builder, topic string, keySerde Serde[K], valueSer
 		cfg.StoreName = name + "-STATE-STORE"
 	}
 	b.AddStore(tableStoreBuilder(cfg.StoreName, cfg.KeySerde, cfg.ValueSerde, cfg.Options...))
-	meta := &tableMeta{b: b}
 	store := cfg.StoreName
+	meta := &tableMeta{b: b, getter: storeGetter[K, V](store)}
 	out := addProcessor(b, name, func() Processor[*K, *V, K, change[V]] {
 		return &tableSourceProc[K, V]{store: store, meta: meta}
 	}, []string{store}, false, src.n)
@@ -273,6 +347,7 @@ func (t *Table[K, V]) filter(prefix string, pred func(k K, v V) bool, not bool) 
 		}
 		return out, true
 	})
+	meta.getter = derivedGetter(t.valueGetter(), keep)
 	return &Table[K, V]{b: t.b, n: n, ks: t.ks, vs: t.vs, meta: meta}
 }
 
@@ -295,6 +370,7 @@ func MapTableValues[K, V, V2 any](t *Table[K, V], fn func(k K, v V) V2, valueSer
 		}
 		return out, true
 	})
+	meta.getter = derivedGetter(t.valueGetter(), apply)
 	var vs Serde[V2]
 	if len(valueSerde) > 0 {
 		vs = valueSerde[0]
@@ -464,8 +540,8 @@ func tableAggregateNode[K, V, A any](g *GroupedTable[K, V], prefix string, m Mat
 		return &Table[K, A]{b: g.b, n: g.n, meta: &tableMeta{b: g.b, chg: g.n}}
 	}
 	g.b.AddStore(tableStoreBuilder(m.StoreName, m.KeySerde, m.ValueSerde, m.Options...))
-	meta := &tableMeta{b: g.b}
 	store := m.StoreName
+	meta := &tableMeta{b: g.b, getter: storeGetter[K, A](store)}
 	out := addProcessor(g.b, name, func() Processor[K, change[V], K, change[A]] {
 		return &tableAggregateProc[K, V, A]{store: store, meta: meta, add: add, sub: sub}
 	}, []string{store}, false, g.n)
