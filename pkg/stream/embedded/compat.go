@@ -57,10 +57,11 @@ func (l compatListener) Accept() (net.Conn, error) {
 	return newCompatConn(c), nil
 }
 
-// compatConn watches the request frames a client sends (only their headers)
-// to learn which correlation ids belong to requests in compatKeys, and
-// rewrites the response frames with those ids. Every other byte passes
-// through unchanged and uncopied.
+// compatConn watches the request frames a client sends (their headers) to
+// learn which correlation ids belong to requests in compatKeys, rewrites the
+// response frames with those ids, and rewrites the requests in
+// compatRequestKeys. Every other request and response passes through
+// unchanged.
 //
 // kfake reads a connection from one goroutine and writes it from another,
 // so the read side and the write side each keep their own state; the map
@@ -76,7 +77,8 @@ type compatConn struct {
 	rskip int64
 	rhold []byte
 	rneed int
-	rout  []byte
+	rout  []byte // ready for the reader from roff on
+	roff  int
 	rerr  error
 	rbuf  []byte
 
@@ -113,9 +115,12 @@ func (c *compatConn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		if len(c.rout) > 0 {
-			n := copy(p, c.rout)
-			c.rout = c.rout[n:]
+		if c.roff < len(c.rout) {
+			n := copy(p, c.rout[c.roff:])
+			c.roff += n
+			if c.roff == len(c.rout) { // drained: reuse the buffer
+				c.rout, c.roff = c.rout[:0], 0
+			}
 			return n, nil
 		}
 		if c.rerr != nil {
