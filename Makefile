@@ -8,7 +8,7 @@ BENCHPKGS ?= ./pkg/...
 # database) and caches the build, so nothing needs installing.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test lint vet fmt-check fmt bench bench-compare bench-latency bench-ingest bench-plots kafka-up kafka-down kafka-status smoke smoke-rebalance smoke-failover soak
+.PHONY: test lint vet fmt-check fmt bench bench-compare bench-scale bench-latency bench-ingest bench-seed bench-plots screenshot kafka-up kafka-down kafka-status smoke smoke-rebalance smoke-failover soak
 
 ## test: go vet + go test -race against the embedded and a real (local) Kafka
 test:
@@ -42,6 +42,15 @@ bench:
 bench-compare:
 	QUICK='$(QUICK)' $(GO) run ./bench/compare
 
+## bench-scale: ours vs Kafka Streams over 16 / 10,000 / 1,000,000 distinct
+## keys per window, stores in memory and on disk (pebble vs RocksDB), plus the
+## restore of a 1,000,000-key store, on a broker of its own (127.0.0.1:40692);
+## writes bench/results/scale.json and checks issue #14's targets (QUICK=1:
+## 200,000 records per point, at least one per key). Needs java 17+ and mvn.
+## Not in CI.
+bench-scale:
+	QUICK='$(QUICK)' $(GO) run ./bench/compare scale
+
 ## bench-latency: end-to-end latency of `emostream run` (embedded broker;
 ## BROKERS=host:port for a real Kafka): POSTs 2000 emojis/s for 60 s and times
 ## each window result on /events beyond window_end + grace; writes
@@ -55,10 +64,25 @@ bench-latency:
 bench-ingest:
 	$(GO) run ./bench/ingest $(if $(BROKERS),-brokers $(BROKERS)) $(INGEST_ARGS)
 
+## bench-seed: EmoStream side by side with the stack it replaces (Flask +
+## kafka-python + PySpark 4.2.0, bench/seed/*.py) on a Kafka broker of its own
+## (127.0.0.1:40592; BROKERS=host:port to use another): ingest req/s at 32
+## connections, result delay, start-up, CPU, RSS, equal counts; writes
+## bench/results/seed.json and seed.md (SEED_ARGS, see -h). Needs python3,
+## java 17+, mvn; about 3 min (plus pyspark's install the first time). Not in CI.
+bench-seed:
+	$(GO) run ./bench/seed $(if $(BROKERS),-brokers $(BROKERS)) $(SEED_ARGS)
+
 ## bench-plots: draw docs/img/perf-*.png from bench/results/*.json (a chart
 ## whose results are missing is skipped)
 bench-plots:
 	$(GO) run ./bench/plot
+
+## screenshot: docs/img/dashboard.png from a real `emostream run
+## --load-clients 20` in headless Chromium, once the chart has filled for
+## WARMUP seconds (default 100); OUT=path to write elsewhere. Not in CI.
+screenshot:
+	WARMUP='$(WARMUP)' OUT='$(OUT)' bash scripts/screenshot.sh
 
 ## smoke: fault-injection smoke test of EmoStream on its own real Kafka
 ## (127.0.0.1:39192): aggregator SIGKILLs and a stop, a broker restart, an API
