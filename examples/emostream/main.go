@@ -25,7 +25,8 @@ func main() {
 	code := app.Main(ctx, app.Options{
 		Args: os.Args[1:],
 		Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
-			extra := []stream.Opt{stream.SessionTimeout(c.SessionTimeout), stream.HeartbeatInterval(c.HeartbeatInterval)}
+			extra := []stream.Opt{stream.SessionTimeout(c.SessionTimeout), stream.HeartbeatInterval(c.HeartbeatInterval),
+				stream.StandbyReplicas(c.StandbyReplicas)}
 			if c.InstanceID != "" {
 				extra = append(extra, stream.GroupInstanceID(c.InstanceID))
 			}
@@ -36,7 +37,7 @@ func main() {
 				Brokers: c.Brokers, InputTopic: c.InputTopic, OutputTopic: c.OutputTopic,
 				DLQTopic: c.DLQTopic, Partitions: c.Partitions, Window: c.Window,
 				Grace: c.Grace, Scale: c.Scale, StateDir: c.StateDir, ExactlyOnce: c.ExactlyOnce,
-				Logger: c.Logger, Registerer: c.Registerer, Extra: extra,
+				Logger: c.Logger, Registerer: c.Registerer, Extra: extra, Aggregations: c.Aggregations,
 			})
 		},
 	})
