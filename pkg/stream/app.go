@@ -97,15 +97,15 @@ type ackCtx struct {
 
 // NewApp prepares an App; nothing connects until Run.
 func NewApp(top *Topology, opts ...Opt) (*App, error) {
-	if top == nil {
-		return nil, errNilTopology
-	}
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
 	if err := cfg.validate(true); err != nil {
 		return nil, err
+	}
+	if top == nil {
+		return nil, errNilTopology
 	}
 	if cfg.stateDir == "" {
 		cfg.stateDir = filepath.Join(os.TempDir(), "stream-state")

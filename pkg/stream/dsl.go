@@ -51,6 +51,9 @@ func source[K, V any](b *Builder, topic string, internal bool, ks Serde[K], vs S
 	if cfg.name == "" {
 		cfg.name = b.newName("KSTREAM-SOURCE")
 	}
+	if topic == "" {
+		b.fail(fmt.Errorf("%w: source %s needs a topic name", ErrInvalidTopology, cfg.name))
+	}
 	if _, dup := b.sources[topic]; dup {
 		b.fail(fmt.Errorf("%w: topic %q is read by two sources", ErrInvalidTopology, topic))
 	}
@@ -65,6 +68,7 @@ func source[K, V any](b *Builder, topic string, internal bool, ks Serde[K], vs S
 			return nil, nil, err
 		}
 		return func(r *inRecord) {
+			defer recoverRecord(t, n.name)
 			var rec Record[K, V]
 			var err error
 			if r.key != nil {
@@ -100,6 +104,9 @@ func Process[KIn, VIn, KOut, VOut any](s *Stream[KIn, VIn], name string, supplie
 	if name == "" {
 		name = s.b.newName("KSTREAM-PROCESSOR")
 	}
+	if supplier == nil {
+		s.b.fail(fmt.Errorf("%w: processor %s has a nil supplier", ErrInvalidTopology, name))
+	}
 	out := addProcessor(s.b, name, supplier, stores, true, s.n)
 	return out
 }
@@ -119,17 +126,21 @@ func addProcessor[KIn, VIn, KOut, VOut any](b *Builder, name string, supplier fu
 		for _, s := range stores {
 			allowed[s] = true
 		}
-		ctx := &procContext[KOut, VOut]{t: t, node: n, kids: out, names: names, stores: allowed, logger: t.logger.With("node", n.name)}
+		ctx := &userContext[KOut, VOut]{procContext: &procContext[KOut, VOut]{t: t, node: n, kids: out, names: names, stores: allowed, logger: t.logger.With("node", n.name)}}
 		p := supplier()
-		if err := p.Init(ctx); err != nil {
+		if p == nil {
+			return nil, nil, fmt.Errorf("%w: the supplier of processor %s returned nil", ErrInvalidTopology, n.name)
+		}
+		if err := initProcessor(n.name, p, ctx); err != nil {
 			return nil, nil, err
 		}
 		return func(rec Record[KIn, VIn]) {
+			defer recoverRecord(t, n.name)
 			if err := p.Process(ctx, rec); err != nil {
 				md := t.cur.meta
 				t.fail(&ProcessError{Node: n.name, Topic: md.Topic, Partition: md.Partition, Offset: md.Offset, Err: err})
 			}
-		}, p.Close, nil
+		}, safeClose(n.name, p.Close), nil
 	}
 	b.add(n, parents...)
 	return &Stream[KOut, VOut]{b: b, n: n}
@@ -238,6 +249,10 @@ func (s *Stream[K, V]) To(topic string, keySerde Serde[K], valueSerde Serde[V]) 
 }
 
 func addSink[K, V any](s *Stream[K, V], topic string, internal bool, ks Serde[K], vs Serde[V]) {
+	if topic == "" {
+		s.b.fail(fmt.Errorf("%w: a sink after %s needs a topic name", ErrInvalidTopology, s.n.name))
+		return
+	}
 	if ks == nil || vs == nil {
 		s.b.fail(fmt.Errorf("%w: sink %q needs a key and a value serde", ErrInvalidTopology, topic))
 		return
@@ -246,6 +261,7 @@ func addSink[K, V any](s *Stream[K, V], topic string, internal bool, ks Serde[K]
 	n.build = func(t *task, _ []any, _ []string) (any, func() error, error) {
 		resolved := resolveTopic(t.env.applicationID(), n)
 		return func(r Record[K, V]) {
+			defer recoverRecord(t, n.name)
 			kb, err := ks.Serialize(r.Key)
 			if err != nil {
 				t.fail(&ProcessError{Node: n.name, Topic: t.cur.meta.Topic, Partition: t.cur.meta.Partition, Offset: t.cur.meta.Offset, Err: err})

@@ -18,6 +18,8 @@ var (
 	ErrInvalidTopology = errors.New("stream: invalid topology")
 	// ErrClosed is returned by Run when the App was already run.
 	ErrClosed = errors.New("stream: app already ran")
+
+	errNilTopology = fmt.Errorf("%w: the topology is nil (make it with Builder.Build)", ErrInvalidTopology)
 )
 
 // SerdeError reports a value that a Serde could not encode or decode.
@@ -31,8 +33,10 @@ func (e *SerdeError) Error() string { return fmt.Sprintf("stream: %s serde: %v",
 // Unwrap returns the underlying error.
 func (e *SerdeError) Unwrap() error { return e.Err }
 
-// ProcessError reports a failure while processing one input record; it names the
-// record's position so it can be found in Kafka.
+// ProcessError reports a failure while processing one input record, or a
+// panic in user code (Err then reads "panic: ..."); it names the record's
+// position so it can be found in Kafka. In a punctuation, Topic is
+// "punctuation" and Offset -1.
 type ProcessError struct {
 	Node      string
 	Topic     string

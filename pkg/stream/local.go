@@ -60,6 +60,9 @@ type RawRecord struct {
 // commit epoch advances if it was used (see CommitEpoch) or stream time
 // moved, and the epoch and stream time are what Restart carries over.
 func NewLocalRunner(top *Topology, opts ...Opt) (*LocalRunner, error) {
+	if top == nil {
+		return nil, errNilTopology
+	}
 	cfg := defaultConfig()
 	cfg.appID = "local"
 	for _, o := range opts {

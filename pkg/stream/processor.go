@@ -13,10 +13,14 @@ import (
 // A Processor instance belongs to one task and is never called concurrently.
 type Processor[KIn, VIn, KOut, VOut any] interface {
 	// Init is called once before the first record, after the task's stores were
-	// restored. Keep ctx if Close or punctuations need it.
+	// restored. Keep ctx if Close or punctuations need it. There is no
+	// record to forward yet: Forward or ForwardTo in Init makes the task
+	// fail to start with an error naming the node.
 	Init(ctx ProcessorContext[KOut, VOut]) error
 	// Process handles one record. A returned error stops the application (the
-	// record is processed again after a restart).
+	// record is processed again after a restart). A panic is recovered and
+	// treated as a returned error (a ProcessError naming the node and the
+	// record's position), here, in Init, Close and punctuations.
 	Process(ctx ProcessorContext[KOut, VOut], rec Record[KIn, VIn]) error
 	// Close releases what Init acquired. Stores are closed by the runtime.
 	Close() error

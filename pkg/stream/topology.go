@@ -109,6 +109,9 @@ func (b *Builder) Build() (*Topology, error) {
 	if len(b.sources) == 0 {
 		return nil, fmt.Errorf("%w: no sources", ErrInvalidTopology)
 	}
+	if err := b.checkLoops(); err != nil {
+		return nil, err
+	}
 	t := &Topology{nodes: b.nodes, stores: b.stores, byName: map[string]*node{}}
 	// Union-find over graph edges and shared stores gives the sub-topologies.
 	parent := map[*node]*node{}
@@ -174,6 +177,74 @@ func (b *Builder) Build() (*Topology, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkLoops rejects a topology in which records written by a sink come
+// back to that sink through the topics the topology reads (a sink writing its
+// own source topic, or two sub-topologies feeding each other): every record
+// would be processed again and again.
+func (b *Builder) checkLoops() error {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[*node]int{}
+	var path []*node
+	var visit func(n *node) error
+	visit = func(n *node) error {
+		state[n] = onPath
+		path = append(path, n)
+		defer func() { path = path[:len(path)-1] }()
+		next := n.children
+		if n.kind == kindSink {
+			if src, ok := b.sources[n.topic]; ok {
+				next = []*node{src}
+			}
+		}
+		for _, c := range next {
+			switch state[c] {
+			case onPath:
+				return loopError(append(path, c))
+			case unseen:
+				if err := visit(c); err != nil {
+					return err
+				}
+			}
+		}
+		state[n] = done
+		return nil
+	}
+	for _, n := range b.nodes {
+		if state[n] == unseen {
+			if err := visit(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// loopError describes the cycle at the end of path (which ends with the
+// node the cycle returns to), naming a sink on it and the topic it writes.
+func loopError(path []*node) error {
+	back := path[len(path)-1]
+	start := 0
+	for i, n := range path[:len(path)-1] {
+		if n == back {
+			start = i
+		}
+	}
+	names := make([]string, 0, len(path)-start)
+	var sink *node
+	for _, n := range path[start:] {
+		names = append(names, n.name)
+		if n.kind == kindSink && sink == nil {
+			sink = n
+		}
+	}
+	return fmt.Errorf("%w: sink %s writes topic %q, which the topology reads again upstream of it (%s): its records would loop forever",
+		ErrInvalidTopology, sink.name, sink.topic, strings.Join(names, " -> "))
 }
 
 func (t *Topology) changelogTopic(appID, store string) string {
