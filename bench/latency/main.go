@@ -68,6 +68,7 @@ type options struct {
 	logDir      string
 	startup     time.Duration
 	viewers     int
+	capFlag     bool
 }
 
 func parseFlags(root string) (*options, error) {
@@ -91,6 +92,7 @@ func parseFlags(root string) (*options, error) {
 	fs.StringVar(&o.bin, "bin", "", "a prebuilt emostream `binary` (default: go build ./examples/emostream)")
 	fs.StringVar(&o.out, "out", "", "where to write the results (default bench/results/latency.json, with -viewers bench/results/viewers.json)")
 	fs.IntVar(&o.viewers, "viewers", 0, "open this many more /events streams (emostream gets --max-viewers to match) and check that every one gets every result in time")
+	fs.BoolVar(&o.capFlag, "max-viewers-flag", true, "with -viewers, pass --max-viewers (false for a -bin older than the flag)")
 	fs.StringVar(&o.logDir, "logs", filepath.Join(root, "bench", "results"), "`directory` for the emostream log (latency-emostream.log)")
 	fs.DurationVar(&o.startup, "startup-timeout", 90*time.Second, "how long emostream may take to become healthy and produce a first result")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -189,7 +191,7 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	if o.exactlyOnce {
 		args = append(args, "--exactly-once")
 	}
-	if o.viewers > 0 {
+	if o.viewers > 0 && o.capFlag {
 		args = append(args, "--max-viewers", strconv.Itoa(o.viewers+16))
 	}
 	brokerDesc := "embedded (emostream run)"
