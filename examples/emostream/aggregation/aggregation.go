@@ -156,6 +156,17 @@ func Select(list string, available []Aggregation) ([]Aggregation, error) {
 	return out, nil
 }
 
+// build calls a.Build, turning a panic into an error: a plug-in's bug must
+// not crash the process that also runs the count.
+func build(a Aggregation, in Input) (rows *stream.Stream[string, wire.Row], err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			rows, err = nil, fmt.Errorf("%w: Build panicked: %v", ErrInvalid, p)
+		}
+	}()
+	return a.Build(in)
+}
+
 // Attach builds a with in and writes its rows, stamped with a's name, to
 // topic. Rows that wire.DecodeRow would reject are left out.
 func Attach(a Aggregation, in Input, topic string) error {
@@ -164,7 +175,7 @@ func Attach(a Aggregation, in Input, topic string) error {
 		return err
 	}
 	in.Name = name
-	rows, err := a.Build(in)
+	rows, err := build(a, in)
 	if err != nil {
 		return fmt.Errorf("aggregation %s: %w", name, err)
 	}

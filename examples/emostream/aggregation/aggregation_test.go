@@ -1,6 +1,7 @@
 package aggregation_test
 
 import (
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -235,4 +236,60 @@ func TestTopKLateCount(t *testing.T) {
 	counts, err := streamtest.NewOutputTopic(d, "topic2", stream.String(), wire.ResultSerde()).ReadKeyValues()
 	require.NoError(t, err)
 	require.Len(t, counts, 2)
+}
+
+type panicky struct{}
+
+func (panicky) Name() string  { return "panicky" }
+func (panicky) Title() string { return "Panics" }
+func (panicky) Build(aggregation.Input) (*stream.Stream[string, wire.Row], error) {
+	panic("oops")
+}
+
+type nothing struct{}
+
+func (nothing) Name() string  { return "nothing" }
+func (nothing) Title() string { return "Builds nothing" }
+func (nothing) Build(aggregation.Input) (*stream.Stream[string, wire.Row], error) {
+	return nil, nil
+}
+
+// A plug-in that panics in Build or returns no stream is an error naming it,
+// not a crash.
+func TestAttachBadPlugins(t *testing.T) {
+	_, err := aggregator.Topology(aggregator.Config{Aggregations: []aggregation.Aggregation{panicky{}}})
+	require.ErrorIs(t, err, aggregation.ErrInvalid)
+	require.ErrorContains(t, err, "aggregation panicky: aggregation: invalid: Build panicked: oops")
+	_, err = aggregator.Topology(aggregator.Config{Aggregations: []aggregation.Aggregation{nothing{}}})
+	require.ErrorContains(t, err, "aggregation nothing built no rows")
+}
+
+// sloppy writes a row per event, some of them invalid.
+type sloppy struct{}
+
+func (sloppy) Name() string  { return "sloppy" }
+func (sloppy) Title() string { return "Sloppy" }
+func (sloppy) Build(in aggregation.Input) (*stream.Stream[string, wire.Row], error) {
+	return stream.Map(in.Events, func(k string, e wire.Event) (string, wire.Row) {
+		r := wire.Row{WindowStart: e.Timestamp, WindowEnd: e.Timestamp + 1, Label: e.UserID, Value: 1}
+		if e.UserID == "nan" {
+			r.Value = math.NaN()
+		}
+		return k, r
+	}), nil
+}
+
+// Rows the readers would reject are left out; the others are written, and
+// the count goes on.
+func TestAttachDropsInvalidRows(t *testing.T) {
+	d := driver(t, sloppy{})
+	pipe(t, d, event{"nan", "🔥", 10}, event{"ann", "🔥", 20})
+	got := rows(t, d, "topic2-sloppy")
+	require.Len(t, got, 1)
+	require.Equal(t, "ann", got[0].Value.Label)
+	require.Equal(t, "sloppy", got[0].Value.Aggregation)
+	advance(t, d, 2600*time.Millisecond)
+	counts, err := streamtest.NewOutputTopic(d, "topic2", stream.String(), wire.ResultSerde()).ReadKeyValues()
+	require.NoError(t, err)
+	require.Len(t, counts, 1)
 }
