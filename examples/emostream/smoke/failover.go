@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,8 +48,9 @@ import (
 // (window_start, emoji_type)) among the windows due while it happened,
 // both wanted 0. The summary gives the median and max per kind and goes to
 // -failover-out (bench/results/failover.json). The aggregators inherit the
-// driver's environment: EMOSTREAM_SESSION_TIMEOUT=10s or
-// EMOSTREAM_HEARTBEAT_INTERVAL=250ms measure other settings. Then the load stops and the
+// driver's environment: EMOSTREAM_SESSION_TIMEOUT=10s,
+// EMOSTREAM_HEARTBEAT_INTERVAL=250ms or EMOSTREAM_STANDBY_REPLICAS=0 measure
+// other settings. Then the load stops and the
 // topics are verified exactly as in the other scenarios.
 
 // Defaults of the failover scenario (flags given explicitly win).
@@ -232,6 +234,7 @@ type FailoverReport struct {
 	Grace             string        `json:"grace"`
 	SessionTimeout    string        `json:"session_timeout"`
 	HeartbeatInterval string        `json:"heartbeat_interval"`
+	StandbyReplicas   int           `json:"standby_replicas"`
 	Kinds             []KindSummary `json:"kinds"`
 }
 
@@ -490,7 +493,7 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	// Summary.
 	rep := FailoverReport{Date: time.Now().UTC().Format(time.RFC3339), Command: "make smoke-failover",
 		Rate: c.Rate, Partitions: c.Partitions, Window: c.Window.String(), Grace: c.Grace.String(),
-		SessionTimeout: session.String(), HeartbeatInterval: heartbeat.String()}
+		SessionTimeout: session.String(), HeartbeatInterval: heartbeat.String(), StandbyReplicas: standbyFromEnv()}
 	var lines []string
 	for _, k := range failoverKinds {
 		s := summarize(k, figs[k])
@@ -498,8 +501,8 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		lines = append(lines, fmt.Sprintf("  %-15s trials %d  on time again after: median %.2fs, max %.2fs  late results %d, repeats %d (of %d; latest by %.2fs)",
 			k, s.Trials, s.MedianSeconds, s.MaxSeconds, sum(s.Late), sum(s.Repeats), sum(s.Results), s.MaxLateSeconds))
 	}
-	d.logf("FAILOVER SUMMARY (%.0f emojis/s, %d partitions, window %v + grace %v, session timeout %v, heartbeat %v):\n%s",
-		c.Rate, c.Partitions, c.Window, c.Grace, session, heartbeat, strings.Join(lines, "\n"))
+	d.logf("FAILOVER SUMMARY (%.0f emojis/s, %d partitions, window %v + grace %v, session timeout %v, heartbeat %v, standby replicas %d):\n%s",
+		c.Rate, c.Partitions, c.Window, c.Grace, session, heartbeat, rep.StandbyReplicas, strings.Join(lines, "\n"))
 	if c.FailoverOut != "" {
 		if err := writeJSON(c.FailoverOut, rep); err != nil {
 			d.problem("writing %s: %v", c.FailoverOut, err)
@@ -532,6 +535,15 @@ func membershipFromEnv() (session, heartbeat time.Duration) {
 		heartbeat = d
 	}
 	return session, heartbeat
+}
+
+// standbyFromEnv is the aggregators' --standby-replicas: EmoStream's
+// default (1), or EMOSTREAM_STANDBY_REPLICAS from the driver's environment.
+func standbyFromEnv() int {
+	if n, err := strconv.Atoi(os.Getenv("EMOSTREAM_STANDBY_REPLICAS")); err == nil && n >= 0 {
+		return n
+	}
+	return 1
 }
 
 func writeJSON(path string, v any) error {
