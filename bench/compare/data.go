@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 
 	"github.com/IBM/sarama"
 
@@ -45,9 +47,15 @@ type dataset struct {
 	n, partitions int
 	rate          int // records per second of event time
 	jitter        int64
-	emojis        []string
-	sentinels     []string // per partition
-	partOf        map[string]int32
+	// keys, when positive, is the number of distinct keys per window (the
+	// scale sweep, see newKeyedDataset); 0 is the classic emoji data set.
+	keys int
+	// noSentinels leaves the sentinels out: the windows stay open (the
+	// restore run's stores keep every key).
+	noSentinels bool
+	emojis      []string
+	sentinels   []string // per partition
+	partOf      map[string]int32
 	// expected final counts of every real (window, emoji); late records
 	// (by each partition's stream time) excluded.
 	expected    map[rkey]int64
@@ -56,16 +64,57 @@ type dataset struct {
 	first, last int64 // event-time range of the real records
 }
 
-func partitionOf(key string, partitions int) int32 {
-	// The Java client's partitioner, as the loader's producer uses.
-	p, _ := sarama.NewMurmur2Partitioner("").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, int32(partitions))
-	return p
+func newDataset(n, partitions, rate int, jitter int64) (*dataset, error) {
+	return buildDataset(&dataset{n: n, partitions: partitions, rate: rate, jitter: jitter})
 }
 
-func newDataset(n, partitions, rate int, jitter int64) (*dataset, error) {
-	d := &dataset{n: n, partitions: partitions, rate: rate, jitter: jitter,
-		emojis: load.DefaultEmojis(), partOf: map[string]int32{}, expected: map[rkey]int64{},
-		perPart: make([]int, partitions)}
+// newKeyedDataset is the scale sweep's data set (bench-scale): every 2 s
+// window holds max(keys, 4000) records and every one of keys distinct keys
+// at least once (fewer only where the jitter moves a window's first records
+// into the previous window). With keys <= 24 the keys are the first keys
+// emojis of load.DefaultEmojis; beyond, "<emoji>:<user>" (emoji × user, as
+// a per-user count would key them). The event's emoji_type is the key's
+// emoji. Event time advances by 2000/max(keys, 4000) ms per record (each
+// pulled back by 0..jitter ms); the sentinels follow unless noSentinels.
+func newKeyedDataset(n, partitions, keys int, jitter int64, noSentinels bool) (*dataset, error) {
+	if keys < 1 {
+		return nil, errors.New("keys must be positive")
+	}
+	return buildDataset(&dataset{n: n, partitions: partitions, jitter: jitter, keys: keys, noSentinels: noSentinels})
+}
+
+// sentinelCount is the number of sentinel records after the real ones.
+func (d *dataset) sentinelCount() int {
+	if d.noSentinels {
+		return 0
+	}
+	return d.partitions
+}
+
+// perWindow is the number of records per 2 s window of a keyed data set.
+func (d *dataset) perWindow() int { return max(d.keys, 4000) }
+
+// keyName is the name of key index i of a keyed data set, and its emoji.
+func (d *dataset) keyName(i int) (key, emoji string) {
+	emoji = d.emojis[i%len(d.emojis)]
+	if d.keys <= len(d.emojis) {
+		return emoji, emoji
+	}
+	return emoji + ":" + strconv.Itoa(i/len(d.emojis)), emoji
+}
+
+func buildDataset(d *dataset) (*dataset, error) {
+	n, partitions := d.n, d.partitions
+	d.emojis, d.partOf, d.expected, d.perPart = load.DefaultEmojis(), map[string]int32{}, map[rkey]int64{}, make([]int, partitions)
+	if d.keys > 0 && n < d.keys {
+		return nil, fmt.Errorf("%d records cannot hold %d distinct keys", n, d.keys)
+	}
+	// The Java client's partitioner, as the loader's producer uses.
+	part := sarama.NewMurmur2Partitioner("")
+	partitionOf := func(key string, partitions int) int32 {
+		p, _ := part.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, int32(partitions))
+		return p
+	}
 	for _, e := range d.emojis {
 		d.partOf[e] = partitionOf(e, partitions)
 	}
@@ -92,7 +141,10 @@ func newDataset(n, partitions, rate int, jitter int64) (*dataset, error) {
 		streamTime[i] = -1 << 62
 	}
 	d.each(func(key string, ev wire.Event) {
-		p := d.partOf[key]
+		p, ok := d.partOf[key]
+		if !ok {
+			p = partitionOf(key, partitions)
+		}
 		streamTime[p] = max(streamTime[p], ev.Timestamp)
 		d.perPart[p]++
 		ws := floorDiv(ev.Timestamp, windowMs) * windowMs
@@ -110,7 +162,10 @@ func newDataset(n, partitions, rate int, jitter int64) (*dataset, error) {
 func (d *dataset) each(fn func(key string, ev wire.Event), sentinels bool) {
 	rng := rand.New(rand.NewPCG(seed, uint64(d.n)))
 	var base int64
-	for i := 0; i < d.n; i++ {
+	if d.keys > 0 {
+		base = d.eachKeyed(rng, fn)
+	}
+	for i := 0; d.keys == 0 && i < d.n; i++ {
 		base = t0 + int64(i)*1000/int64(d.rate)
 		ts := max(t0, base-rng.Int64N(d.jitter+1))
 		e := d.emojis[rng.IntN(len(d.emojis))]
@@ -121,7 +176,7 @@ func (d *dataset) each(fn func(key string, ev wire.Event), sentinels bool) {
 		d.last = max(d.last, ts)
 		fn(e, wire.Event{UserID: fmt.Sprintf("user-%d", u), EmojiType: e, Timestamp: ts})
 	}
-	if sentinels {
+	if sentinels && !d.noSentinels {
 		for _, s := range d.sentinels {
 			fn(s, wire.Event{UserID: "bench-sentinel", EmojiType: s, Timestamp: base + sentinelGap})
 		}
@@ -136,4 +191,34 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// keyStride walks the keys in a scattered order: it is prime and no key
+// count of the sweep is a multiple of it, so j*keyStride mod keys visits
+// every key once in keys steps.
+const keyStride = 1_000_003
+
+// eachKeyed generates a keyed data set's records (see newKeyedDataset) and
+// returns the last record's base time.
+func (d *dataset) eachKeyed(rng *rand.Rand, fn func(key string, ev wire.Event)) int64 {
+	w := d.perWindow()
+	var base int64
+	for i := 0; i < d.n; i++ {
+		win, j := i/w, i%w
+		base = t0 + int64(win)*windowMs + int64(j)*windowMs/int64(w)
+		ts := max(t0, base-rng.Int64N(d.jitter+1))
+		var k int
+		if j < d.keys {
+			k = int(int64(j) * keyStride % int64(d.keys))
+		} else {
+			k = rng.IntN(d.keys)
+		}
+		key, emoji := d.keyName(k)
+		if i == 0 {
+			d.first = ts
+		}
+		d.last = max(d.last, ts)
+		fn(key, wire.Event{UserID: "user-" + strconv.Itoa(k/len(d.emojis)), EmojiType: emoji, Timestamp: ts})
+	}
+	return base
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -162,9 +163,13 @@ func (b *broker) checkInput(d *dataset, topic string) error {
 		if err != nil {
 			return err
 		}
-		if oldest != 0 || newest != int64(d.perPart[p]+1) {
+		want := int64(d.perPart[p])
+		if !d.noSentinels {
+			want++
+		}
+		if oldest != 0 || newest != want {
 			return fmt.Errorf("input topic %s partition %d holds offsets %d..%d, want 0..%d (deleted by retention?)",
-				topic, p, oldest, newest, d.perPart[p]+1)
+				topic, p, oldest, newest, want)
 		}
 	}
 	return nil
@@ -293,8 +298,8 @@ func (b *broker) preload(d *dataset, topic string) error {
 		return marshalErr
 	case firstErr != nil:
 		return fmt.Errorf("preload: %w", firstErr)
-	case acked != d.n+d.partitions:
-		return fmt.Errorf("preload: %d of %d records acknowledged", acked, d.n+d.partitions)
+	case acked != d.n+d.sentinelCount():
+		return fmt.Errorf("preload: %d of %d records acknowledged", acked, d.n+d.sentinelCount())
 	}
 	client, err := sarama.NewClient(b.brokers, saramaConfig())
 	if err != nil {
@@ -306,7 +311,7 @@ func (b *broker) preload(d *dataset, topic string) error {
 		if err != nil {
 			return err
 		}
-		if want := int64(d.perPart[part] + 1); off != want {
+		if want := int64(d.perPart[part] + d.sentinelCount()/d.partitions); off != want {
 			return fmt.Errorf("preload: partition %d holds %d records, want %d (murmur2 partitioning mismatch?)", part, off, want)
 		}
 	}
@@ -319,6 +324,9 @@ type collector struct {
 	consumer sarama.Consumer
 	parts    []sarama.PartitionConsumer
 	expected map[rkey]int64
+	// anyKey accepts results whose emoji_type is any key (the scale
+	// sweep's "<emoji>:<user>" keys), not only one emoji.
+	anyKey bool
 
 	mu        sync.Mutex
 	results   map[rkey]wire.Result
@@ -336,7 +344,7 @@ type collector struct {
 	doneAt    time.Time
 }
 
-func newCollector(brokers []string, topic string, partitions int32, expected map[rkey]int64) (*collector, error) {
+func newCollector(brokers []string, topic string, partitions int32, expected map[rkey]int64, anyKey bool) (*collector, error) {
 	cfg := saramaConfig()
 	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond
@@ -345,8 +353,9 @@ func newCollector(brokers []string, topic string, partitions int32, expected map
 	if err != nil {
 		return nil, err
 	}
-	c := &collector{consumer: consumer, expected: expected, results: map[rkey]wire.Result{},
-		raw: map[rkey]string{}, complete: make(chan struct{})}
+	c := &collector{consumer: consumer, expected: expected, anyKey: anyKey,
+		results: make(map[rkey]wire.Result, len(expected)), raw: make(map[rkey]string, len(expected)),
+		complete: make(chan struct{})}
 	for p := int32(0); p < partitions; p++ {
 		// A topic created a moment ago may not have a leader that serves
 		// requests yet (NOT_LEADER_OR_FOLLOWER): retry for a while.
@@ -387,7 +396,7 @@ func (c *collector) handle(m *sarama.ConsumerMessage) {
 	if c.first.IsZero() {
 		c.first = now
 	}
-	r, err := wire.DecodeResult(m.Value)
+	r, err := c.decode(m.Value)
 	if err != nil {
 		c.bad++
 		return
@@ -415,6 +424,22 @@ func (c *collector) handle(m *sarama.ConsumerMessage) {
 		c.doneAt = now
 		close(c.complete)
 	}
+}
+
+// decode reads a result: wire.DecodeResult, or with anyKey the same checks
+// except that emoji_type may be any non-empty string.
+func (c *collector) decode(b []byte) (wire.Result, error) {
+	if !c.anyKey {
+		return wire.DecodeResult(b)
+	}
+	var r wire.Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, err
+	}
+	if r.EmojiType == "" || r.WindowEnd <= r.WindowStart || r.Count <= 0 || r.Bursts < 0 {
+		return r, fmt.Errorf("invalid result %s", b)
+	}
+	return r, nil
 }
 
 // drain waits until nothing has arrived for quiet, then stops.

@@ -52,23 +52,30 @@ import (
 )
 
 type config struct {
-	quick       bool
-	records     int
-	partitions  int
-	rate        int
-	jitter      int64
-	guarantee   string
-	commitMs    int
-	engines     []string
-	runs        int
-	warmup      int // records of the unmeasured warm-up round, 0: none
-	timeout     time.Duration
-	ksThreads   int
-	ksStore     string
-	ksEmit      string
-	ksCache     string
-	javaOpts    []string
-	cpuprofile  bool
+	quick      bool
+	records    int
+	partitions int
+	rate       int
+	jitter     int64
+	guarantee  string
+	commitMs   int
+	engines    []string
+	runs       int
+	warmup     int // records of the unmeasured warm-up round, 0: none
+	timeout    time.Duration
+	ksThreads  int
+	ksStore    string
+	ksEmit     string
+	ksCache    string
+	javaOpts   []string
+	cpuprofile bool
+	// oursStore is our window store's kind: memory or disk (bench-scale);
+	// disk stores live under stateRoot/<application id>.
+	oursStore string
+	stateRoot string
+	// profile is the file name of our engine's CPU profile in resultsDir.
+	profile     string
+	logPrefix   string // of the engines' log files in resultsDir
 	resultsDir  string
 	root        string
 	startedWall time.Time
@@ -128,6 +135,8 @@ func loadConfig() (*config, error) {
 	c.ksCache = os.Getenv("KSTREAMS_CACHE_BYTES")
 	c.javaOpts = strings.Fields(os.Getenv("KSTREAMS_JAVA_OPTS"))
 	c.cpuprofile = envOr("CPUPROFILE", "1") != "0"
+	c.oursStore = "memory"
+	c.profile = "ours-cpu.pprof"
 	c.warmup = geti("WARMUP", 200_000)
 	c.engines = allEngines
 	if v := os.Getenv("ENGINES"); v != "" {
@@ -198,7 +207,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	runFn := run
+	if len(os.Args) > 1 && os.Args[1] == "scale" {
+		runFn = runScale // bench-scale, see scale.go
+	} else if len(os.Args) > 1 {
+		fmt.Fprintln(os.Stderr, "compare: unknown argument", os.Args[1], "(the only one is \"scale\")")
+		os.Exit(2)
+	}
+	if err := runFn(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
@@ -403,13 +419,13 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 	m := &measurement{engine: engine, brokerCPU: -1}
 	appID := prefix + engine
 	output := appID + "-topic2"
-	m.logFile = filepath.Join(cfg.resultsDir, engine+".log")
+	m.logFile = filepath.Join(cfg.resultsDir, cfg.logPrefix+engine+".log")
 	logf("%s: running (application id %s)", engine, appID)
 
 	var cmd *exec.Cmd
 	var col *collector
 	gokaResults := filepath.Join(cfg.resultsDir, engine+"-results.jsonl")
-	profile := filepath.Join(cfg.resultsDir, "ours-cpu.pprof")
+	profile := filepath.Join(cfg.resultsDir, cfg.profile)
 	switch engine {
 	case "ours":
 		args := []string{"-brokers", strings.Join(br.brokers, ","), "-app-id", appID, "-input", input,
@@ -417,6 +433,9 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 			"-commit", fmt.Sprintf("%dms", cfg.commitMs)}
 		if cfg.cpuprofile {
 			args = append(args, "-cpuprofile", profile)
+		}
+		if cfg.oursStore != "memory" {
+			args = append(args, "-store", cfg.oursStore, "-state-dir", filepath.Join(cfg.stateRoot, appID))
 		}
 		cmd = exec.Command(bins["ours"], args...)
 	case "kstreams":
@@ -449,7 +468,7 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 			return m
 		}
 		var err error
-		if col, err = newCollector(br.brokers, output, int32(cfg.partitions), d.expected); err != nil {
+		if col, err = newCollector(br.brokers, output, int32(cfg.partitions), d.expected, d.keys > len(d.emojis)); err != nil {
 			m.err = err.Error()
 			return m
 		}
@@ -613,9 +632,9 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 				logf("go tool pprof: %v", err)
 				break
 			}
-			fmt.Fprintf(&buf, "==== go tool pprof -top %s bench-ours ours-cpu.pprof\n%s\n", mode, out)
+			fmt.Fprintf(&buf, "==== go tool pprof -top %s bench-ours %s\n%s\n", mode, cfg.profile, out)
 		}
-		_ = os.WriteFile(filepath.Join(cfg.resultsDir, "ours-cpu-top.txt"), []byte(buf.String()), 0o644)
+		_ = os.WriteFile(filepath.Join(cfg.resultsDir, strings.TrimSuffix(cfg.profile, ".pprof")+"-top.txt"), []byte(buf.String()), 0o644)
 	}
 	return m
 }

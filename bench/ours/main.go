@@ -39,6 +39,8 @@ func main() {
 	guarantee := flag.String("guarantee", "at_least_once", "at_least_once or exactly_once_v2 (stream.ExactlyOnce)")
 	commit := flag.Duration("commit", time.Second, "commit interval (stream.CommitInterval)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	store := flag.String("store", "memory", "window store: memory, or disk (stream.Persistent(): pebble under -state-dir)")
+	stateDir := flag.String("state-dir", "", "state directory for -store disk (stream.StateDir; empty: the runtime's default)")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -82,6 +84,17 @@ func main() {
 		fatal(fmt.Errorf("-guarantee must be at_least_once or exactly_once_v2, got %q", *guarantee))
 	}
 
+	switch *store {
+	case "memory":
+	case "disk":
+		cfg.StoreOptions = []stream.StoreOpt{stream.Persistent()}
+		if *stateDir != "" {
+			cfg.Extra = append(cfg.Extra, stream.StateDir(*stateDir))
+		}
+	default:
+		fatal(fmt.Errorf("-store must be memory or disk, got %q", *store))
+	}
+
 	cfg.StreamTimeOnly = true // historic data: see the package comment
 	top, err := aggregator.Topology(cfg)
 	if err != nil {
@@ -93,7 +106,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	logger.Info("bench: starting", "input", cfg.InputTopic, "output", cfg.OutputTopic, "guarantee", *guarantee, "commit", *commit)
+	logger.Info("bench: starting", "input", cfg.InputTopic, "output", cfg.OutputTopic, "guarantee", *guarantee, "commit", *commit, "store", *store)
 	if err := app.Run(ctx); err != nil {
 		logger.Error("bench: app failed", "err", err)
 		pprof.StopCPUProfile()

@@ -49,6 +49,10 @@ type Config struct {
 	// Extra options for the stream runtime, e.g. stream.SaramaConfig for TLS
 	// or SASL, or stream.CommitInterval.
 	Extra []stream.Opt
+	// StoreOptions are passed to the count's window stores (e.g.
+	// stream.Persistent(), which keeps them on disk under the runtime's
+	// StateDir; see window.StoreOptions).
+	StoreOptions []stream.StoreOpt
 	// Aggregations run next to the count, each writing its rows to
 	// aggregation.Topic(OutputTopic, name) (see package aggregation). Every
 	// aggregator process of one application id must run the same list.
@@ -110,6 +114,7 @@ func Topology(cfg Config) (*stream.Topology, error) {
 		// wall-clock tick is 10ms, see Options): results reach topic2 within
 		// a few tens of ms of window_end + grace.
 		window.CloseInterval(20*time.Millisecond),
+		window.StoreOptions(cfg.StoreOptions...),
 	)
 	results := stream.Map(counts, func(w window.Windowed[string], n int64) (string, wire.Result) {
 		return w.Key, wire.NewResult(w.Start.UnixMilli(), cfg.Window, w.Key, n, cfg.Scale)

@@ -47,6 +47,8 @@ import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.streams.processor.StateRestoreListener;
 import org.apache.kafka.streams.processor.TimestampExtractor;
 import org.apache.kafka.streams.state.Stores;
 import org.apache.kafka.streams.state.WindowStore;
@@ -370,11 +372,31 @@ public final class KStreamsBench {
         AtomicInteger exitCode = new AtomicInteger(0);
         CountDownLatch stopped = new CountDownLatch(1);
         streams.setStateListener((now, before) -> {
-            System.err.printf(Locale.ROOT, "kstreams-bench: %.3fs after JVM start: state %s -> %s%n",
-                (System.currentTimeMillis() - ManagementFactory.getRuntimeMXBean().getStartTime()) / 1000.0, before, now);
+            long at = System.currentTimeMillis();
+            System.err.printf(Locale.ROOT, "kstreams-bench: %.3fs after JVM start: state %s -> %s (at=%d)%n",
+                (at - ManagementFactory.getRuntimeMXBean().getStartTime()) / 1000.0, before, now, at);
             if (now == KafkaStreams.State.ERROR) {
                 exitCode.set(1);
                 stopped.countDown();
+            }
+        });
+        // One line per store partition restored, with wall-clock times, for
+        // bench-scale's restore run (bench/compare/scale.go reads them).
+        streams.setGlobalStateRestoreListener(new StateRestoreListener() {
+            @Override
+            public void onRestoreStart(TopicPartition tp, String store, long from, long to) {
+                System.err.printf(Locale.ROOT, "kstreams-bench: restore start store=%s partition=%d from=%d to=%d at=%d%n",
+                    store, tp.partition(), from, to, System.currentTimeMillis());
+            }
+
+            @Override
+            public void onBatchRestored(TopicPartition tp, String store, long batchEndOffset, long numRestored) {
+            }
+
+            @Override
+            public void onRestoreEnd(TopicPartition tp, String store, long totalRestored) {
+                System.err.printf(Locale.ROOT, "kstreams-bench: restore end store=%s partition=%d records=%d at=%d%n",
+                    store, tp.partition(), totalRestored, System.currentTimeMillis());
             }
         });
         streams.setUncaughtExceptionHandler(e -> {
