@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emostream/emostream/examples/emostream/aggregation"
 	"github.com/emostream/emostream/examples/emostream/api"
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/internal/httpx"
@@ -44,6 +45,9 @@ type AggregatorConfig struct {
 	// stream.HeartbeatInterval. Empty InstanceID: dynamic membership.
 	InstanceID                        string
 	SessionTimeout, HeartbeatInterval time.Duration
+	// StandbyReplicas is --standby-replicas; give it to the runtime with
+	// stream.StandbyReplicas.
+	StandbyReplicas int
 	// Security is the TLS and SASL of the Kafka connections (--kafka-tls*,
 	// --kafka-sasl-*); give it to the runtime with stream.WithSecurity.
 	Security stream.Security
@@ -51,6 +55,9 @@ type AggregatorConfig struct {
 	// Registerer receives the aggregator's metrics; it is the registry that
 	// /metrics serves, or nil when nothing serves metrics.
 	Registerer prometheus.Registerer
+	// Aggregations are the extra aggregations --aggregations selected, to
+	// run next to the count (aggregator.Config.Aggregations).
+	Aggregations []aggregation.Aggregation
 }
 
 // AggregatorFunc runs the windowed aggregator until ctx is cancelled,
@@ -71,6 +78,9 @@ type Options struct {
 	// Aggregator runs the windowed aggregator. Nil leaves `run` without one
 	// (with a warning) and makes `aggregate` fail.
 	Aggregator AggregatorFunc
+	// Aggregations are aggregations of your own (package aggregation) that
+	// --aggregations can select besides the built-in ones.
+	Aggregations []aggregation.Aggregation
 }
 
 // Exit codes.
@@ -93,12 +103,15 @@ func Main(ctx context.Context, o Options) int {
 		o.Stderr = os.Stderr
 	}
 	c, err := parse(o.Args, o.Getenv)
-	if errors.Is(err, errHelp) {
-		usage(o.Stdout)
+	if h := (helpRequest{}); errors.As(err, &h) {
+		usage(o.Stdout, h.cmd)
 		return exitOK
 	}
+	if err == nil {
+		err = c.selectAggregations(o.Aggregations)
+	}
 	if err != nil {
-		fmt.Fprintf(o.Stderr, "emostream: %v (see emostream -h)\n", oneLine(err))
+		fmt.Fprintf(o.Stderr, "emostream: %v (see %s)\n", oneLine(err), helpHint(o.Args))
 		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -172,8 +185,10 @@ func (e *env) aggregatorConfig(brokers []string, reg prometheus.Registerer) Aggr
 		// Membership.
 		SessionTimeout:    c.sessionTimeout,
 		HeartbeatInterval: c.heartbeatInterval,
+		StandbyReplicas:   c.standbyReplicas,
 		Logger:            e.log.With("component", "aggregator"),
 		Registerer:        reg,
+		Aggregations:      c.selected,
 	}
 }
 
@@ -206,7 +221,7 @@ func (e *env) startBroker() (*embedded.Broker, *diskGuard, error) {
 	}
 	b, err := embedded.Start(opts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, listenError(err, "--broker-listen", e.cfg.brokerListen)
 	}
 	e.log.Info("embedded broker started", "addr", strings.Join(b.Addrs(), ","), "data_dir", e.cfg.dataDir)
 	return b, guard, nil
@@ -249,7 +264,7 @@ func (e *env) run(ctx context.Context) (err error) {
 		defer closeBroker(b, guard, &err) // last: everything else flushes into it first
 		brokers = b.Addrs()
 	}
-	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.appTopics()...); err != nil {
 		return err
 	}
 	reg := httpx.NewRegistry()
@@ -257,14 +272,14 @@ func (e *env) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	dash, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: c.outputTopic, Window: c.window, Grace: c.grace,
+	dash, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: c.outputTopic, Panels: c.panels(), Window: c.window, Grace: c.grace,
 		Scale: c.scale, MaxViewers: c.maxViewers, Registry: reg, Logger: e.log, Sarama: c.configureSarama})
 	if err != nil {
 		return err
 	}
 	ln, err := httpx.Listen(c.http)
 	if err != nil {
-		return err
+		return listenError(err, "--http", c.http)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api", apiSrv.Handler())
@@ -325,20 +340,20 @@ func (e *env) api(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx)
+	return listenError(s.Run(ctx), "--http", e.cfg.http)
 }
 
 func (e *env) dashboard(ctx context.Context) error {
 	brokers := e.cfg.kafkaBrokers()
-	if err := ensureTopics(ctx, e.log, brokers, e.cfg.security, e.cfg.partitions, 0, e.cfg.outputTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, e.cfg.security, e.cfg.partitions, 0, append([]string{e.cfg.outputTopic}, e.cfg.aggregationTopics()...)...); err != nil {
 		return err
 	}
-	s, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: e.cfg.outputTopic, HTTP: e.cfg.http,
+	s, err := dashboard.New(dashboard.Config{Brokers: brokers, Topic: e.cfg.outputTopic, Panels: e.cfg.panels(), HTTP: e.cfg.http,
 		Window: e.cfg.window, Grace: e.cfg.grace, Scale: e.cfg.scale, MaxViewers: e.cfg.maxViewers, Logger: e.log, Sarama: e.cfg.configureSarama})
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx)
+	return listenError(s.Run(ctx), "--http", e.cfg.http)
 }
 
 func (e *env) aggregate(ctx context.Context) error {
@@ -347,7 +362,7 @@ func (e *env) aggregate(ctx context.Context) error {
 	}
 	brokers := e.cfg.kafkaBrokers()
 	c := e.cfg
-	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.appTopics()...); err != nil {
 		return err
 	}
 	if !c.httpSet {
@@ -357,7 +372,7 @@ func (e *env) aggregate(ctx context.Context) error {
 	// default address belongs to the API, so it is not taken unasked).
 	ln, err := httpx.Listen(c.http)
 	if err != nil {
-		return err
+		return listenError(err, "--http", c.http)
 	}
 	reg := httpx.NewRegistry()
 	// /healthz is 503 with the reason while Kafka does not serve the
@@ -391,7 +406,7 @@ func (e *env) broker(ctx context.Context) (err error) {
 	}
 	defer closeBroker(b, guard, &err)
 	c := e.cfg
-	if err := ensureTopics(ctx, e.log, b.Addrs(), stream.Security{}, c.partitions, c.retention, c.inputTopic, c.outputTopic, c.dlqTopic); err != nil {
+	if err := ensureTopics(ctx, e.log, b.Addrs(), stream.Security{}, c.partitions, c.retention, c.appTopics()...); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "Kafka-protocol broker listening on %s; connect with --brokers %s\n", b.Addrs()[0], b.Addrs()[0])

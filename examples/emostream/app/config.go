@@ -8,12 +8,12 @@ import (
 	"math"
 	"net"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/emostream/emostream/examples/emostream/aggregation"
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/pkg/stream"
 )
@@ -51,12 +51,17 @@ type config struct {
 	maxViewers   int
 	exactlyOnce  bool
 	retention    time.Duration
+	// aggregations is --aggregations as given; selected is what it
+	// resolved to (selectAggregations), the count left out.
+	aggregations string
+	selected     []aggregation.Aggregation
 
 	// Consumer group membership of the aggregator (--instance-id,
-	// --session-timeout, --heartbeat-interval).
+	// --session-timeout, --heartbeat-interval, --standby-replicas).
 	instanceID        string
 	sessionTimeout    time.Duration
 	heartbeatInterval time.Duration
+	standbyReplicas   int
 
 	target   string
 	clients  int
@@ -80,18 +85,20 @@ type config struct {
 // secretFlags are flags whose values must never be printed.
 var secretFlags = map[string]bool{"kafka-sasl-password": true}
 
-// errHelp is returned by parse for -h; Main prints usage and exits 0.
-var errHelp = flag.ErrHelp
-
 // parse reads the subcommand, the environment and the flags.
 func parse(args []string, getenv func(string) string) (*config, error) {
 	c := &config{command: "run"}
+	explicit := "" // the subcommand as given, for --help
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch name := args[0]; {
-		case name == "help":
-			return nil, errHelp
-		case slices.ContainsFunc(subcommands, func(s struct{ name, what string }) bool { return s.name == name }):
+		case name == "help": // `emostream help` or `emostream help SUBCOMMAND`
+			if len(args) > 1 && isSubcommand(args[1]) {
+				return nil, helpRequest{cmd: args[1]}
+			}
+			return nil, helpRequest{}
+		case isSubcommand(name):
 			c.command, args = name, args[1:]
+			explicit = name
 		default:
 			return nil, fmt.Errorf("unknown subcommand %q (want run, api, aggregate, dashboard, load or broker)", name)
 		}
@@ -114,7 +121,10 @@ func parse(args []string, getenv func(string) string) (*config, error) {
 		return nil, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, helpRequest{cmd: explicit}
+		}
+		return nil, flagError(err)
 	}
 	fs.Visit(func(f *flag.Flag) { c.httpSet = c.httpSet || f.Name == "http" })
 	if fs.NArg() > 0 {
@@ -145,7 +155,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.inputTopic, "input-topic", "topic1", "input `topic` (emojis)")
 	fs.StringVar(&c.outputTopic, "output-topic", "topic2", "output `topic` (window results)")
 	fs.StringVar(&c.dlqTopic, "dlq-topic", "topic1.dlq", "dead-letter `topic` for late and malformed records")
-	fs.Func("partitions", "partitions for topics the app creates (default 4)", func(s string) error {
+	fs.Func("partitions", "`number` of partitions for topics the app creates (default 4)", func(s string) error {
 		var n int64
 		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 || n > math.MaxInt32 {
 			return errors.New("must be a positive integer")
@@ -162,6 +172,8 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.instanceID, "instance-id", "", "aggregator: static group membership `id` (Kafka's group.instance.id), unique per aggregator process; a restart with the same id within --session-timeout gets its partitions back without a rebalance, but a stopped one's partitions wait for --session-timeout (empty: dynamic membership)")
 	fs.DurationVar(&c.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "aggregator: how long Kafka waits for a silent aggregator before moving its partitions to the others (the broker's group.min.session.timeout.ms, 6s by default, is the lowest it accepts)")
 	fs.DurationVar(&c.heartbeatInterval, "heartbeat-interval", stream.DefaultHeartbeatInterval, "aggregator: how often it heartbeats to the group coordinator; below --session-timeout")
+	fs.IntVar(&c.standbyReplicas, "standby-replicas", 1, "aggregator: how many other aggregators keep a warm copy of each partition's window state by following its changelog, so a failover restores only the changelog's tail (Kafka Streams' num.standby.replicas; 0: none)")
+	aggregationsFlag(fs, c)
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
 	fs.IntVar(&c.maxViewers, "max-viewers", dashboard.DefaultMaxViewers, "dashboard: most concurrent /events streams; more are answered 503 with Retry-After and the page retries")
 	fs.StringVar(&c.target, "target", "http://127.0.0.1:8080", "load: `URL` of the ingest API")
@@ -241,8 +253,8 @@ func (c *config) validate() error {
 	return c.loadSecurity()
 }
 
-// validateMembership checks --instance-id, --session-timeout and
-// --heartbeat-interval.
+// validateMembership checks --instance-id, --session-timeout,
+// --heartbeat-interval and --standby-replicas.
 func (c *config) validateMembership(bad func(string, ...any)) {
 	if c.instanceID != "" && (!topicName.MatchString(c.instanceID) || c.instanceID == "." || c.instanceID == "..") {
 		bad("--instance-id %q: want 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'", c.instanceID)
@@ -254,6 +266,9 @@ func (c *config) validateMembership(bad func(string, ...any)) {
 		bad("--heartbeat-interval must be a positive whole number of milliseconds, got %v", c.heartbeatInterval)
 	} else if c.heartbeatInterval >= c.sessionTimeout {
 		bad("--heartbeat-interval (%v) must be below --session-timeout (%v)", c.heartbeatInterval, c.sessionTimeout)
+	}
+	if c.standbyReplicas < 0 {
+		bad("--standby-replicas must not be negative, got %d", c.standbyReplicas)
 	}
 }
 
@@ -331,13 +346,4 @@ func (c *config) kafkaBrokers() []string {
 		return c.brokers
 	}
 	return []string{c.brokerListen}
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintf(w, "EmoStream: real-time emoji aggregation on Kafka.\n\nUsage: emostream [SUBCOMMAND] [FLAGS]\n\nSubcommands:\n")
-	for _, s := range subcommands {
-		fmt.Fprintf(w, "  %-10s %s\n", s.name, s.what)
-	}
-	fmt.Fprintf(w, "\nFlags (each also from %s<FLAG>, e.g. EMOSTREAM_BROKERS, EMOSTREAM_DATA_DIR):\n", EnvPrefix)
-	flagSet(&config{}, w).PrintDefaults()
 }

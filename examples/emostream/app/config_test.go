@@ -38,13 +38,16 @@ func TestParse(t *testing.T) {
 			require.Equal(t, "", c.instanceID)
 			require.Equal(t, 6*time.Second, c.sessionTimeout)
 			require.Equal(t, 500*time.Millisecond, c.heartbeatInterval)
+			require.Equal(t, 1, c.standbyReplicas)
 		}},
-		{name: "membership", args: []string{"aggregate", "--instance-id", "agg-1", "--session-timeout", "8s"}, env: map[string]string{"EMOSTREAM_HEARTBEAT_INTERVAL": "1s"},
+		{name: "membership", args: []string{"aggregate", "--instance-id", "agg-1", "--session-timeout", "8s", "--standby-replicas", "2"}, env: map[string]string{"EMOSTREAM_HEARTBEAT_INTERVAL": "1s"},
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, "agg-1", c.instanceID)
 				require.Equal(t, 8*time.Second, c.sessionTimeout)
 				require.Equal(t, time.Second, c.heartbeatInterval)
+				require.Equal(t, 2, c.standbyReplicas)
 			}},
+		{name: "negative standby replicas", args: []string{"aggregate", "--standby-replicas", "-1"}, wantErr: "--standby-replicas must not be negative"},
 		{name: "bad instance id", args: []string{"aggregate", "--instance-id", "a/b"}, wantErr: "--instance-id"},
 		{name: "heartbeat not below session timeout", args: []string{"--session-timeout", "6s", "--heartbeat-interval", "6s"}, wantErr: "must be below --session-timeout"},
 		{name: "zero session timeout", args: []string{"--session-timeout", "0"}, wantErr: "--session-timeout must be"},
@@ -71,18 +74,19 @@ func TestParse(t *testing.T) {
 			"EMOSTREAM_CLIENTS": "7", "EMOSTREAM_RATE": "2.5", "EMOSTREAM_DURATION": "1m", "EMOSTREAM_BATCH": "20",
 			"EMOSTREAM_RETENTION": "1h", "EMOSTREAM_EXACTLY_ONCE": "true",
 			"EMOSTREAM_INSTANCE_ID": "agg-7", "EMOSTREAM_SESSION_TIMEOUT": "10s", "EMOSTREAM_HEARTBEAT_INTERVAL": "2s",
-			"EMOSTREAM_MAX_VIEWERS": "2500"},
+			"EMOSTREAM_STANDBY_REPLICAS": "0", "EMOSTREAM_MAX_VIEWERS": "2500"},
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, &config{command: "run", brokers: []string{"kafka:9092"}, brokerListen: "0.0.0.0:9092",
 					dataDir: "/var/lib/emo", http: "0.0.0.0:80", httpSet: true, inputTopic: "in", outputTopic: "out", dlqTopic: "dead",
 					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second,
 					partitions: 8, window: time.Second, grace: 0, scale: 10, loadClients: 5, maxViewers: 2500, target: "http://api:8080",
-					clients: 7, rate: 2.5, duration: time.Minute, batch: 20, retention: time.Hour, exactlyOnce: true}, c)
+					clients: 7, rate: 2.5, duration: time.Minute, batch: 20, retention: time.Hour, exactlyOnce: true,
+					aggregations: "count"}, c)
 			}},
 		{name: "flag beats environment", args: []string{"api", "--partitions", "2"}, env: map[string]string{"EMOSTREAM_PARTITIONS": "9"},
 			check: func(t *testing.T, c *config) { require.Equal(t, int32(2), c.partitions) }},
 
-		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined: -nope"},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined: --nope"},
 		{name: "unknown subcommand", args: []string{"serve"}, wantErr: `unknown subcommand "serve"`},
 		{name: "stray argument", args: []string{"run", "extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "bad duration", args: []string{"--window", "soon"}, wantErr: "window"},
@@ -198,10 +202,10 @@ func TestParseSecurity(t *testing.T) {
 // TestUsageListsSecurityFlags checks that -h documents every security flag.
 func TestUsageListsSecurityFlags(t *testing.T) {
 	var b strings.Builder
-	usage(&b)
+	usage(&b, "")
 	for _, f := range []string{"--kafka-tls", "--kafka-tls-ca", "--kafka-tls-cert", "--kafka-tls-key", "--kafka-tls-insecure-skip-verify",
 		"--kafka-sasl-mechanism", "--kafka-sasl-user", "--kafka-sasl-password"} {
-		require.Regexp(t, "\n  -"+f[2:]+"[ \n]", b.String(), f)
+		require.Regexp(t, "\n  "+f+"[ \n]", b.String(), f)
 	}
 	require.Contains(t, b.String(), "prefer EMOSTREAM_KAFKA_SASL_PASSWORD")
 }
