@@ -57,6 +57,7 @@ type options struct {
 	warmup     time.Duration
 	clients    int
 	startup    time.Duration
+	resultWait time.Duration
 	bin        string
 	out        string
 	logDir     string
@@ -85,6 +86,7 @@ func parseFlags(root string) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before the ingest phase")
 	fs.IntVar(&o.clients, "clients", 32, "keep-alive connections of the ingest phase")
 	fs.DurationVar(&o.startup, "startup-timeout", 5*time.Minute, "how long a stack may take to its first result")
+	fs.DurationVar(&o.resultWait, "result-wait", 3*time.Minute, "how long after the count phase's schedule its results may take")
 	fs.StringVar(&o.bin, "bin", "", "a prebuilt emostream `binary` (default: go build ./examples/emostream)")
 	fs.StringVar(&o.out, "out", filepath.Join(root, "bench", "results", "seed.json"), "where to write the results (and the table next to it, .md)")
 	fs.StringVar(&o.logDir, "logs", filepath.Join(root, "bench", "results"), "`directory` for the processes' logs (seed-*.log)")
@@ -111,8 +113,8 @@ func parseFlags(root string) (*options, error) {
 	if o.countDur < window || o.countDur%window != 0 {
 		errs = append(errs, fmt.Errorf("-count-duration must be a positive multiple of %v", window))
 	}
-	if o.ingestDur <= 0 || o.warmup < 0 || o.tail < time.Second || o.startup <= 0 {
-		errs = append(errs, errors.New("-ingest-duration and -startup-timeout must be positive, -warmup not negative, -tail at least 1s"))
+	if o.ingestDur <= 0 || o.warmup < 0 || o.tail < time.Second || o.startup <= 0 || o.resultWait <= 0 {
+		errs = append(errs, errors.New("-ingest-duration, -startup-timeout and -result-wait must be positive, -warmup not negative, -tail at least 1s"))
 	}
 	if o.kafkaPort < 1 || o.kafkaPort > 65534 {
 		errs = append(errs, errors.New("-kafka-port must be a port number"))

@@ -468,12 +468,12 @@ func countPhase(ctx context.Context, st *stack, rr *resultReader, sched []item, 
 	c.ExpectedResults = len(expected)
 	c.Windows = int(o.countDur / window)
 
-	// Wait until every expected result arrived (or 60 s).
+	// Wait until every expected result arrived (or -result-wait).
 	want := func(r received) bool {
 		ws := time.UnixMilli(r.WindowStart)
 		return r.EmojiType != marker && !ws.Before(base) && ws.Before(end)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(o.resultWait)
 	var got []received
 	for {
 		got, c.BadValues = rr.snapshot()

@@ -23,6 +23,8 @@ Usage: python spark_agg.py --brokers HOST:PORT --input T1 --output T2
 """
 
 import argparse
+import signal
+import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -100,7 +102,19 @@ def main():
         .start()
     )
     print("spark_agg: query started", flush=True)
-    query.awaitTermination()
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        query.awaitTermination()
+    except SystemExit:
+        pass
+    finally:
+        query.stop()
+        spark.stop()
+    sys.exit(0)
 
 
 if __name__ == "__main__":
