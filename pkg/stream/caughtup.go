@@ -59,14 +59,23 @@ type claimState struct {
 	// (it started at its end — say empty — or processing caught up with
 	// the high watermark). Records arriving after that are the live tail.
 	reached atomic.Bool
-	// fresh is the last ListOffsets answer (see refreshHighWatermarks).
+	// fresh are the last ListOffsets answers, oldest first (see
+	// refreshHighWatermarks).
 	fresh struct {
 		sync.Mutex
-		hwm   int64
-		asOf  time.Time // when the request was sent; zero: none yet
-		since time.Time // asOf of the first answer with this hwm
+		answers []hwmAnswer // at most hwmAnswers
+		since   time.Time   // asOf of the first answer with the last hwm
 	}
 }
+
+// hwmAnswer is a partition's high watermark as of when it was asked for.
+type hwmAnswer struct {
+	hwm  int64
+	asOf time.Time // when the request was sent
+}
+
+// hwmAnswers is how many answers a claim keeps (6.4 s of them).
+const hwmAnswers = 64
 
 // newClaimState resolves where claim starts and whether it starts with a
 // backlog.
@@ -94,7 +103,7 @@ func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
 		// sarama's ListOffsets, sent just before the claim reached the
 		// handler, is the first answer (taken as of now; the refreshes
 		// replace it within hwmRefreshInterval).
-		cs.fresh.hwm, cs.fresh.asOf, cs.fresh.since = hwm, asOf, asOf
+		cs.fresh.answers, cs.fresh.since = []hwmAnswer{{hwm, asOf}}, asOf
 	}
 	cs.last.Store(time.Now().UnixNano())
 	return cs
@@ -104,26 +113,50 @@ func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
 func (cs *claimState) observe(hwm int64, asOf time.Time) {
 	cs.fresh.Lock()
 	defer cs.fresh.Unlock()
-	if !asOf.After(cs.fresh.asOf) {
-		return // an older request answered late
-	}
-	if hwm != cs.fresh.hwm || cs.fresh.since.IsZero() {
+	a := cs.fresh.answers
+	if n := len(a); n > 0 {
+		if !asOf.After(a[n-1].asOf) {
+			return // an older request answered late
+		}
+		if hwm != a[n-1].hwm {
+			cs.fresh.since = asOf
+		}
+	} else {
 		cs.fresh.since = asOf
 	}
-	cs.fresh.hwm, cs.fresh.asOf = hwm, asOf
+	if len(a) == hwmAnswers {
+		a = append(a[:0], a[1:]...)
+	}
+	cs.fresh.answers = append(a, hwmAnswer{hwm, asOf})
 }
 
-func (cs *claimState) freshHWM() (hwm int64, asOf, since time.Time) {
+// freshHWM returns the last answer, when its high watermark was first
+// reported, and the time of the latest answer whose high watermark next
+// had reached (zero if none): everything written before then has been
+// processed.
+func (cs *claimState) freshHWM(next int64) (last hwmAnswer, since, reachedAsOf time.Time) {
 	cs.fresh.Lock()
 	defer cs.fresh.Unlock()
-	return cs.fresh.hwm, cs.fresh.asOf, cs.fresh.since
+	a := cs.fresh.answers
+	if len(a) == 0 {
+		return hwmAnswer{}, time.Time{}, time.Time{}
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		if next >= 0 && a[i].hwm <= next {
+			reachedAsOf = a[i].asOf
+			break
+		}
+	}
+	return a[len(a)-1], cs.fresh.since, reachedAsOf
 }
 
 // caughtUp: every source partition of t is being consumed, a fresh high
 // watermark is known for it (see the top of this file), and its next offset
-// to process has reached that high watermark. It returns the time as of
-// which that holds: when the oldest of the answers it rests on was asked
-// for. The caller holds t.mu.
+// to process has reached that high watermark. It also returns the time as
+// of which every input record is processed: when the latest answer whose
+// high watermark the task has reached was asked for (the oldest such time
+// over the task's partitions; zero when there is none). The caller holds
+// t.mu.
 //
 // A record being processed that arrived while the task was consuming (not
 // part of the backlog the claim started with) counts as processed, so the
@@ -146,17 +179,13 @@ func (a *App) caughtUp(t *task) (bool, time.Time) {
 	defer a.claimMu.Unlock()
 	now := time.Now()
 	var asOf time.Time
+	allAsOf := len(t.sources) > 0
 	for topic := range t.sources {
 		cs, ok := a.claims[topic][t.id.Partition]
 		if !ok {
 			return false, time.Time{}
 		}
-		fhwm, fAsOf, fSince := cs.freshHWM()
-		if fAsOf.IsZero() || now.Sub(fAsOf) > hwmFreshness {
-			return false, time.Time{}
-		}
 		c := cs.claim
-		hwm := max(c.HighWaterMarkOffset(), fhwm)
 		next, processed := t.position[topic]
 		if !processed {
 			next = cs.start
@@ -165,6 +194,12 @@ func (a *App) caughtUp(t *task) (bool, time.Time) {
 		if off := t.cur.meta.Offset; t.cur.inRecord && t.cur.meta.Topic == topic && off+1 > next && (reached || off >= cs.backlogEnd) {
 			next = off + 1
 		}
+		last, fSince, reachedAsOf := cs.freshHWM(next)
+		fhwm, fAsOf := last.hwm, last.asOf
+		if fAsOf.IsZero() || now.Sub(fAsOf) > hwmFreshness {
+			return false, time.Time{}
+		}
+		hwm := max(c.HighWaterMarkOffset(), fhwm)
 		// The high watermark reads 0 until known (sarama sets it from a
 		// ListOffsets when the claim starts, then from each fetch): unknown
 		// unless the starting position is 0 as well.
@@ -187,12 +222,22 @@ func (a *App) caughtUp(t *task) (bool, time.Time) {
 		if !atEnd && !tail && !quiet {
 			return false, time.Time{}
 		}
-		if asOf.IsZero() || fAsOf.Before(asOf) {
-			asOf = fAsOf
+		// As of when: the last answer the task had reached, or — quiet —
+		// the last answer. A burst being worked through (tail) counts as
+		// caught up but moves the time no further: its records were
+		// written before the answer that reported them.
+		topicAsOf := reachedAsOf
+		if quiet && !atEnd {
+			topicAsOf = fAsOf
+		}
+		if topicAsOf.IsZero() {
+			allAsOf = false
+		} else if asOf.IsZero() || topicAsOf.Before(asOf) {
+			asOf = topicAsOf
 		}
 	}
-	if asOf.IsZero() {
-		asOf = now
+	if !allAsOf {
+		asOf = time.Time{}
 	}
 	return true, asOf
 }

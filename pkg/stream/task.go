@@ -442,7 +442,7 @@ func (c *procContext[K, V]) InputCompleteAt() time.Time {
 	t := c.t
 	if t.caughtUp == nil {
 		t.completeAt = t.env.now()
-	} else if ok, asOf := t.caughtUp(); ok && asOf.After(t.completeAt) {
+	} else if _, asOf := t.caughtUp(); asOf.After(t.completeAt) {
 		t.completeAt = asOf
 	}
 	return t.completeAt
