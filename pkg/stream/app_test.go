@@ -281,7 +281,7 @@ func TestIntegrationGroupByCountRestartAndScaleOut(t *testing.T) {
 			// Interactive queries: the local store while running, and a goka
 			// view of the whole store from outside the group.
 			q := stream.QueryStore[string, int64](app, "counts", stream.String())
-			view, err := stream.NewView[string, int64](brokers, appID, "counts", stream.String(), stream.Int64(), nil)
+			view, err := stream.NewView("counts", stream.String(), stream.Int64(), stream.Brokers(brokers...), stream.ApplicationID(appID))
 			require.NoError(t, err)
 			vctx, vcancel := context.WithCancel(context.Background())
 			verr := make(chan error, 1)

@@ -18,6 +18,19 @@
 //		stream.Materialized[string, int64]{StoreName: "counts"})
 //	counts.ToStream().To("word-counts", stream.String(), stream.Int64())
 //
+// # Options
+//
+// Settings come in two forms. What configures a whole App, LocalRunner or
+// View, a source, a store or (in package window) a windowed aggregation is
+// an option: a value of an Opt-like interface made by a function of the
+// package (Brokers, ApplicationID, CommitInterval, WithTimestampExtractor,
+// Persistent, window.Emit...), passed as trailing arguments, as in
+// franz-go. Per-operation configuration that carries serdes of the
+// operation's type parameters is a struct named as in Kafka Streams
+// (Grouped, Materialized), whose zero fields take defaults: Go cannot infer
+// a type parameter from an option constructor's result, so options would
+// have to be written with explicit type arguments.
+//
 // # Processors
 //
 // Everything in a topology is a Processor (Init, Process, Close); the DSL is

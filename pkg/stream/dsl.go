@@ -18,8 +18,13 @@ type Stream[K, V any] struct {
 // Node is the name of the processor node that produces this stream.
 func (s *Stream[K, V]) Node() string { return s.n.name }
 
-// SourceOpt configures a source.
-type SourceOpt[K, V any] func(*sourceCfg[K, V])
+// SourceOpt configures a source; WithTimestampExtractor and WithSourceName
+// make them.
+type SourceOpt[K, V any] interface{ applySource(*sourceCfg[K, V]) }
+
+type sourceOptFunc[K, V any] func(*sourceCfg[K, V])
+
+func (f sourceOptFunc[K, V]) applySource(c *sourceCfg[K, V]) { f(c) }
 
 type sourceCfg[K, V any] struct {
 	ts   func(Record[K, V]) time.Time
@@ -29,12 +34,12 @@ type sourceCfg[K, V any] struct {
 // WithTimestampExtractor sets the event time of records from a source. The
 // default is the Kafka record timestamp.
 func WithTimestampExtractor[K, V any](fn func(rec Record[K, V]) time.Time) SourceOpt[K, V] {
-	return func(c *sourceCfg[K, V]) { c.ts = fn }
+	return sourceOptFunc[K, V](func(c *sourceCfg[K, V]) { c.ts = fn })
 }
 
 // WithSourceName names the source node (default KSTREAM-SOURCE-<n>).
 func WithSourceName[K, V any](name string) SourceOpt[K, V] {
-	return func(c *sourceCfg[K, V]) { c.name = name }
+	return sourceOptFunc[K, V](func(c *sourceCfg[K, V]) { c.name = name })
 }
 
 // Source adds a stream read from topic. Records whose key or value cannot be
@@ -46,7 +51,7 @@ func Source[K, V any](b *Builder, topic string, keySerde Serde[K], valueSerde Se
 func source[K, V any](b *Builder, topic string, internal bool, ks Serde[K], vs Serde[V], opts ...SourceOpt[K, V]) *Stream[K, V] {
 	var cfg sourceCfg[K, V]
 	for _, o := range opts {
-		o(&cfg)
+		o.applySource(&cfg)
 	}
 	if cfg.name == "" {
 		cfg.name = b.newName("KSTREAM-SOURCE")

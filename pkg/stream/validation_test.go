@@ -285,3 +285,11 @@ func TestIntegrationPanicNamesRecord(t *testing.T) {
 	require.Equal(t, int64(2), pe.Offset)
 	require.True(t, strings.Contains(err.Error(), "panic: cannot filter bad"), err.Error())
 }
+
+func TestNewViewNeedsBrokersAndApplicationID(t *testing.T) {
+	_, err := stream.NewView("counts", stream.String(), stream.Int64())
+	require.ErrorContains(t, err, "ApplicationID is required")
+	require.ErrorContains(t, err, "Brokers is required")
+	_, err = stream.NewView[string, int64]("", nil, nil, stream.Brokers("127.0.0.1:1"), stream.ApplicationID("app"))
+	require.ErrorContains(t, err, "a view needs a store name")
+}

@@ -21,16 +21,29 @@ type View[K, V any] struct {
 	vs Serde[V]
 }
 
-// NewView follows the changelog of store in application appID. Its sarama
-// configuration is its own (adjust it with configure, which may be nil); the
-// view keeps its copy in memory.
-func NewView[K, V any](brokers []string, appID, store string, keySerde Serde[K], valueSerde Serde[V], configure func(*sarama.Config)) (*View[K, V], error) {
+// NewView follows the changelog of store in the application named by the
+// options, which are an App's: [Brokers] and [ApplicationID] are required,
+// [SaramaConfig] and [WithSecurity] apply to the view's own sarama
+// configuration, and the others are ignored. The view keeps its copy in
+// memory.
+func NewView[K, V any](store string, keySerde Serde[K], valueSerde Serde[V], opts ...Opt) (*View[K, V], error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	if store == "" || keySerde == nil || valueSerde == nil {
+		return nil, fmt.Errorf("stream: a view needs a store name and its key and value serdes")
+	}
+	brokers, appID := cfg.brokers, cfg.appID
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_6_0_0
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.IsolationLevel = sarama.ReadCommitted
-	if configure != nil {
-		configure(sc)
+	if cfg.sarama != nil {
+		cfg.sarama(sc)
 	}
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	tm := goka.NewTopicManagerConfig()

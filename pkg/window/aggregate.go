@@ -69,8 +69,8 @@ func Reduce[K, V any](g *stream.GroupedStream[K, V], w Windows, reducer func(k K
 // into initializer's value.
 func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initializer func() A, aggregator func(k K, v V, agg A) A, merger func(k K, a, b A) A, aggSerde stream.Serde[A], out func(A) O, tombstones bool, first func(k K, v V) A, opts ...Opt) *stream.Stream[Windowed[K], O] {
 	o := options{closeInterval: 100 * time.Millisecond}
-	for _, f := range opts {
-		f(&o)
+	for _, opt := range opts {
+		opt.apply(&o)
 	}
 	src := g.Stream()
 	b := src.Builder()

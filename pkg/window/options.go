@@ -45,8 +45,14 @@ func (s EmitStrategy) String() string {
 	return fmt.Sprintf("EmitStrategy(%d)", int(s))
 }
 
-// Opt configures a windowed aggregation.
-type Opt func(*options)
+// Opt configures a windowed aggregation. Options are made by the functions
+// of this package (Named, Emit, LateRecordsTo, ...), as stream.Opt
+// configures an App.
+type Opt interface{ apply(*options) }
+
+type optFunc func(*options)
+
+func (f optFunc) apply(o *options) { f(o) }
 
 type options struct {
 	name          string
@@ -61,19 +67,19 @@ type options struct {
 
 // Named names the aggregation's processor and its stores (<name>-store,
 // <name>-index), so their changelog topics have stable names.
-func Named(name string) Opt { return func(o *options) { o.name = name } }
+func Named(name string) Opt { return optFunc(func(o *options) { o.name = name }) }
 
 // Emit chooses the emit strategy (default OnWindowUpdate).
-func Emit(s EmitStrategy) Opt { return func(o *options) { o.emit = s } }
+func Emit(s EmitStrategy) Opt { return optFunc(func(o *options) { o.emit = s }) }
 
 // WallClockClose closes windows also when the wall clock passes
 // end + grace, so final results appear on time with idle input. On by
 // default with OnWindowClose and UntilWindowCloses, off with OnWindowUpdate. With it off, stream
 // time alone decides, exactly as in Kafka Streams.
-func WallClockClose(on bool) Opt { return func(o *options) { o.wallClock = &on } }
+func WallClockClose(on bool) Opt { return optFunc(func(o *options) { o.wallClock = &on }) }
 
 // CloseInterval is how often the wall clock is checked (default 100ms).
-func CloseInterval(d time.Duration) Opt { return func(o *options) { o.closeInterval = d } }
+func CloseInterval(d time.Duration) Opt { return optFunc(func(o *options) { o.closeInterval = d }) }
 
 // LateRecordsTo sends late records to topic (the dead-letter topic) with the
 // headers error=late, source_topic, source_partition, source_offset. A
@@ -81,22 +87,22 @@ func CloseInterval(d time.Duration) Opt { return func(o *options) { o.closeInter
 // it belongs to is closed. Records with a negative timestamp (which belong to
 // no window; Kafka Streams drops them at the source) go there too, with
 // error=negative_timestamp.
-func LateRecordsTo(topic string) Opt { return func(o *options) { o.lateTopic = topic } }
+func LateRecordsTo(topic string) Opt { return optFunc(func(o *options) { o.lateTopic = topic }) }
 
 // DropLateRecords drops late records, counting them in
 // stream_dropped_records_total{reason="late"} (and records with a negative
 // timestamp in {reason="negative_timestamp"}). One of DropLateRecords and
 // LateRecordsTo is required: late data is never dropped silently by default.
-func DropLateRecords() Opt { return func(o *options) { o.dropLate = true } }
+func DropLateRecords() Opt { return optFunc(func(o *options) { o.dropLate = true }) }
 
 // Retention is how long after its end a window's state is kept, for
 // interactive queries and to recognise input replayed after a crash (default
 // and minimum: size + grace + 5 minutes). Keep it longer than the
 // application's CommitInterval.
-func Retention(d time.Duration) Opt { return func(o *options) { o.retention = d } }
+func Retention(d time.Duration) Opt { return optFunc(func(o *options) { o.retention = d }) }
 
 // StoreOptions passes options (such as stream.Persistent()) to the
 // aggregation's stores.
 func StoreOptions(opts ...stream.StoreOpt) Opt {
-	return func(o *options) { o.storeOpts = append(o.storeOpts, opts...) }
+	return optFunc(func(o *options) { o.storeOpts = append(o.storeOpts, opts...) })
 }
