@@ -408,6 +408,8 @@ waitFirst:
 	pss, rss := t.peakMiB()
 	res.PeakPSSMiB, res.PeakRSSMiB = harness.Round(pss, 1), harness.Round(rss, 1)
 	res.Processes = t.processes()
+	comm, peak := t.largest()
+	res.Largest = largestProc{Command: comm, PeakRSSMiB: harness.Round(peak, 1)}
 	res.Problems = st.stop(t)
 	t.stop()
 	stopped = true

@@ -28,13 +28,14 @@ type tree struct {
 	cpu     map[int]float64 // last CPU seconds seen per pid
 	peak    float64         // summed PSS, MiB
 	peakRSS float64         // summed RSS, MiB
+	maxRSS  map[int]float64 // peak RSS per pid, MiB
 	pids    map[int]string  // every pid ever seen in the tree, and its command
 	stopCh  chan struct{}
 	done    chan struct{}
 }
 
 func newTree(roots []int, interval time.Duration) *tree {
-	t := &tree{roots: roots, cpu: map[int]float64{}, pids: map[int]string{},
+	t := &tree{roots: roots, cpu: map[int]float64{}, pids: map[int]string{}, maxRSS: map[int]float64{},
 		stopCh: make(chan struct{}), done: make(chan struct{})}
 	t.sample()
 	go func() {
@@ -93,15 +94,21 @@ func (t *tree) members() []int {
 func (t *tree) sample() {
 	var rss, pss float64
 	cpu := map[int]float64{}
+	each := map[int]float64{}
 	for _, pid := range t.members() {
 		if c, ok := procCPU(pid); ok {
 			cpu[pid] = c
 		}
-		rss += procMemMiB(pid, "status", "VmRSS:")
+		r := procMemMiB(pid, "status", "VmRSS:")
+		each[pid] = r
+		rss += r
 		pss += procMemMiB(pid, "smaps_rollup", "Pss:")
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for pid, r := range each {
+		t.maxRSS[pid] = max(t.maxRSS[pid], r)
+	}
 	for pid, c := range cpu {
 		t.cpu[pid] = c
 		if _, ok := t.pids[pid]; !ok {
@@ -129,6 +136,20 @@ func (t *tree) peakMiB() (pss, rss float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.peak, t.peakRSS
+}
+
+// largest is the process with the highest peak RSS: its command and that
+// peak.
+func (t *tree) largest() (string, float64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	comm, peak := "", 0.0
+	for pid, r := range t.maxRSS {
+		if r > peak {
+			comm, peak = t.pids[pid], r
+		}
+	}
+	return comm, peak
 }
 
 // processes counts the distinct processes the tree had, by command name.

@@ -53,9 +53,16 @@ type systemResult struct {
 	} `json:"cpu_seconds"`
 	// PeakPSSMiB is the peak of the summed PSS of the stack's processes
 	// (shared pages counted once), PeakRSSMiB of the summed RSS.
-	PeakPSSMiB float64  `json:"peak_pss_mib"`
-	PeakRSSMiB float64  `json:"peak_rss_mib"`
-	Problems   []string `json:"problems,omitempty"`
+	PeakPSSMiB float64 `json:"peak_pss_mib"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// Largest is the process with the highest peak RSS.
+	Largest  largestProc `json:"largest_process"`
+	Problems []string    `json:"problems,omitempty"`
+}
+
+type largestProc struct {
+	Command    string  `json:"command"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
 }
 
 type countResult struct {
@@ -142,6 +149,10 @@ func (r *report) markdown() string {
 		}))
 	fmt.Fprintf(&b, "| peak memory (PSS of all processes) | %s |\n",
 		col(func(s systemResult) string { return fmt.Sprintf("%s MiB", thousands(s.PeakPSSMiB)) }))
+	fmt.Fprintf(&b, "| peak RSS of the largest process | %s |\n",
+		col(func(s systemResult) string {
+			return fmt.Sprintf("%s MiB (%s)", thousands(s.Largest.PeakRSSMiB), s.Largest.Command)
+		}))
 	fmt.Fprintf(&b, "| counts of the %d windows = the emojis sent | %s |\n", int(r.Settings.CountSeconds*1000)/int(r.Settings.WindowMS),
 		col(func(s systemResult) string {
 			return fmt.Sprintf("%s (%d of %d results)", yes(s.Counts.Matches), s.Counts.Matching, s.Counts.ExpectedResults)
