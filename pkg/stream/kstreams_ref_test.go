@@ -87,6 +87,7 @@ var refOps = []string{
 	"count-by-value", "count-by-key", "sum-by-value", "sum-by-key",
 	"reduce-by-value", "reduce-by-key", "filter-count-by-value", "mapvalues-sum-by-key",
 	"st-inner", "st-left", "tt-inner", "tt-left", "tt-outer",
+	"ss-inner", "ss-left", "ss-outer",
 }
 
 // streamSide tells whether topic is read as a stream by op (its records
@@ -123,14 +124,14 @@ func (r tableRefRec) String() string {
 }
 
 type tableRefCase struct {
-	name, op    string
-	diff, grace int64
+	name, op           string
+	diff, after, grace int64 // stream-stream joins: before, after, grace (ms)
 	recs        []tableRefRec
 }
 
 func (c tableRefCase) script() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "case %s\nconfig op=%s diff=%d grace=%d\n", c.name, c.op, c.diff, c.grace)
+	fmt.Fprintf(&sb, "case %s\nconfig op=%s diff=%d after=%d grace=%d\n", c.name, c.op, c.diff, c.after, c.grace)
 	for _, r := range c.recs {
 		fmt.Fprintf(&sb, "pipe %s\n", r)
 	}
@@ -145,6 +146,14 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 	for _, op := range refOps {
 		for i := range perOp {
 			c := tableRefCase{name: fmt.Sprintf("%s/%d", op, i), op: op}
+			if strings.HasPrefix(op, "ss-") {
+				c.diff = []int64{0, 3, 10, 25}[rng.IntN(4)]
+				c.after = c.diff
+				if rng.IntN(2) == 0 {
+					c.after = []int64{0, 3, 10, 25}[rng.IntN(4)]
+				}
+				c.grace = []int64{0, 4, 15}[rng.IntN(3)]
+			}
 			nk := 1 + rng.IntN(len(keys))
 			ts := int64(rng.IntN(50))
 			for range 5 + rng.IntN(36) {
@@ -206,6 +215,19 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 		out = stream.LeftJoinTables(left(), right(), func(l int64, r *int64) int64 { return refJoin(&l, r) })
 	case "tt-outer":
 		out = stream.OuterJoinTables(left(), right(), refJoin)
+	case "ss-inner", "ss-left", "ss-outer":
+		l, r := stream.Source(b, "left", str, i64), stream.Source(b, "right", str, i64)
+		w := stream.JoinTimeDifferenceAndGrace(time.Duration(c.diff)*time.Millisecond, time.Duration(c.grace)*time.Millisecond)
+		w.After = time.Duration(c.after) * time.Millisecond
+		sj := stream.StreamJoined[string, int64, int64]{}
+		switch c.op {
+		case "ss-inner":
+			joined = stream.JoinStreams(l, r, func(l, r int64) int64 { return refJoin(&l, &r) }, w, sj)
+		case "ss-left":
+			joined = stream.LeftJoinStreams(l, r, func(l int64, r *int64) int64 { return refJoin(&l, r) }, w, sj)
+		default:
+			joined = stream.OuterJoinStreams(l, r, refJoin, w, sj)
+		}
 	case "source":
 		out = left()
 	case "filter":
@@ -289,7 +311,7 @@ func firstTableRefDiff(got, want [][]string) (int, string) {
 
 func describeTableRef(c tableRefCase, want, got [][]string) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "  op=%s diff=%d grace=%d\n", c.op, c.diff, c.grace)
+	fmt.Fprintf(&sb, "  op=%s diff=%d after=%d grace=%d\n", c.op, c.diff, c.after, c.grace)
 	for i, r := range c.recs {
 		mark := "  "
 		if i < len(got) && !slices.Equal(got[i], want[i]) {

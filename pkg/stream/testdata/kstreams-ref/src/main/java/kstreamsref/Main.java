@@ -50,7 +50,7 @@ import org.apache.kafka.streams.test.TestRecord;
  *
  * <pre>
  * case NAME
- * config op=OP [diff=MS grace=MS]
+ * config op=OP [diff=MS after=MS grace=MS]   stream-stream joins: before=diff, after, grace
  * pipe TOPIC KEY VALUE TS   a record on topic left or right: String KEY, Long VALUE ("null": a tombstone), timestamp TS ms
  * end                       closes the case, prints "end"
  * </pre>
@@ -59,7 +59,8 @@ import org.apache.kafka.streams.test.TestRecord;
  * pipe are printed, one a line, as "KEY VALUE TS" (VALUE "null" for a
  * tombstone), then "--". Keys and values are Strings and Longs; the
  * functions below (FILTER, MAP, GROUP_*, JOIN) are mirrored by the Go test.
- * Caching is off and stores are in memory.
+ * Caching is off, stores are in memory, and left and outer stream-stream
+ * joins check for closed windows at every record (internal emit interval 0).
  *
  * <p>Ops: source, filter, filternot, mapvalues, filter-mapvalues,
  * {count,sum,reduce}-by-{value,key}, filter-count-by-value,
@@ -235,7 +236,8 @@ public final class Main {
             case "ss-inner":
             case "ss-left":
             case "ss-outer": {
-                final JoinWindows w = JoinWindows.ofTimeDifferenceAndGrace(Duration.ofMillis(ms(cfg, "diff")), Duration.ofMillis(ms(cfg, "grace")));
+                final JoinWindows w = JoinWindows.ofTimeDifferenceAndGrace(Duration.ofMillis(ms(cfg, "diff")), Duration.ofMillis(ms(cfg, "grace")))
+                    .after(Duration.ofMillis(ms(cfg, "after")));
                 final StreamJoined<String, Long, Long> sj = StreamJoined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
                 final KStream<String, Long> l = b.stream("left", consumed);
                 final KStream<String, Long> r = b.stream("right", consumed);
@@ -280,6 +282,9 @@ public final class Main {
             p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
             p.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
             p.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.LongSerde.class);
+            // Left and outer stream-stream joins look for closed windows at
+            // every record, not once per second of wall-clock time.
+            p.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_OUTER_JOIN_SPURIOUS_RESULTS_FIX, 0L);
             p.put(StreamsConfig.DSL_STORE_SUPPLIERS_CLASS_CONFIG, BuiltInDslStoreSuppliers.InMemoryDslStoreSuppliers.class);
             this.driver = new TopologyTestDriver(topology(cfg), p, Instant.EPOCH);
             this.left = driver.createInputTopic("left", new StringSerializer(), new LongSerializer());
