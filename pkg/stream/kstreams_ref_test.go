@@ -126,7 +126,7 @@ func (r tableRefRec) String() string {
 type tableRefCase struct {
 	name, op           string
 	diff, after, grace int64 // stream-stream joins: before, after, grace (ms)
-	recs        []tableRefRec
+	recs               []tableRefRec
 }
 
 func (c tableRefCase) script() string {
