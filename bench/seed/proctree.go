@@ -95,9 +95,18 @@ func (t *tree) sample() {
 	var rss, pss float64
 	cpu := map[int]float64{}
 	each := map[int]float64{}
+	comms := map[int]string{}
 	for _, pid := range t.members() {
 		if c, ok := procCPU(pid); ok {
 			cpu[pid] = c
+			comms[pid] = procComm(pid)
+		}
+		// A child that has not called exec yet runs its parent's
+		// program; after a vfork (the JVM starts programs through
+		// posix_spawn) it even shares the parent's memory, which would
+		// count twice. Its memory is the parent's until it execs.
+		if pp, ok := ppid(pid); ok && t.inTree(pp) && sameExe(pid, pp) {
+			continue
 		}
 		r := procMemMiB(pid, "status", "VmRSS:")
 		each[pid] = r
@@ -111,12 +120,30 @@ func (t *tree) sample() {
 	}
 	for pid, c := range cpu {
 		t.cpu[pid] = c
-		if _, ok := t.pids[pid]; !ok {
-			t.pids[pid] = procComm(pid)
-		}
+		t.pids[pid] = comms[pid] // the latest: a script may exec a program
 	}
 	t.peak = max(t.peak, pss)
 	t.peakRSS = max(t.peakRSS, rss)
+}
+
+// inTree reports whether pid is a root or was seen in the tree.
+func (t *tree) inTree(pid int) bool {
+	for _, r := range t.roots {
+		if r == pid {
+			return true
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.pids[pid]
+	return ok
+}
+
+// sameExe reports whether two processes run the same executable.
+func sameExe(a, b int) bool {
+	ea, err1 := os.Readlink("/proc/" + strconv.Itoa(a) + "/exe")
+	eb, err2 := os.Readlink("/proc/" + strconv.Itoa(b) + "/exe")
+	return err1 == nil && err2 == nil && ea == eb
 }
 
 // cpuSeconds is the CPU time of every process seen in the tree so far.
