@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,13 +76,13 @@ func (p *Probe) Run(ctx context.Context) error {
 			}
 			c, err := sarama.NewClient(p.brokers, conf)
 			if err != nil {
-				p.set(fmt.Errorf("kafka: connecting to %v: %w", p.brokers, err))
+				p.set(oneLine(fmt.Errorf("kafka: connecting to %v: %w", p.brokers, err)))
 			} else {
 				client = c
 			}
 		}
 		if client != nil {
-			p.set(check(client, p.topics))
+			p.set(oneLine(check(client, p.topics)))
 		}
 		select {
 		case <-ctx.Done():
@@ -111,4 +112,18 @@ func check(client sarama.Client, topics []string) error {
 		}
 	}
 	return nil
+}
+
+// lineError is an error whose message is kept on one line for /healthz's
+// JSON (sarama joins errors with newlines).
+type lineError struct{ err error }
+
+func (e lineError) Error() string { return strings.ReplaceAll(e.err.Error(), "\n", "; ") }
+func (e lineError) Unwrap() error { return e.err }
+
+func oneLine(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	return lineError{err}
 }
