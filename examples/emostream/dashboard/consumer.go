@@ -23,6 +23,9 @@ func (s *Server) saramaConfig() *sarama.Config {
 	sc.ClientID = "emostream-dashboard"
 	sc.Net.DialTimeout = 5 * time.Second
 	sc.Metadata.AllowAutoTopicCreation = false
+	// A partition whose leader went away is looked up again after this
+	// (sarama's default is 2 s): a restarted broker is read again sooner.
+	sc.Consumer.Retry.Backoff = 500 * time.Millisecond
 	if s.cfg.Sarama != nil {
 		s.cfg.Sarama(sc)
 	}
