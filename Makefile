@@ -15,9 +15,11 @@ test:
 	bash scripts/test.sh
 
 ## lint: gofmt check, go vet and staticcheck ($(STATICCHECK)) on every
-## package; CI runs it (.ci/run)
+## package, and every exported name, field and interface method of pkg/
+## documented (TestExportedDocumented); CI runs it (.ci/run)
 lint: fmt-check vet
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) test -count=1 -run '^TestExportedDocumented$$' ./pkg/stream/
 
 ## vet: go vet all packages
 vet:
@@ -54,7 +56,9 @@ bench-scale:
 ## bench-latency: end-to-end latency of `emostream run` (embedded broker;
 ## BROKERS=host:port for a real Kafka): POSTs 2000 emojis/s for 60 s and times
 ## each window result on /events beyond window_end + grace; writes
-## bench/results/latency.json (LATENCY_ARGS='-duration 20s', see -h). Not in CI.
+## bench/results/latency.json (LATENCY_ARGS='-duration 20s', see -h).
+## LATENCY_ARGS='-viewers 5000 -rate 1000 -duration 30s': 5,000 more viewers,
+## each must get every result; writes bench/results/viewers.json. Not in CI.
 bench-latency:
 	$(GO) run ./bench/latency $(if $(BROKERS),-brokers $(BROKERS)) $(LATENCY_ARGS)
 
