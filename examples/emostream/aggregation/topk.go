@@ -26,7 +26,9 @@ import (
 //
 // The window closes Input.CountLag after the count's close point
 // (window_end + grace + CountLag: 1.5 s after window_end by default, 2.5 s
-// with --exactly-once). Its rows are final when every count of the window
+// with --exactly-once, whose rows are readable when the next transaction
+// commits, up to a commit interval later). Its rows are final when every
+// count of the window
 // got there by then, which is the case unless a count task was down or
 // behind: a count that arrives later (an aggregator killed and failed over,
 // a backfill with stream time only) is dropped and counted
