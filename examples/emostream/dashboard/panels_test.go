@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/wire"
+	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
 
@@ -88,4 +90,73 @@ func TestPanelsConfig(t *testing.T) {
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
+}
+
+// TestPanelsBrokerRestart: the panels' consumer survives an in-process
+// restart of the embedded broker without its data, like the results'
+// (TestBrokerRestart): its offsets are beyond the new, empty logs, it resets
+// them and the viewers get the rows written after the restart.
+func TestPanelsBrokerRestart(t *testing.T) {
+	addr := freeAddr(t)
+	b, err := embedded.Start(embedded.Addr(addr))
+	require.NoError(t, err)
+	defer func() { _ = b.Close() }()
+	brokers := b.Addrs()
+	results, top := kafkatest.UniqueName(t, "topic2"), kafkatest.UniqueName(t, "top3")
+	create := func() {
+		kafkatest.CreateTopic(t, brokers, results, 2)
+		kafkatest.CreateTopic(t, brokers, top, 2)
+	}
+	create()
+	_, base := startDashboard(t, dashboard.Config{Brokers: brokers, Topic: results,
+		Panels: []dashboard.Panel{{Name: "top3", Title: "Top 3", Topic: top}}})
+	events := openEvents(t, base)
+
+	now := time.Now().UnixMilli() / 2000 * 2000
+	row := func(start int64, label string, v float64) wire.Row {
+		return wire.Row{Aggregation: "top3", WindowStart: start, WindowEnd: start + 2000, Label: label, Value: v, Rank: 1}
+	}
+	var before []wire.Row
+	for i := range 20 {
+		before = append(before, row(now-int64(i)*2000, "🔥", float64(i+1)))
+	}
+	kafkatest.ProduceStrings(t, brokers, top, rowKV("k", before...))
+	for range before {
+		name, _ := events.next(t)
+		require.Equal(t, "aggregation", name)
+	}
+
+	require.NoError(t, b.Close())
+	time.Sleep(2 * time.Second) // the sessions notice and retry
+	b, err = embedded.Start(embedded.Addr(addr))
+	require.NoError(t, err)
+	create()
+	kafkatest.ProduceStrings(t, brokers, top, rowKV("k", row(now+2000, "🎉", 9)))
+	// Without the reset the consumer would wait at its old offsets, beyond
+	// the new log's end, and the row would never come.
+	arrived := make(chan wire.Row, 1)
+	go func() {
+		// Reads the stream itself (events.next fails the test, which a
+		// goroutine must not do): "data: " lines of rows.
+		for {
+			line, err := events.r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			data, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "data: ")
+			if r, err := wire.DecodeRow([]byte(data)); ok && err == nil && r.WindowStart == now+2000 {
+				arrived <- r
+				return
+			}
+		}
+	}()
+	select {
+	case r := <-arrived:
+		require.Equal(t, row(now+2000, "🎉", 9), r)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no row after the broker restart")
+	}
+	var got []panelView
+	require.Equal(t, 200, getJSON(t, base+"/api/aggregations", &got))
+	require.Equal(t, row(now+2000, "🎉", 9), got[0].Rows[0], "newest window first")
 }
