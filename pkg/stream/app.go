@@ -1340,6 +1340,10 @@ func (a *App) closeBackends() {
 	}
 }
 
+// restoreBatch is the most changelog records a restore writes to a store at
+// once (see kv.WriteBatch).
+const restoreBatch = 1024
+
 // restore brings a store up to date with its changelog partition.
 func (a *App) restore(t *task, c *storeCore) error {
 	// A shutdown stops a restore at once (the next owner goes on from the
@@ -1385,6 +1389,7 @@ func (a *App) restore(t *task, c *storeCore) error {
 	defer idle.Stop()
 	got := false
 	n, idleTicks := 0, 0
+	var ops []kv.Op
 	for c.restoredTo < hwm {
 		select {
 		case <-ctx.Done():
@@ -1415,16 +1420,25 @@ func (a *App) restore(t *task, c *storeCore) error {
 			}
 		case m := <-pc.Messages():
 			got = true
-			if m.Value == nil {
-				err = c.backend.Delete(m.Key)
-			} else {
-				err = c.backend.Put(m.Key, m.Value)
+			// Apply what the consumer has buffered as one batch (one lock
+			// or one Pebble commit for up to restoreBatch records).
+			ops = append(ops[:0], kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
+			last := m.Offset
+		more:
+			for len(ops) < restoreBatch && last+1 < hwm {
+				select {
+				case m := <-pc.Messages():
+					ops = append(ops, kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
+					last = m.Offset
+				default:
+					break more
+				}
 			}
-			if err != nil {
+			if err := kv.WriteBatch(c.backend, ops); err != nil {
 				return err
 			}
-			c.restoredTo = m.Offset + 1
-			n++
+			c.restoredTo = last + 1
+			n += len(ops)
 		case e := <-pc.Errors():
 			return e
 		case <-timeout.C:
