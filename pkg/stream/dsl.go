@@ -344,8 +344,12 @@ func SelectKey[K, V, K2 any](s *Stream[K, V], fn func(k K, v V) K2) *Stream[K2, 
 // Grouped sets the serdes (and the name of the repartition topic) of a grouping.
 // Zero fields take the stream's serdes and a generated name.
 type Grouped[K, V any] struct {
-	Name       string
-	KeySerde   Serde[K]
+	// Name names the repartition topic, <application id>-<Name>-repartition
+	// (default: a generated node name).
+	Name string
+	// KeySerde writes and reads the keys in the repartition topic.
+	KeySerde Serde[K]
+	// ValueSerde writes and reads the values in the repartition topic.
 	ValueSerde Serde[V]
 }
 
@@ -414,8 +418,12 @@ func GroupBy[K, V, K2 any](s *Stream[K, V], fn func(k K, v V) K2, g Grouped[K2, 
 // that depends on the aggregation (Int64 for Count, the grouping's value serde
 // for Reduce, JSON for Aggregate).
 type Materialized[K, V any] struct {
-	StoreName  string
-	KeySerde   Serde[K]
+	// StoreName names the store, for interactive queries and its changelog
+	// topic <application id>-<StoreName>-changelog.
+	StoreName string
+	// KeySerde stores the keys.
+	KeySerde Serde[K]
+	// ValueSerde stores the aggregated values.
 	ValueSerde Serde[V]
 	// Options such as Persistent().
 	Options []StoreOpt

@@ -24,10 +24,13 @@ var (
 
 // SerdeError reports a value that a Serde could not encode or decode.
 type SerdeError struct {
+	// Format names the serde ("json", "int64", ...).
 	Format string
-	Err    error
+	// Err is the encoding or decoding error.
+	Err error
 }
 
+// Error describes the failure.
 func (e *SerdeError) Error() string { return fmt.Sprintf("stream: %s serde: %v", e.Format, e.Err) }
 
 // Unwrap returns the underlying error.
@@ -38,13 +41,21 @@ func (e *SerdeError) Unwrap() error { return e.Err }
 // position so it can be found in Kafka. In a punctuation, Topic is
 // "punctuation" and Offset -1.
 type ProcessError struct {
-	Node      string
-	Topic     string
+	// Node is the processor node that failed ("source" for an undecodable
+	// record under FailOnBadRecord).
+	Node string
+	// Topic is the input record's topic, or "punctuation".
+	Topic string
+	// Partition is the input record's partition (the task's, in a
+	// punctuation).
 	Partition int32
-	Offset    int64
-	Err       error
+	// Offset is the input record's offset, or -1 in a punctuation.
+	Offset int64
+	// Err is what the processor returned, or the recovered panic.
+	Err error
 }
 
+// Error describes the failure with the node and the record's position.
 func (e *ProcessError) Error() string {
 	return fmt.Sprintf("stream: node %s: record %s/%d@%d: %v", e.Node, e.Topic, e.Partition, e.Offset, e.Err)
 }

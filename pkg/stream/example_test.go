@@ -75,7 +75,9 @@ func (p *dedupe) Process(ctx stream.ProcessorContext[string, string], rec stream
 
 func (p *dedupe) Close() error { return nil }
 
-// A custom Processor with a state store and a wall-clock punctuation.
+// A custom Processor with a state store: dedupe forwards the first record of
+// each key and drops the others. (Example_streamtest shows a processor with a
+// wall-clock punctuation.)
 func Example_processor() {
 	b := stream.NewBuilder()
 	b.AddStore(stream.KeyValueStoreBuilder("seen", stream.String(), stream.JSON[bool]()))

@@ -11,8 +11,11 @@ import (
 // KeySerde and ValueSerde, so each key meets the table partition that
 // holds it. Zero fields take the stream's serdes and a generated name.
 type Joined[K, V any] struct {
-	Name       string
-	KeySerde   Serde[K]
+	// Name names the repartition topic (default: a generated node name).
+	Name string
+	// KeySerde writes and reads the keys in the repartition topic.
+	KeySerde Serde[K]
+	// ValueSerde writes and reads the values in the repartition topic.
 	ValueSerde Serde[V]
 }
 

@@ -41,13 +41,21 @@ type LocalRunner struct {
 
 // RawRecord is a serialized record as written to a topic by a LocalRunner.
 type RawRecord struct {
-	Topic     string
+	// Topic is the topic written (internal topics with the application id
+	// prefix).
+	Topic string
+	// Partition is the partition the record went to.
 	Partition int32
-	Offset    int64
-	Key       []byte
-	Value     []byte
+	// Offset is the record's offset in its partition.
+	Offset int64
+	// Key is the serialized key (nil for a null key).
+	Key []byte
+	// Value is the serialized value (nil for a tombstone).
+	Value []byte
+	// Timestamp is the record timestamp.
 	Timestamp time.Time
-	Headers   []Header
+	// Headers are the record headers.
+	Headers []Header
 }
 
 // NewLocalRunner builds the tasks of every sub-topology for every partition

@@ -133,6 +133,7 @@ const (
 	WallClockTime
 )
 
+// String names the clock: "stream-time" or "wall-clock".
 func (t PunctuationType) String() string {
 	if t == WallClockTime {
 		return "wall-clock"
@@ -146,6 +147,7 @@ type Punctuator func(ts time.Time) error
 
 // Cancellable cancels a scheduled punctuation.
 type Cancellable interface {
+	// Cancel stops the punctuation; it does not fire again.
 	Cancel()
 }
 

@@ -58,10 +58,15 @@ type KeyValueStore[K, V any] interface {
 // KeyValueIterator iterates a store's entries. Key and Value are valid until the
 // next call to Next. The caller must call Close.
 type KeyValueIterator[K, V any] interface {
+	// Next moves to the next entry; false at the end or on an error.
 	Next() bool
+	// Key is the current entry's key.
 	Key() K
+	// Value is the current entry's value.
 	Value() V
+	// Err is the error that ended the iteration, if any.
 	Err() error
+	// Close releases the iterator.
 	Close() error
 }
 

@@ -15,7 +15,12 @@ import (
 // non-joined results of left and outer joins, which are emitted once
 // stream time has passed the end of the record's window plus Grace.
 type JoinWindows struct {
-	Before, After, Grace time.Duration
+	// Before is how far before a left record's time right records join it.
+	Before time.Duration
+	// After is how far after a left record's time right records join it.
+	After time.Duration
+	// Grace is how long after a window's end out-of-order records still join.
+	Grace time.Duration
 }
 
 // JoinTimeDifferenceAndGrace returns windows of diff before and after
@@ -33,9 +38,13 @@ func JoinTimeDifferenceAndGrace(diff, grace time.Duration) JoinWindows {
 // the streams' serdes and a generated name. Every serde is needed: the
 // join stores the records of both sides.
 type StreamJoined[K, V, VO any] struct {
-	Name            string
-	KeySerde        Serde[K]
-	ValueSerde      Serde[V]
+	// Name prefixes the store and repartition topic names.
+	Name string
+	// KeySerde stores the keys of both sides.
+	KeySerde Serde[K]
+	// ValueSerde stores this side's values.
+	ValueSerde Serde[V]
+	// OtherValueSerde stores the other side's values.
 	OtherValueSerde Serde[VO]
 	// Options such as Persistent(), for the three stores.
 	Options []StoreOpt

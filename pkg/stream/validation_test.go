@@ -23,14 +23,18 @@ func TestBuildRejectsMisuse(t *testing.T) {
 		want  string
 	}{
 		{
-			name:  "empty source topic",
-			build: func(b *stream.Builder) { stream.Source(b, "", stream.String(), stream.String()).To("out", stream.String(), stream.String()) },
-			want:  "needs a topic name",
+			name: "empty source topic",
+			build: func(b *stream.Builder) {
+				stream.Source(b, "", stream.String(), stream.String()).To("out", stream.String(), stream.String())
+			},
+			want: "needs a topic name",
 		},
 		{
-			name:  "empty sink topic",
-			build: func(b *stream.Builder) { stream.Source(b, "in", stream.String(), stream.String()).To("", stream.String(), stream.String()) },
-			want:  "a sink after KSTREAM-SOURCE-0000000000 needs a topic name",
+			name: "empty sink topic",
+			build: func(b *stream.Builder) {
+				stream.Source(b, "in", stream.String(), stream.String()).To("", stream.String(), stream.String())
+			},
+			want: "a sink after KSTREAM-SOURCE-0000000000 needs a topic name",
 		},
 		{
 			name: "nil processor supplier",

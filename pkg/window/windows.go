@@ -8,11 +8,16 @@ import (
 // Windowed is a key with the window it belongs to: [Start, End) for time
 // windows; session and sliding windows include End, as in Kafka Streams.
 type Windowed[K any] struct {
-	Key   K
+	// Key is the record key.
+	Key K
+	// Start is the window's start, inclusive.
 	Start time.Time
-	End   time.Time
+	// End is the window's end: exclusive for time windows, inclusive for
+	// session and sliding windows.
+	End time.Time
 }
 
+// String prints the key and the window's bounds in Unix ms, key@[start,end).
 func (w Windowed[K]) String() string {
 	return fmt.Sprintf("%v@[%d,%d)", w.Key, w.Start.UnixMilli(), w.End.UnixMilli())
 }

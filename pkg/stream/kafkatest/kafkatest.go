@@ -351,10 +351,12 @@ func sortedKeys(m map[string]string) []string {
 
 // Message is a record read by [ConsumeN].
 type Message struct {
-	// Topic, Partition and Offset locate the record.
-	Topic     string
+	// Topic is the record's topic.
+	Topic string
+	// Partition is the record's partition.
 	Partition int32
-	Offset    int64
+	// Offset is the record's offset in its partition.
+	Offset int64
 	// Key is the record key ("" for a null key).
 	Key string
 	// Value is the record value ("" for a null value; see Tombstone).
