@@ -6,6 +6,7 @@
 //	perf-cpu.png         CPU per record of each engine and of the broker (the same files)
 //	perf-latency.png     end-to-end and POST latency (bench/latency: latency.json)
 //	perf-ingest.png      ingest throughput (bench/ingest: ingest.json)
+//	perf-scale.png       records/s by keys and store, restore time (bench-scale: scale.json)
 //
 // into docs/img. A chart whose input is missing is skipped with a message;
 // the exit status is non-zero only if a chart could not be drawn or written.
@@ -36,6 +37,7 @@ type inputs struct {
 	compares []*compareRun
 	latency  *latencyRun
 	ingest   *ingestRun
+	scale    *scaleRun
 }
 
 // errSkip marks a chart whose input is missing.
@@ -96,6 +98,11 @@ func main() {
 	} else {
 		warn("ingest.json", err)
 	}
+	if sc, err := readScale(filepath.Join(*results, "scale.json")); err == nil {
+		in.scale = sc
+	} else {
+		warn("scale.json", err)
+	}
 
 	charts := []chart{
 		{"perf-throughput.png", drawThroughput},
@@ -103,6 +110,7 @@ func main() {
 		{"perf-cpu.png", drawCPU},
 		{"perf-latency.png", drawLatency},
 		{"perf-ingest.png", drawIngest},
+		{"perf-scale.png", drawScale},
 	}
 	failed := false
 	for _, c := range charts {

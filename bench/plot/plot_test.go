@@ -35,6 +35,11 @@ func TestCharts(t *testing.T) {
 		"modes": [{"name": "single", "clients": 64, "batch": 1, "emojis_per_second": 10000, "p50_ms": 5, "p99_ms": 17, "target_emojis_per_second": 15000},
 		          {"name": "batch", "clients": 8, "batch": 100, "emojis_per_second": 74000, "p50_ms": 10, "p99_ms": 31, "target_emojis_per_second": 50000}]}`)
 
+	writeFile(t, dir, "scale.json", `{"quick": true, "rows": [
+		{"keys": 16, "store": "memory", "ours_rps": 300000, "kstreams_rps": 120000, "ratio": 2.5, "identical_results": true},
+		{"keys": 1000000, "store": "disk", "ours_rps": 90000, "kstreams_rps": 0, "ratio": 0, "identical_results": false}],
+		"restore": {"keys": 1000000, "ours_s": 1.5, "kstreams_s": 9, "ratio": 6}}`)
+
 	var in inputs
 	for _, name := range []string{"latest.json", "full-5m.json"} {
 		c, err := readCompare(filepath.Join(dir, name))
@@ -50,10 +55,16 @@ func TestCharts(t *testing.T) {
 	if in.ingest, err = readIngest(filepath.Join(dir, "ingest.json")); err != nil {
 		t.Fatal(err)
 	}
+	if in.scale, err = readScale(filepath.Join(dir, "scale.json")); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.scale.Rows[1].Keys; got != 1_000_000 {
+		t.Errorf("scale.json: keys of row 2 = %d", got)
+	}
 	if got := in.compares[1].Engines["kstreams"].RPS; got != 228000 {
 		t.Errorf("summary-only file: kstreams rps = %v", got)
 	}
-	charts := []chart{{"t.png", drawThroughput}, {"r.png", drawRSS}, {"c.png", drawCPU}, {"l.png", drawLatency}, {"i.png", drawIngest}}
+	charts := []chart{{"t.png", drawThroughput}, {"r.png", drawRSS}, {"c.png", drawCPU}, {"l.png", drawLatency}, {"i.png", drawIngest}, {"s.png", drawScale}}
 	for _, c := range charts {
 		path := filepath.Join(dir, c.file)
 		if err := c.draw(in, path); err != nil {
