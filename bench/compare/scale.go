@@ -94,7 +94,9 @@ func scaleConfig(cfg *config) (*scaleSettings, error) {
 	if v := os.Getenv("RECORDS"); v != "" {
 		s.records = cfg.records
 	}
-	if v := os.Getenv("SCALE_KEYS"); v != "" {
+	if v := os.Getenv("SCALE_KEYS"); v == "none" {
+		s.keys = nil // the restore run only
+	} else if v != "" {
 		s.keys = nil
 		for _, f := range splitList(v) {
 			n, err := strconv.Atoi(strings.ReplaceAll(f, "_", ""))
@@ -128,7 +130,14 @@ func runScale(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	cfg.engines = []string{"ours", "kstreams"}
+	if os.Getenv("ENGINES") == "" {
+		cfg.engines = []string{"ours", "kstreams"}
+	}
+	for _, e := range cfg.engines {
+		if e != "ours" && e != "kstreams" {
+			return fmt.Errorf("ENGINES: bench-scale runs ours and kstreams only, not %q", e)
+		}
+	}
 	port := scaleKafkaPort
 	if v := os.Getenv("SCALE_KAFKA_PORT"); v != "" {
 		if port, err = strconv.Atoi(v); err != nil || port < 1 || port > 65534 {
@@ -233,6 +242,12 @@ func runScale(ctx context.Context, cfg *config) error {
 				ms[e] = m
 			}
 			o, k := ms["ours"], ms["kstreams"]
+			if o == nil {
+				o = &measurement{engine: "ours", err: "not run (ENGINES)"}
+			}
+			if k == nil {
+				k = &measurement{engine: "kstreams", err: "not run (ENGINES)"}
+			}
 			row := scaleRow{Keys: keys, Store: store}
 			row.IdenticalResults = o.ok() && k.ok() && o.matches && k.matches && sameResults(o.results, k.results)
 			if o.ok() {
@@ -285,10 +300,10 @@ func runScale(ctx context.Context, cfg *config) error {
 			}
 		}
 		restore = &scaleRestore{Keys: sc.restoreKeys}
-		if o := rr["ours"]; o.err == "" {
+		if o := rr["ours"]; o != nil && o.err == "" {
 			restore.OursS = round(o.seconds, 3)
 		}
-		if k := rr["kstreams"]; k.err == "" {
+		if k := rr["kstreams"]; k != nil && k.err == "" {
 			restore.KStreamsS = round(k.seconds, 3)
 		}
 		if restore.OursS > 0 && restore.KStreamsS > 0 {
