@@ -239,29 +239,33 @@ func (p *ssJoinProc[K, V, VO, VR]) Process(ctx ProcessorContext[K, VR], r Record
 		return err
 	}
 	before, after := p.before, p.after
-	otherStore, otherObs := p.rws, p.observed[1]
+	thisStore, otherStore, i := p.lws, p.rws, 0
+	thisSide, otherSide := leftSide, rightSide
 	if !isLeft {
 		before, after = p.after, p.before
-		otherStore, otherObs = p.lws, p.observed[0]
+		thisStore, otherStore, i = p.rws, p.lws, 1
+		thisSide, otherSide = rightSide, leftSide
 	}
-	if p.outer != nil && ts == p.streamTime {
-		if err := p.emitNonJoined(ctx, r, after); err != nil {
-			return err
-		}
-	}
-	timeFrom, timeTo := max(0, ts-before), max(0, ts+after)
 	retention := p.before + p.after + p.grace
-	matched := false
-	if from := max(timeFrom, otherObs-retention+1); timeTo >= from {
+	timeFrom, timeTo := max(0, ts-before), max(0, ts+after)
+	// The stores are written in an order that does not depend on their
+	// state: first the appends (deduplicated against redelivery by their
+	// position among the record's writes), then the deletions. So a
+	// replayed record after a crash is recognised even though the join's
+	// in-memory time tracker, and so what it deletes, may differ.
+
+	// Look the record up in the other side's window store (its own
+	// retention bounds what is still there).
+	type hit struct {
+		ts   int64
+		vals [][]byte
+	}
+	var hits []hit
+	if from := max(timeFrom, p.observed[1-i]-retention+1); timeTo >= from {
 		it, err := otherStore.Range(timeKey(from), timeKey(timeTo+1))
 		if err != nil {
 			return err
 		}
-		type hit struct {
-			ts   int64
-			vals [][]byte
-		}
-		var hits []hit
 		for it.Next() {
 			k := it.Key()
 			if len(k) == 8+len(kb) && keyTime(k) <= timeTo && bytes.Equal(k[8:], kb) {
@@ -273,67 +277,64 @@ func (p *ssJoinProc[K, V, VO, VR]) Process(ctx ProcessorContext[K, VR], r Record
 		if err != nil {
 			return err
 		}
-		for _, h := range hits {
-			if p.outer != nil {
-				side := leftSide
-				if isLeft {
-					side = rightSide
-				}
-				ok := timeKey(h.ts, side, kb)
-				if _, found, err := p.outer.Get(ok); err != nil {
-					return err
-				} else if found {
-					if err := p.outer.Delete(ok); err != nil {
-						return err
-					}
-				}
-			}
-			for _, ob := range h.vals {
-				matched = true
-				out, err := p.join(isLeft, r.Value, ob)
-				if err != nil {
-					return err
-				}
-				ctx.Forward(Record[K, VR]{Key: r.Key, Value: out, Timestamp: time.UnixMilli(max(ts, h.ts)), Headers: r.Headers})
-			}
-		}
-	}
-	if !matched && (p.kind == outerJoin || p.kind == leftJoin && isLeft) {
-		if p.outer == nil || timeTo < p.streamTime {
-			out, err := p.join(isLeft, r.Value, nil)
-			if err != nil {
-				return err
-			}
-			ctx.Forward(Record[K, VR]{Key: r.Key, Value: out, Timestamp: r.Timestamp, Headers: r.Headers})
-		} else {
-			p.minTime = min(p.minTime, ts)
-			side := rightSide
-			if isLeft {
-				side = leftSide
-			}
-			if _, _, err := p.outer.Update(timeKey(ts, side, kb), func(old [][]byte, _ bool) ([][]byte, error) {
-				return append(old, vb), nil
-			}); err != nil {
-				return err
-			}
-		}
 	}
 	// Kafka Streams' KStreamJoinWindow: keep the record in this side's
 	// window store, unless it is already older than the retention.
-	st, i := p.lws, 0
-	if !isLeft {
-		st, i = p.rws, 1
-	}
 	p.observed[i] = max(p.observed[i], ts)
-	if ts <= p.observed[i]-retention {
-		return nil // expired: Kafka Streams' window store skips it too
+	if ts > p.observed[i]-retention {
+		if _, _, err := thisStore.Update(timeKey(ts, kb), func(old [][]byte, _ bool) ([][]byte, error) {
+			return append(old, vb), nil
+		}); err != nil {
+			return err
+		}
 	}
-	if _, _, err := st.Update(timeKey(ts, kb), func(old [][]byte, _ bool) ([][]byte, error) {
-		return append(old, vb), nil
-	}); err != nil {
-		return err
+	outerSide := p.kind == outerJoin || p.kind == leftJoin && isLeft
+	matched := len(hits) > 0
+	wait := outerSide && !matched && p.outer != nil && timeTo >= p.streamTime
+	var waitKey []byte
+	if wait {
+		waitKey = timeKey(ts, thisSide, kb)
+		if _, _, err := p.outer.Update(waitKey, func(old [][]byte, _ bool) ([][]byte, error) {
+			return append(old, vb), nil
+		}); err != nil {
+			return err
+		}
 	}
-	return p.expire(st, p.observed[i]-retention)
+	if p.outer != nil && ts == p.streamTime {
+		if err := p.emitNonJoined(ctx, r, after, waitKey); err != nil {
+			return err
+		}
+	}
+	for _, h := range hits {
+		if p.outer != nil {
+			ok := timeKey(h.ts, otherSide, kb)
+			if _, found, err := p.outer.Get(ok); err != nil {
+				return err
+			} else if found {
+				if err := p.outer.Delete(ok); err != nil {
+					return err
+				}
+			}
+		}
+		for _, ob := range h.vals {
+			out, err := p.join(isLeft, r.Value, ob)
+			if err != nil {
+				return err
+			}
+			ctx.Forward(Record[K, VR]{Key: r.Key, Value: out, Timestamp: time.UnixMilli(max(ts, h.ts)), Headers: r.Headers})
+		}
+	}
+	switch {
+	case wait:
+		p.minTime = min(p.minTime, ts)
+	case outerSide && !matched:
+		out, err := p.join(isLeft, r.Value, nil)
+		if err != nil {
+			return err
+		}
+		ctx.Forward(Record[K, VR]{Key: r.Key, Value: out, Timestamp: r.Timestamp, Headers: r.Headers})
+	}
+	return p.expire(thisStore, p.observed[i]-retention)
 }
 
 // expire deletes the window store's entries at or before cutoff.
@@ -389,7 +390,11 @@ func (p *ssJoinProc[K, V, VO, VR]) join(isLeft bool, in joinInput[V, VO], other 
 // the outer store's order (Kafka Streams' emitNonJoinedOuterRecords, with
 // its emit interval at 0: checked on every record that advances stream
 // time).
-func (p *ssJoinProc[K, V, VO, VR]) emitNonJoined(ctx ProcessorContext[K, VR], r Record[K, joinInput[V, VO]], after int64) error {
+//
+// skip is the outer-store key the current record was just appended to (or
+// nil): Kafka Streams appends it after this scan, so its last value is not
+// visited.
+func (p *ssJoinProc[K, V, VO, VR]) emitNonJoined(ctx ProcessorContext[K, VR], r Record[K, joinInput[V, VO]], after int64, skip []byte) error {
 	if p.minTime+after+p.grace >= p.streamTime {
 		return nil
 	}
@@ -415,7 +420,11 @@ scan:
 		if isLeft {
 			look = p.after
 		}
-		for range it.Value() {
+		n := len(it.Value())
+		if skip != nil && bytes.Equal(k, skip) {
+			n-- // the current record, appended before the scan
+		}
+		for range n {
 			p.minTime = ets
 			if leftOpen && rightOpen {
 				break scan
@@ -429,7 +438,7 @@ scan:
 				continue
 			}
 		}
-		if ets+look+p.grace < p.streamTime {
+		if n > 0 && ets+look+p.grace < p.streamTime {
 			emit = append(emit, entry{bytes.Clone(k), it.Value()})
 		}
 	}
