@@ -44,7 +44,6 @@ type stack struct {
 	api          string // base URL
 	checkpoint   string // Spark's
 	startedAt    time.Time
-	consumer     *resultReader
 }
 
 // start launches the stack's processes.

@@ -101,6 +101,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("MaxConcurrent must be positive, got %d", c.MaxConcurrent))
 	}
 	if c.Producers < 1 || c.Producers > 16 {
+		//lint:ignore ST1005 the message starts with the Config field's name, as its neighbours do
 		errs = append(errs, fmt.Errorf("Producers must be 1 to 16, got %d", c.Producers))
 	}
 	if err := errors.Join(errs...); err != nil {
