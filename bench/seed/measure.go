@@ -421,20 +421,27 @@ func countPhase(ctx context.Context, st *stack, rr *resultReader, sched []item, 
 	var c countResult
 	base := time.Now().Add(2 * time.Second).Truncate(window).Add(window)
 	end := base.Add(o.countDur)
-	p := newPoster(st.api, 8)
+	// Enough connections that the sender keeps to the schedule on a busy
+	// machine: an emoji sent later than its timestamp by more than the
+	// grace may be late for both stacks.
+	const senders = 32
+	p := newPoster(st.api, senders)
 	var mu sync.Mutex
 	expected := map[[2]string]int64{}
+	var maxLag time.Duration
 	jobs := make(chan item)
 	var wg sync.WaitGroup
-	for range 8 {
+	for range senders {
 		wg.Go(func() {
 			for it := range jobs {
 				ts := base.Add(it.at)
 				time.Sleep(time.Until(ts))
+				lag := time.Since(ts)
 				code, err := p.post(ctx, it.emoji, it.user, ts)
 				ws := ts.UnixMilli() / window.Milliseconds() * window.Milliseconds()
 				ok := err == nil && code == http.StatusAccepted
 				mu.Lock()
+				maxLag = max(maxLag, lag)
 				if it.emoji != marker {
 					c.Sent++
 				}
@@ -467,6 +474,7 @@ func countPhase(ctx context.Context, st *stack, rr *resultReader, sched []item, 
 	close(jobs)
 	wg.Wait()
 	c.ExpectedResults = len(expected)
+	c.MaxSendLagMS = msOf(maxLag)
 	c.Windows = int(o.countDur / window)
 
 	// Wait until every expected result arrived (or -result-wait).

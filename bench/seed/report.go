@@ -66,9 +66,12 @@ type largestProc struct {
 }
 
 type countResult struct {
-	Sent            int          `json:"sent"`
-	Accepted        int          `json:"accepted"`
-	Errors          int          `json:"errors"`
+	Sent     int `json:"sent"`
+	Accepted int `json:"accepted"`
+	Errors   int `json:"errors"`
+	// MaxSendLagMS is how much later than its timestamp an emoji was sent
+	// at worst (more than the grace may make it late).
+	MaxSendLagMS    float64      `json:"max_send_lag_ms"`
 	Windows         int          `json:"windows"`
 	ExpectedResults int          `json:"expected_results"`
 	Matching        int          `json:"matching"`
