@@ -53,11 +53,26 @@ func TestTablesMatchKafkaStreams(t *testing.T) {
 		require.NoError(t, err, "TABLE_REF_CASES")
 	}
 	t.Logf("seed %d: TABLE_REF_SEED=%d reproduces this run", seed, seed)
+	requireJava(t)
 	cases := genTableRefCases(seed, perOp)
+	// Ours run while Kafka Streams does, in its own goroutine.
+	type result struct {
+		steps [][]string
+		err   error
+	}
+	ours := make([]result, len(cases))
+	oursDone := make(chan struct{})
+	go func() {
+		defer close(oursDone)
+		for i, c := range cases {
+			ours[i].steps, ours[i].err = runOursTableRef(c)
+		}
+	}()
 	want := runTableRef(t, cases)
+	<-oursDone
 	failures := map[string]int{}
 	for i, c := range cases {
-		got, err := runOursTableRef(c)
+		got, err := ours[i].steps, ours[i].err
 		if err != nil {
 			failures[c.op]++
 			if failures[c.op] <= 3 {
@@ -331,9 +346,8 @@ func at(s [][]string, i int) []string {
 
 const tableRefDir = "testdata/kstreams-ref"
 
-// runTableRef builds the harness if needed, feeds it every case and returns
-// Kafka Streams' output lines per case and input record.
-func runTableRef(t *testing.T, cases []tableRefCase) [][][]string {
+// requireJava skips the test (fails it under CI=true) without java and mvn.
+func requireJava(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"java", "mvn"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -344,6 +358,12 @@ func runTableRef(t *testing.T, cases []tableRefCase) [][][]string {
 			t.Skip(msg)
 		}
 	}
+}
+
+// runTableRef builds the harness if needed, feeds it every case and returns
+// Kafka Streams' output lines per case and input record.
+func runTableRef(t *testing.T, cases []tableRefCase) [][][]string {
+	t.Helper()
 	dir, err := filepath.Abs(tableRefDir)
 	require.NoError(t, err)
 	jar := filepath.Join(dir, "target", "kstreams-table-ref-1.0.0.jar")
