@@ -138,7 +138,7 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	a.mu.Lock()
+	// The other tasks go on meanwhile: a.mu is taken only to unregister.
 	t.mu.Lock()
 	t.flushStores()
 	a.waitAcks(t)
@@ -147,6 +147,7 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 		a.releaseBackend(c)
 	}
 	t.mu.Unlock()
+	a.mu.Lock()
 	delete(a.tasks, t.id)
 	delete(a.active, t.id)
 	n := len(a.tasks)
