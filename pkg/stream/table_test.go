@@ -202,3 +202,16 @@ func TestStreamJoinReplayAfterRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []stream.KeyValue[string, string]{{Key: "b", Value: "-+y"}}, kvs)
 }
+
+// A table record with a null key is dropped and counted, as in Kafka
+// Streams.
+func TestTableDropsNullKeys(t *testing.T) {
+	str := stream.String()
+	b := stream.NewBuilder()
+	stream.TableSource(b, "users", str, str, stream.Materialized[string, string]{StoreName: "users"})
+	d := buildDriver(t, b)
+	in := streamtest.NewInputTopic(d, "users", str, str)
+	require.NoError(t, in.PipeRaw(nil, []byte("eu"), time.UnixMilli(1)))
+	require.Equal(t, int64(1), d.DroppedRecords()["null key"])
+	require.Equal(t, int64(0), streamtest.KeyValueStore[string, string](d, "users", str).ApproximateNumEntries())
+}
