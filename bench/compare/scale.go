@@ -684,7 +684,11 @@ func scaleReport(cfg *config, sc *scaleSettings, rows []scaleRow, details []stri
 
 	var checks []check
 	for _, r := range rows {
-		checks = append(checks, check{name: fmt.Sprintf("identical results, keys %d %s", r.Keys, r.Store), pass: r.IdenticalResults, correctness: true})
+		c := check{name: fmt.Sprintf("identical results, keys %d %s", r.Keys, r.Store), pass: r.IdenticalResults, correctness: true}
+		if r.OursRPS == 0 || r.KStreamsRPS == 0 {
+			c.detail = "an engine failed, see above"
+		}
+		checks = append(checks, c)
 	}
 	for _, e := range []string{"ours", "kstreams"} {
 		if r := rr[e]; r != nil {
@@ -728,8 +732,12 @@ func scaleReport(cfg *config, sc *scaleSettings, rows []scaleRow, details []stri
 		}
 	}
 	for _, r := range rows {
-		checks = append(checks, check{name: fmt.Sprintf("RSS <= 1/4 of Kafka Streams', keys %d %s", r.Keys, r.Store),
-			pass: r.OursRSSMB > 0 && r.OursRSSMB <= r.KStreamsRSSMB/4, detail: fmt.Sprintf("%.0f vs %.0f MiB: %.2f", r.OursRSSMB, r.KStreamsRSSMB, r.OursRSSMB/math.Max(r.KStreamsRSSMB, 1))})
+		c := check{name: fmt.Sprintf("RSS <= 1/4 of Kafka Streams', keys %d %s", r.Keys, r.Store),
+			pass: r.OursRSSMB > 0 && r.OursRSSMB <= r.KStreamsRSSMB/4, detail: fmt.Sprintf("%.0f vs %.0f MiB: %.2f", r.OursRSSMB, r.KStreamsRSSMB, r.OursRSSMB/math.Max(r.KStreamsRSSMB, 1))}
+		if r.OursRSSMB == 0 || r.KStreamsRSSMB == 0 {
+			c.detail = "no figure: an engine failed"
+		}
+		checks = append(checks, c)
 	}
 	sb.WriteString("\nchecks:\n")
 	correctFail, targetFail := 0, 0
