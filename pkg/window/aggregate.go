@@ -166,6 +166,9 @@ type aggProcessor[K, V, A, O any] struct {
 	closedTo  int64
 	persisted int64
 	eos       bool
+	// reemit: the results of uncommitted epochs are still to be emitted
+	// again (at the first Process or punctuation: Init may not forward).
+	reemit bool
 
 	// Per-record scratch, reused so the hot path allocates less: the
 	// windows of the record, its window key (stores copy keys they keep),
@@ -239,13 +242,16 @@ func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K],
 		// again those of windows emitted in an epoch no commit covered.
 		// Their values cannot have changed. A graceful hand-over commits
 		// last, so it leaves nothing to make up for; under transactions a
-		// window's emission and its result commit together.
-		if err := p.reemitUncommitted(ctx); err != nil {
-			return err
-		}
+		// window's emission and its result commit together. Forwarding
+		// is not allowed in Init, so this happens first thing at the first
+		// record or punctuation.
+		p.reemit = true
 	}
 	if p.wall {
 		ctx.Schedule(p.o.closeInterval, stream.WallClockTime, func(now time.Time) error {
+			if err := p.reemitPending(ctx); err != nil {
+				return err
+			}
 			return p.closeUpTo(ctx, p.boundary(ctx))
 		})
 	}
@@ -275,6 +281,9 @@ func (p *aggProcessor[K, V, A, O]) boundary(ctx stream.ProcessorContext[Windowed
 }
 
 func (p *aggProcessor[K, V, A, O]) Process(ctx stream.ProcessorContext[Windowed[K], O], rec stream.Record[K, V]) error {
+	if err := p.reemitPending(ctx); err != nil {
+		return err
+	}
 	ts := rec.Timestamp.UnixMilli()
 	if ts < 0 {
 		// No window holds a negative timestamp; Kafka Streams drops such
@@ -595,6 +604,16 @@ func (p *aggProcessor[K, V, A, O]) forwardValue(ctx stream.ProcessorContext[Wind
 		Key:   Windowed[K]{Key: k, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()},
 		Value: v, Timestamp: time.UnixMilli(ts).UTC(), Headers: p.headers,
 	})
+}
+
+// reemitPending runs reemitUncommitted once, before anything else the
+// task does after Init.
+func (p *aggProcessor[K, V, A, O]) reemitPending(ctx stream.ProcessorContext[Windowed[K], O]) error {
+	if !p.reemit {
+		return nil
+	}
+	p.reemit = false
+	return p.reemitUncommitted(ctx)
 }
 
 // reemitUncommitted emits again the windows emitted in an epoch that no
