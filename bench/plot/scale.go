@@ -69,7 +69,7 @@ func drawScale(in inputs, path string) error {
 		return err
 	}
 	headroom(r, 1.25)
-	return save(path, vg.Points(1040), vg.Points(420), p, r)
+	return save(path, vg.Points(1500), vg.Points(440), p, r)
 }
 
 func zeroToNaN(v float64) float64 {
