@@ -5,8 +5,12 @@ import "github.com/cockroachdb/pebble/v2"
 // Op is one write of a batch: a put of Value under Key, or, with Delete, a
 // deletion of Key.
 type Op struct {
-	Key, Value []byte
-	Delete     bool
+	// Key is the key written or deleted.
+	Key []byte
+	// Value is the value put (ignored by a deletion).
+	Value []byte
+	// Delete makes the op a deletion of Key.
+	Delete bool
 }
 
 // Batcher is implemented by stores that apply many writes at once more
