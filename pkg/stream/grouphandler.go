@@ -1,6 +1,20 @@
 package stream
 
-import "github.com/IBM/sarama"
+// Consumer group membership: the sarama handler of an App and what its
+// callbacks do, building the tasks of an assignment (setup), processing each
+// claimed partition (consumeClaim) and committing and closing at the end of a
+// session (cleanup).
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
 
 // groupHandler is the sarama.ConsumerGroupHandler of an App. It is a
 // separate type so that the consumer group's callbacks are not part of
@@ -18,4 +32,291 @@ func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 // ConsumeClaim processes one partition of one topic.
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	return (*App)(h).consumeClaim(sess, claim)
+}
+
+// setup builds the tasks of the new assignment (consumer group callback,
+// through groupHandler).
+func (a *App) setup(sess sarama.ConsumerGroupSession) error {
+	if err := a.life.ctx.Err(); err != nil {
+		return err // shutting down: no new tasks
+	}
+	a.life.phase.Store(phaseSetup)
+	claims := sess.Claims()
+	// The committed offsets' metadata carries each task's last commit epoch
+	// and stream time, which the tasks restore before their processors'
+	// Init. Without them a task cannot tell what its predecessor delivered:
+	// retry the session rather than guess.
+	committed, err := a.fetchCommitted(sess.Context(), claims)
+	if err != nil {
+		if sess.Context().Err() == nil {
+			a.cfg.logger.Warn("fetching committed offsets failed", slog.String("application_id", a.cfg.appID), slog.Any("err", err))
+		}
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	assigned := map[backendKey]bool{}
+	for _, st := range a.top.subs {
+		first := resolveTopic(a.cfg.appID, st.sources[0])
+		for _, p := range claims[first] {
+			for _, s := range st.stores {
+				assigned[backendKey{s, p}] = true
+			}
+		}
+	}
+	// Memory stores of tasks that moved away are stale now; drop them.
+	a.cacheMu.Lock()
+	for k, c := range a.cache {
+		if !assigned[k] {
+			_ = c.b.Close()
+			delete(a.cache, k)
+		}
+	}
+	a.cacheMu.Unlock()
+	// The tasks are built — their stores restored — at the same time: a
+	// failover's restores then take about as long as the slowest one.
+	type build struct {
+		st  *subtopology
+		p   int32
+		t   *task
+		err error
+	}
+	var builds []*build
+	var wg sync.WaitGroup
+	for _, st := range a.top.subs {
+		first := resolveTopic(a.cfg.appID, st.sources[0])
+		for _, p := range claims[first] {
+			start := taskStart{committed: map[string]committedPosition{}, started: a.started}
+			for _, src := range st.sources {
+				topic := resolveTopic(a.cfg.appID, src)
+				if cp, ok := committed[topic][p]; ok {
+					start.committed[topic] = cp
+				}
+			}
+			b := &build{st: st, p: p}
+			builds = append(builds, b)
+			wg.Go(func() { b.t, b.err = newTask(a.top, b.st, b.p, a, start) })
+		}
+	}
+	wg.Wait()
+	clear(a.active)
+	var buildErr error
+	for _, b := range builds {
+		st, p, t := b.st, b.p, b.t
+		if b.err != nil {
+			buildErr = cmp.Or(buildErr, b.err)
+			continue
+		}
+		a.tasks[t.id] = t
+		a.active[t.id] = true
+		for _, s := range st.sources {
+			topic := resolveTopic(a.cfg.appID, s)
+			if a.byClaim[topic] == nil {
+				a.byClaim[topic] = map[int32]*task{}
+			}
+			a.byClaim[topic][p] = t
+		}
+		t.caughtUp = func() (bool, time.Time) { return a.caughtUp(t) }
+	}
+	if buildErr != nil {
+		// The tasks built are closed by Cleanup.
+		if a.life.ctx.Err() == nil {
+			a.fail(buildErr)
+		}
+		return buildErr
+	}
+	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
+	a.life.phase.Store(phaseProcessing)
+	a.life.bg.Add(1)
+	go func() {
+		defer a.life.bg.Done()
+		a.sessionLoops(sess)
+	}()
+	return nil
+}
+
+// sessionLoops commits periodically and runs wall-clock punctuations until
+// the session ends.
+func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
+	commit := time.NewTicker(a.cfg.commitInterval)
+	defer commit.Stop()
+	wall := time.NewTicker(a.cfg.wallClockInterval)
+	defer wall.Stop()
+	hwm := time.NewTicker(hwmRefreshInterval)
+	defer hwm.Stop()
+	for {
+		select {
+		case <-sess.Context().Done():
+			return
+		case <-hwm.C:
+			a.refreshHighWatermarks()
+		case <-commit.C:
+			a.commit(sess)
+		case <-wall.C:
+			a.mu.RLock()
+			tasks := make([]*task, 0, len(a.tasks))
+			for _, t := range a.tasks {
+				tasks = append(tasks, t)
+			}
+			a.mu.RUnlock()
+			now := time.Now()
+			for _, t := range tasks {
+				t.mu.Lock()
+				err := t.punctuate(WallClockTime, now)
+				t.mu.Unlock()
+				if err != nil {
+					a.fail(err)
+					return
+				}
+			}
+		}
+	}
+}
+
+// cleanup commits and closes the session's tasks (consumer group callback).
+func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
+	// The tasks are handed over (to this process's next session, another
+	// instance, or nobody at shutdown): nothing may be processed or
+	// punctuated after the commit that precedes that, or the next owner
+	// would find results of an epoch no commit covered.
+	a.mu.RLock()
+	for _, t := range a.tasks {
+		t.mu.Lock()
+		t.closing = true
+		t.mu.Unlock()
+	}
+	a.mu.RUnlock()
+	a.commit(sess)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, t := range a.tasks {
+		t.mu.Lock()
+		// Writes after the commit (a late punctuation) still reach the
+		// changelog before the store is handed on.
+		t.flushStores()
+		a.waitAcks(t)
+		_ = t.closeLocked()
+		for _, c := range t.stores {
+			a.releaseBackend(c)
+		}
+		t.mu.Unlock()
+		delete(a.tasks, id)
+	}
+	a.byClaim = map[string]map[int32]*task{}
+	a.claimMu.Lock()
+	a.claims = nil
+	a.claimMu.Unlock()
+	a.life.phase.Store(phaseJoining)
+	// Tasks closed here that are assigned as standbys go on as such after
+	// the next assignment (assignedStandbys).
+	return nil
+}
+
+// consumeClaim processes one partition of one topic (consumer group callback).
+func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	cs := a.newClaimState(claim)
+	a.claimMu.Lock()
+	if a.claims == nil {
+		a.claims = map[string]map[int32]*claimState{}
+	}
+	if a.claims[claim.Topic()] == nil {
+		a.claims[claim.Topic()] = map[int32]*claimState{}
+	}
+	a.claims[claim.Topic()][claim.Partition()] = cs
+	a.claimMu.Unlock()
+	a.mu.RLock()
+	t := a.byClaim[claim.Topic()][claim.Partition()]
+	a.mu.RUnlock()
+	if t == nil && a.cooperative() {
+		// A task added by a cooperative rebalance: no Setup ran for it.
+		var err error
+		if t, err = a.addTask(sess, claim.Topic(), claim.Partition()); err != nil {
+			if sess.Context().Err() == nil && a.life.ctx.Err() == nil {
+				a.fail(err)
+			}
+			return err
+		}
+	}
+	if t == nil {
+		return fmt.Errorf("stream: no task for %s/%d", claim.Topic(), claim.Partition())
+	}
+	lag := a.met.lag.WithLabelValues(claim.Topic(), strconv.Itoa(int(claim.Partition())))
+	in := a.met.recordsIn.WithLabelValues(claim.Topic())
+	msgs := claim.Messages()
+	var scratch inRecord
+	for {
+		var first *sarama.ConsumerMessage
+		select {
+		case <-sess.Context().Done():
+			return nil
+		case m, ok := <-msgs:
+			if !ok {
+				if a.cooperative() && sess.Context().Err() == nil {
+					// Revoked by a cooperative rebalance (the session goes
+					// on): hand the task over before the rejoin.
+					a.revokeTask(sess, t)
+				}
+				return nil
+			}
+			first = m
+		}
+		// Process what the last fetch buffered (up to maxBatch records) under
+		// one lock, so locking, clock reads and metrics are paid per batch.
+		cs.last.Store(time.Now().UnixNano())
+		start := time.Now()
+		t.mu.Lock()
+		n, last, err := a.processBatch(t, first, msgs, &scratch)
+		t.mu.Unlock()
+		if n > 0 {
+			a.met.latency.Observe(time.Since(start).Seconds() / float64(n))
+			in.Add(float64(n))
+			hwm := claim.HighWaterMarkOffset()
+			lag.Set(float64(hwm - last - 1))
+			if last+1 >= hwm {
+				cs.reached.Store(true)
+			}
+		}
+		if err != nil {
+			a.fail(err)
+			return err
+		}
+	}
+}
+
+// maxBatch bounds how many buffered records ConsumeClaim processes under one
+// task lock, so punctuations and commits wait at most that long.
+const maxBatch = 512
+
+// processBatch processes m and then whatever msgs has buffered, up to
+// maxBatch records. It returns how many it processed and the last offset.
+// r is reused for every record: nothing keeps an *inRecord after process
+// returns (headers, key and value are the record's own). The caller holds
+// t.mu.
+func (a *App) processBatch(t *task, m *sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage, r *inRecord) (n int, last int64, err error) {
+	for m != nil {
+		*r = inRecord{topic: m.Topic, partition: m.Partition, offset: m.Offset, key: m.Key, value: m.Value, timestamp: m.Timestamp}
+		if len(m.Headers) > 0 {
+			r.headers = make([]Header, len(m.Headers))
+			for i, h := range m.Headers {
+				r.headers[i] = Header{Key: string(h.Key), Value: h.Value}
+			}
+		}
+		if err := t.process(r); err != nil {
+			return n, m.Offset, err
+		}
+		n, last = n+1, m.Offset
+		if n >= maxBatch {
+			break
+		}
+		select {
+		case next, ok := <-msgs:
+			if !ok {
+				return n, last, nil
+			}
+			m = next
+		default:
+			m = nil
+		}
+	}
+	return n, last, nil
 }

@@ -1,0 +1,231 @@
+package stream
+
+// State store backends: opening a task's stores (memory or Pebble, with the
+// checkpoint of a clean close), restoring them from their changelogs, and
+// keeping them across reassignments.
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/emostream/emostream/pkg/stream/internal/kv"
+)
+
+type backendKey struct {
+	store     string
+	partition int32
+}
+
+type cachedBackend struct {
+	b          kv.Store
+	restoredTo int64
+}
+
+// storeDir is <StateDir>/<application id>/<store>-<partition>: apps with
+// different ids never share a store folder, whatever their StateDir.
+func (a *App) storeDir(store string, p int32) string {
+	return filepath.Join(a.cfg.stateDir, a.cfg.appID, fmt.Sprintf("%s-%d", store, p))
+}
+
+func (a *App) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, error) {
+	key := backendKey{spec.name, t.id.Partition}
+	a.cacheMu.Lock()
+	c, ok := a.cache[key]
+	delete(a.cache, key)
+	a.cacheMu.Unlock()
+	if ok {
+		return c.b, c.restoredTo, nil
+	}
+	if !spec.persistent {
+		return kv.NewMemory(), 0, nil
+	}
+	dir := a.storeDir(spec.name, t.id.Partition)
+	b, clean, err := kv.OpenPebble(dir, kv.PebbleLogger(a.cfg.logger.With("application_id", a.cfg.appID, "store", spec.name, "partition", t.id.Partition)))
+	if err != nil {
+		return nil, 0, err
+	}
+	var restoredTo int64
+	if clean {
+		if raw, err := os.ReadFile(dir + ".checkpoint"); err == nil {
+			restoredTo, _ = strconv.ParseInt(string(raw), 10, 64)
+		}
+	}
+	return b, restoredTo, nil
+}
+
+// releaseBackend keeps a closed task's store for a later reassignment: memory
+// stores stay in the cache, persistent ones are closed cleanly with a
+// checkpoint. Either way the next owner only reads the changelog's tail.
+func (a *App) releaseBackend(c *storeCore) {
+	restored := c.restoredTo
+	if l := c.lastAcked.Load(); l+1 > restored {
+		restored = l + 1
+	}
+	spec := a.top.stores[c.name]
+	if !spec.persistent {
+		a.cacheMu.Lock()
+		a.cache[backendKey{c.name, c.partition}] = &cachedBackend{b: c.backend, restoredTo: restored}
+		a.cacheMu.Unlock()
+		return
+	}
+	dir := a.storeDir(c.name, c.partition)
+	_ = os.Remove(dir + ".checkpoint")
+	if err := c.backend.Close(); err != nil {
+		a.cfg.logger.Warn("closing store", slog.String("store", c.name), slog.Any("err", err))
+		return
+	}
+	_ = os.WriteFile(dir+".checkpoint", []byte(strconv.FormatInt(restored, 10)), 0o644)
+}
+
+func (a *App) closeBackends() {
+	a.stopStandbys()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cacheMu.Lock()
+	defer a.cacheMu.Unlock()
+	for k, c := range a.cache {
+		_ = c.b.Close()
+		delete(a.cache, k)
+	}
+}
+
+// restoreBatch is the most changelog records a restore writes to a store at
+// once (see kv.WriteBatch).
+const restoreBatch = 1024
+
+// restore brings a store up to date with its changelog partition.
+func (a *App) restore(t *task, c *storeCore) error {
+	// A shutdown stops a restore at once (the next owner goes on from the
+	// store's checkpoint or the changelog's start).
+	ctx := a.life.ctx
+	getOffset := func(at int64) (int64, error) {
+		return await(a.life, ctx, func() (int64, error) { return a.client.GetOffset(c.changelog, c.partition, at) }, nil)
+	}
+	hwm, err := getOffset(sarama.OffsetNewest)
+	if err != nil {
+		return err
+	}
+	oldest, err := getOffset(sarama.OffsetOldest)
+	if err != nil {
+		return err
+	}
+	from := c.restoredTo
+	if from < oldest {
+		from = oldest
+	}
+	if from >= hwm {
+		c.restoredTo = hwm
+		return nil
+	}
+	start := time.Now()
+	t.logger.Debug("restoring store", slog.String("store", c.name), slog.Int64("from", from), slog.Int64("to", hwm))
+	pc, err := a.consumer.ConsumePartition(c.changelog, c.partition, from)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	timeout := time.NewTimer(a.cfg.restoreTimeout)
+	defer timeout.Stop()
+	// With transactions the changelog ends in commit markers, which a
+	// read_committed consumer skips without delivering, so restoredTo may
+	// never reach the high watermark. The restore consumer fetches with a
+	// short wait (Consumer.MaxWaitTime 100ms); a second of silence at an
+	// unchanged high watermark means the tail holds only markers or
+	// aborted records — but only once a fetch response has arrived (the
+	// consumer's high watermark reads 0 before), or a slow first fetch
+	// would end the restore with nothing read.
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	got := false
+	n, idleTicks := 0, 0
+	var ops []kv.Op
+	for c.restoredTo < hwm {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream: restoring %s/%d stopped at offset %d of %d: %w", c.changelog, c.partition, c.restoredTo, hwm, ctx.Err())
+		case <-idle.C:
+			if !a.cfg.exactlyOnce || got || pc.HighWaterMarkOffset() == 0 {
+				got = false
+				continue
+			}
+			// Done only when no transaction is open on the partition (its
+			// last stable offset has reached the high watermark): an open
+			// one — say of an instance that just died — holds back every
+			// record after its start until it commits or times out, and
+			// the fetches meanwhile return nothing.
+			now, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest)
+			if err != nil || now != hwm {
+				hwm = max(hwm, now)
+				continue
+			}
+			// Nothing read at all although offsets lie ahead: give the
+			// consumer a few more seconds before believing they are only
+			// markers and aborted records.
+			if idleTicks++; n == 0 && hwm-from > 1 && idleTicks < 5 {
+				continue
+			}
+			if lso, err := a.lastStableOffset(c.changelog, c.partition); err == nil && lso >= hwm {
+				c.restoredTo = hwm
+			}
+		case m := <-pc.Messages():
+			got = true
+			// Apply what the consumer has buffered as one batch (one lock
+			// or one Pebble commit for up to restoreBatch records).
+			ops = append(ops[:0], kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
+			last := m.Offset
+		more:
+			for len(ops) < restoreBatch && last+1 < hwm {
+				select {
+				case m := <-pc.Messages():
+					ops = append(ops, kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
+					last = m.Offset
+				default:
+					break more
+				}
+			}
+			if err := kv.WriteBatch(c.backend, ops); err != nil {
+				return err
+			}
+			c.restoredTo = last + 1
+			n += len(ops)
+		case e := <-pc.Errors():
+			return e
+		case <-timeout.C:
+			return fmt.Errorf("stream: restoring %s/%d timed out at offset %d of %d", c.changelog, c.partition, c.restoredTo, hwm)
+		}
+	}
+	a.met.restored.WithLabelValues(c.name).Add(float64(n))
+	t.logger.Info("store restored", slog.String("store", c.name), slog.Int64("from", from), slog.Int("records", n), slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// lastStableOffset asks the partition's leader for its last stable offset
+// (ListOffsets with read_committed isolation): the first offset of the
+// oldest open transaction, or the high watermark when none is open.
+func (a *App) lastStableOffset(topic string, partition int32) (int64, error) {
+	broker, err := a.client.Leader(topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	req := sarama.NewOffsetRequest(a.client.Config().Version)
+	req.IsolationLevel = sarama.ReadCommitted
+	req.AddBlock(topic, partition, sarama.OffsetNewest, 1)
+	resp, err := broker.GetAvailableOffsets(req)
+	if err != nil {
+		return 0, err
+	}
+	block := resp.GetBlock(topic, partition)
+	if block == nil {
+		return 0, fmt.Errorf("stream: no offset for %s/%d", topic, partition)
+	}
+	if block.Err != sarama.ErrNoError {
+		return 0, block.Err
+	}
+	return block.Offset, nil
+}
