@@ -170,7 +170,10 @@ func TestSecurityFailuresAndSecrets(t *testing.T) {
 	for _, mech := range []string{stream.SASLScramSHA256, stream.SASLScramSHA512} {
 		t.Run("broker drops the connection "+mech, func(t *testing.T) {
 			addr, _ := secureBroker(t, mech, nil)
-			code, stdout, stderr := runMain(t, 1500*time.Millisecond, map[string]string{"EMOSTREAM_KAFKA_SASL_PASSWORD": wrong},
+			// SCRAM-SHA-512's key derivation under -race on a busy 2-core
+			// machine can take over a second: give the first attempt time
+			// to fail before the stop.
+			code, stdout, stderr := runMain(t, 5*time.Second, map[string]string{"EMOSTREAM_KAFKA_SASL_PASSWORD": wrong},
 				append([]string{"dashboard", "--brokers", addr, "--http", "127.0.0.1:0"}, sasl(mech)...)...)
 			require.Equal(t, 0, code, "cancelled while waiting: a clean stop")
 			require.Contains(t, stderr, "waiting for Kafka")
