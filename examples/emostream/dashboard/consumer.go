@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -52,28 +51,13 @@ var errSession = errors.New("dashboard: consumer must restart")
 // session (one client, one consumer per partition); it resumes where the
 // last one stopped.
 func (s *Server) consume(ctx context.Context) error {
-	backoff := minBackoff
-	for first := true; ; first = false {
-		began := time.Now()
-		err := s.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
+	s.retrySessions(ctx, "reading results failed; retrying", s.session, func(first bool, err error) {
 		if !first {
 			s.met.restarts.Inc()
 		}
-		if time.Since(began) > steadyAfter {
-			backoff = minBackoff
-		}
 		s.setReady(err)
-		s.log.Warn("reading results failed; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	})
+	return nil
 }
 
 // Backoff between consumer sessions.
@@ -87,34 +71,16 @@ const (
 // is out of range (the broker restarted empty, or retention deleted it), the
 // log went backwards, or the partitions changed.
 func (s *Server) session(ctx context.Context) error {
-	client, err := sarama.NewClient(s.cfg.Brokers, s.saramaConfig())
+	k, ctx, err := s.openSession(ctx)
 	if err != nil {
-		return fmt.Errorf("dashboard: kafka: connecting to %v: %w", s.cfg.Brokers, err)
+		return err
 	}
-	defer client.Close()
+	defer k.close()
+	client := k.client
 	parts, err := partitions(client, s.cfg.Topic)
 	if err != nil {
 		return err
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return fmt.Errorf("dashboard: kafka: consumer: %w", err)
-	}
-	defer consumer.Close()
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		wg  sync.WaitGroup
-		pcs []sarama.PartitionConsumer
-	)
-	// A partition consumer's channels must be drained until they close.
-	defer func() {
-		for _, pc := range pcs {
-			pc.AsyncClose()
-		}
-		wg.Wait()
-	}()
 	// caughtUp counts partitions whose backlog (the backfill at start-up,
 	// the records missed during an outage later) is read; the dashboard is
 	// ready then, so a page opened right after start draws the history.
@@ -129,36 +95,23 @@ func (s *Server) session(ctx context.Context) error {
 			return err
 		}
 		newest[p] = hwm
-		pc, err := consumer.ConsumePartition(s.cfg.Topic, p, start)
+		backlog := start < hwm
+		err = k.read(s.cfg.Topic, p, start, func(m *sarama.ConsumerMessage) {
+			s.receive(m.Value, history && m.Offset < hwm)
+			s.setNext(p, m.Offset+1)
+			if backlog && m.Offset >= hwm-1 {
+				backlog = false
+				caughtUp <- struct{}{}
+			}
+		}, func(err *sarama.ConsumerError) {
+			s.log.Warn("reading results", "partition", err.Partition, "err", err.Err)
+		})
 		if err != nil {
-			return fmt.Errorf("dashboard: kafka: consuming %s/%d from %d: %w", s.cfg.Topic, p, start, err)
+			return err
 		}
-		pcs = append(pcs, pc)
 		if start >= hwm {
 			caughtUp <- struct{}{}
 		}
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			backlog := start < hwm
-			for m := range pc.Messages() {
-				s.receive(m.Value, history && m.Offset < hwm)
-				s.setNext(p, m.Offset+1)
-				if backlog && m.Offset >= hwm-1 {
-					backlog = false
-					caughtUp <- struct{}{}
-				}
-			}
-			// sarama stops a partition it cannot go on with (offset out of
-			// range); the next session resets it.
-			cancel(fmt.Errorf("%w: %s/%d stopped", errSession, s.cfg.Topic, p))
-		}()
-		go func() {
-			defer wg.Done()
-			for err := range pc.Errors() {
-				s.log.Warn("reading results", "partition", err.Partition, "err", err.Err)
-			}
-		}()
 	}
 	// A transaction marker can be the last offset, and it is never
 	// delivered; after backfillWait the backlog is as complete as it gets.
@@ -182,10 +135,7 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
-			if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
-				return err
-			}
-			return nil
+			return sessionEnd(ctx)
 		case <-t.C:
 		}
 		if err := s.probe(client, parts, newest); err != nil {

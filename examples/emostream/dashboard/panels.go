@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -181,52 +180,19 @@ func (s *Server) runPanels(ctx context.Context) {
 	if len(s.panels.list) == 0 {
 		return
 	}
-	backoff := minBackoff
-	for {
-		began := time.Now()
-		err := s.panelSession(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(began) > steadyAfter {
-			backoff = minBackoff
-		}
-		s.log.Warn("reading aggregation rows failed; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	s.retrySessions(ctx, "reading aggregation rows failed; retrying", s.panelSession, func(bool, error) {})
 }
 
 // panelSession reads every panel topic from where the last session
 // stopped (the first: Config.Backfill records before the end of each
 // partition) until ctx ends or a partition cannot go on.
 func (s *Server) panelSession(ctx context.Context) error {
-	client, err := sarama.NewClient(s.cfg.Brokers, s.saramaConfig())
+	k, ctx, err := s.openSession(ctx)
 	if err != nil {
-		return fmt.Errorf("dashboard: kafka: connecting to %v: %w", s.cfg.Brokers, err)
+		return err
 	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return fmt.Errorf("dashboard: kafka: consumer: %w", err)
-	}
-	defer consumer.Close()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		wg  sync.WaitGroup
-		pcs []sarama.PartitionConsumer
-	)
-	defer func() {
-		for _, pc := range pcs {
-			pc.AsyncClose()
-		}
-		wg.Wait()
-	}()
+	defer k.close()
+	client := k.client
 	history := !s.panels.started
 	newest := map[topicPartition]int64{}
 	for _, panel := range s.panels.list {
@@ -241,28 +207,17 @@ func (s *Server) panelSession(ctx context.Context) error {
 				return err
 			}
 			newest[tp] = hwm
-			pc, err := consumer.ConsumePartition(tp.topic, p, start)
+			err = k.read(tp.topic, p, start, func(m *sarama.ConsumerMessage) {
+				s.receivePanel(panel, m.Value, history && m.Offset < hwm)
+				s.panels.mu.Lock()
+				s.panels.next[tp] = m.Offset + 1
+				s.panels.mu.Unlock()
+			}, func(err *sarama.ConsumerError) {
+				s.log.Warn("reading aggregation rows", "topic", tp.topic, "partition", err.Partition, "err", err.Err)
+			})
 			if err != nil {
-				return fmt.Errorf("dashboard: kafka: consuming %s/%d from %d: %w", tp.topic, p, start, err)
+				return err
 			}
-			pcs = append(pcs, pc)
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				for m := range pc.Messages() {
-					s.receivePanel(panel, m.Value, history && m.Offset < hwm)
-					s.panels.mu.Lock()
-					s.panels.next[tp] = m.Offset + 1
-					s.panels.mu.Unlock()
-				}
-				cancel(fmt.Errorf("%w: %s/%d stopped", errSession, tp.topic, p))
-			}()
-			go func() {
-				defer wg.Done()
-				for err := range pc.Errors() {
-					s.log.Warn("reading aggregation rows", "topic", tp.topic, "partition", err.Partition, "err", err.Err)
-				}
-			}()
 		}
 	}
 	s.panels.started = true
@@ -272,10 +227,7 @@ func (s *Server) panelSession(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
-				return err
-			}
-			return nil
+			return sessionEnd(ctx)
 		case <-t.C:
 		}
 		// A log whose end went back was recreated (an in-memory broker
