@@ -26,13 +26,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emostream/emostream/bench/internal/harness"
@@ -112,31 +110,7 @@ func parseFlags(root string) (*options, error) {
 	return o, errors.Join(errs...)
 }
 
-func main() {
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(2)
-	}
-	o, err := parseFlags(root)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ok, err := run(ctx, root, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(1)
-	}
-	if !ok {
-		os.Exit(1)
-	}
-}
+func main() { harness.Main(prog, parseFlags, run) }
 
 func logf(format string, args ...any) { harness.Logf(prog, format, args...) }
 
@@ -146,17 +120,10 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	if err := os.MkdirAll(o.logDir, 0o755); err != nil {
 		return false, err
 	}
-	bin := o.bin
-	if bin == "" {
-		work, err := os.MkdirTemp("", "emostream-ingest-")
-		if err != nil {
-			return false, err
-		}
-		defer os.RemoveAll(work)
-		logf("building ./examples/emostream...")
-		if bin, err = harness.BuildEmostream(root, work); err != nil {
-			return false, err
-		}
+	bin, cleanup, err := harness.Emostream(prog, root, o.bin, "emostream-ingest-")
+	defer cleanup()
+	if err != nil {
+		return false, err
 	}
 
 	var procs []*harness.Proc
@@ -253,9 +220,7 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	}
 
 	r := &report{
-		Date:    time.Now().UTC().Format(time.RFC3339),
-		Broker:  brokerDesc,
-		Machine: harness.ThisMachine(),
+		RunInfo: harness.NewRunInfo(brokerDesc),
 		Note: fmt.Sprintf("the load client (this process), the API and the broker share the machine's %d cores over loopback",
 			harness.ThisMachine().Cores),
 		DurationSeconds: o.duration.Seconds(),

@@ -10,15 +10,13 @@ import (
 
 // report is bench/results/ingest.json; bench/README.md documents it.
 type report struct {
-	Date            string          `json:"date"`
-	Broker          string          `json:"broker"`
-	Machine         harness.Machine `json:"machine"`
-	Note            string          `json:"note"`
-	DurationSeconds float64         `json:"duration_seconds"`
-	WarmupSeconds   float64         `json:"warmup_seconds"`
-	Modes           []modeResult    `json:"modes"`
-	Check           checkInfo       `json:"check"`
-	Problems        []string        `json:"problems,omitempty"`
+	harness.RunInfo
+	Note            string       `json:"note"`
+	DurationSeconds float64      `json:"duration_seconds"`
+	WarmupSeconds   float64      `json:"warmup_seconds"`
+	Modes           []modeResult `json:"modes"`
+	Check           checkInfo    `json:"check"`
+	Problems        []string     `json:"problems,omitempty"`
 }
 
 // modeResult is one mode's measured run.

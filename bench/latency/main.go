@@ -31,12 +31,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emostream/emostream/bench/internal/harness"
@@ -131,31 +129,7 @@ func parseFlags(root string) (*options, error) {
 	return o, errors.Join(errs...)
 }
 
-func main() {
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(2)
-	}
-	o, err := parseFlags(root)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ok, err := run(ctx, root, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(1)
-	}
-	if !ok {
-		os.Exit(1)
-	}
-}
+func main() { harness.Main(prog, parseFlags, run) }
 
 func logf(format string, args ...any) { harness.Logf(prog, format, args...) }
 
@@ -168,17 +142,10 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	if err := os.MkdirAll(o.logDir, 0o755); err != nil {
 		return false, err
 	}
-	bin := o.bin
-	if bin == "" {
-		work, err := os.MkdirTemp("", "emostream-latency-")
-		if err != nil {
-			return false, err
-		}
-		defer os.RemoveAll(work)
-		logf("building ./examples/emostream...")
-		if bin, err = harness.BuildEmostream(root, work); err != nil {
-			return false, err
-		}
+	bin, cleanup, err := harness.Emostream(prog, root, o.bin, "emostream-latency-")
+	defer cleanup()
+	if err != nil {
+		return false, err
 	}
 
 	httpAddr, err := harness.FreeAddr()
@@ -330,9 +297,7 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	stopErr := proc.Stop(30 * time.Second)
 
 	r := analyse(o, snd, arrivals, startWindow, lastWindow)
-	r.Date = time.Now().UTC().Format(time.RFC3339)
-	r.Broker = brokerDesc
-	r.Machine = harness.ThisMachine()
+	r.RunInfo = harness.NewRunInfo(brokerDesc)
 	r.Sent.Elapsed = harness.Round(sendElapsed.Seconds(), 3)
 	r.Startup = startupInfo{HealthySeconds: harness.Round(healthy.Seconds(), 2), FirstResultSeconds: harness.Round(firstResult.Seconds(), 2)}
 	r.Process = processInfo{CPUSeconds: harness.Round(cpuAfter-cpuBefore, 2), PeakRSSMB: harness.Round(rss, 1),

@@ -12,12 +12,10 @@ import (
 
 // report is bench/results/latency.json; bench/README.md documents it.
 type report struct {
-	Date     string          `json:"date"`
-	Broker   string          `json:"broker"`
-	Machine  harness.Machine `json:"machine"`
-	Settings settings        `json:"settings"`
-	Startup  startupInfo     `json:"startup"`
-	Sent     sent            `json:"sent"`
+	harness.RunInfo
+	Settings settings    `json:"settings"`
+	Startup  startupInfo `json:"startup"`
+	Sent     sent        `json:"sent"`
 	// PostLatency is POST→202 per request, in ms.
 	PostLatency harness.Dist `json:"post_latency_ms"`
 	// EndToEnd is SSE receive time − (window_end + grace) per window

@@ -31,11 +31,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emostream/emostream/bench/internal/harness"
@@ -122,31 +120,7 @@ func parseFlags(root string) (*options, error) {
 	return o, errors.Join(errs...)
 }
 
-func main() {
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(2)
-	}
-	o, err := parseFlags(root)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ok, err := run(ctx, root, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, prog+":", err)
-		os.Exit(1)
-	}
-	if !ok {
-		os.Exit(1)
-	}
-}
+func main() { harness.Main(prog, parseFlags, run) }
 
 func logf(format string, args ...any) { harness.Logf(prog, format, args...) }
 
@@ -163,13 +137,11 @@ func run(ctx context.Context, root string, o *options) (bool, error) {
 	}
 	bin := o.bin
 	if bin == "" && slices.Contains(o.systems, "ours") {
-		work, err := os.MkdirTemp("", "emostream-seed-")
+		var cleanup func()
+		var err error
+		bin, cleanup, err = harness.Emostream(prog, root, bin, "emostream-seed-")
+		defer cleanup()
 		if err != nil {
-			return false, err
-		}
-		defer os.RemoveAll(work)
-		logf("building ./examples/emostream...")
-		if bin, err = harness.BuildEmostream(root, work); err != nil {
 			return false, err
 		}
 	}
@@ -194,9 +166,7 @@ func run(ctx context.Context, root string, o *options) (bool, error) {
 	}()
 
 	r := &report{
-		Date:         time.Now().UTC().Format(time.RFC3339),
-		Broker:       "Kafka " + strings.Join(brokers, ","),
-		Machine:      harness.ThisMachine(),
+		RunInfo:      harness.NewRunInfo("Kafka " + strings.Join(brokers, ",")),
 		LoadAvgStart: loadAvg(),
 		Settings: settings{
 			Partitions: o.partitions, WindowMS: window.Milliseconds(), GraceMS: grace.Milliseconds(),

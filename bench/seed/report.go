@@ -10,13 +10,11 @@ import (
 
 // report is bench/results/seed.json (schema in bench/README.md).
 type report struct {
-	Date         string          `json:"date"`
-	Broker       string          `json:"broker"`
-	Machine      harness.Machine `json:"machine"`
-	LoadAvgStart string          `json:"loadavg_start"`
-	LoadAvgEnd   string          `json:"loadavg_end"`
-	Settings     settings        `json:"settings"`
-	Systems      []systemResult  `json:"systems"`
+	harness.RunInfo
+	LoadAvgStart string         `json:"loadavg_start"`
+	LoadAvgEnd   string         `json:"loadavg_end"`
+	Settings     settings       `json:"settings"`
+	Systems      []systemResult `json:"systems"`
 	// EqualCounts: every stack's (window, emoji) counts of the count phase
 	// are the same, and each matches the schedule.
 	EqualCounts bool `json:"equal_counts"`

@@ -1,8 +1,9 @@
-// Package harness holds what the EmoStream benchmarks bench/latency and
-// bench/ingest share: building the emostream binary, running its
-// subcommands as child processes and reading their CPU time and memory from
-// /proc, free loopback ports, health checks, latency distributions, cleanup
-// of the topics a run created on a real Kafka, and writing results as JSON.
+// Package harness holds what the EmoStream benchmarks bench/latency,
+// bench/ingest and bench/seed share: their main, building the emostream
+// binary, running its subcommands as child processes and reading their CPU
+// time and memory from /proc, free loopback ports, health checks, latency
+// distributions, cleanup of the topics a run created on a real Kafka, and
+// writing results as JSON, headed by RunInfo.
 //
 // It is a measurement helper, not part of the library or the app.
 package harness
