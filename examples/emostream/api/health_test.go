@@ -3,7 +3,6 @@ package api_test
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/emostream/emostream/examples/emostream/api"
-	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
 
@@ -20,13 +18,7 @@ import (
 // accepted again) once it is back on the same address, empty, with the
 // topic created again.
 func TestHealthFollowsBrokerRestart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	b, err := embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
-	defer func() { _ = b.Close() }()
+	b := kafkatest.StartRestartable(t)
 	topic := kafkatest.UniqueName(t, "in")
 	kafkatest.CreateTopic(t, b.Addrs(), topic, 2)
 	s, base := startAPI(t, api.Config{Brokers: b.Addrs(), Topic: topic, AckTimeout: time.Second})
@@ -45,14 +37,13 @@ func TestHealthFollowsBrokerRestart(t *testing.T) {
 	code, _ := healthz()
 	require.Equal(t, 200, code)
 
-	require.NoError(t, b.Close())
+	b.Stop()
 	require.Eventually(t, func() bool { code, body := healthz(); return code == 503 && body["error"] != "" },
 		15*time.Second, 50*time.Millisecond)
 	_, body := healthz()
 	t.Logf("healthz while the broker is down: %v", body)
 
-	b, err = embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
+	b.Start()
 	kafkatest.CreateTopic(t, b.Addrs(), topic, 2)
 	require.Eventually(t, func() bool { code, _ := healthz(); return code == 200 }, 30*time.Second, 50*time.Millisecond,
 		"/healthz recovers")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/wire"
-	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
 
@@ -97,10 +96,7 @@ func TestPanelsConfig(t *testing.T) {
 // (TestBrokerRestart): its offsets are beyond the new, empty logs, it resets
 // them and the viewers get the rows written after the restart.
 func TestPanelsBrokerRestart(t *testing.T) {
-	addr := freeAddr(t)
-	b, err := embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
-	defer func() { _ = b.Close() }()
+	b := kafkatest.StartRestartable(t)
 	brokers := b.Addrs()
 	results, top := kafkatest.UniqueName(t, "topic2"), kafkatest.UniqueName(t, "top3")
 	create := func() {
@@ -126,10 +122,9 @@ func TestPanelsBrokerRestart(t *testing.T) {
 		require.Equal(t, "aggregation", name)
 	}
 
-	require.NoError(t, b.Close())
+	b.Stop()
 	time.Sleep(2 * time.Second) // the sessions notice and retry
-	b, err = embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
+	b.Start()
 	create()
 	kafkatest.ProduceStrings(t, brokers, top, rowKV("k", row(now+2000, "🎉", 9)))
 	// Without the reset the consumer would wait at its old offsets, beyond

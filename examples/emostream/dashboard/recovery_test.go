@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,20 +12,8 @@ import (
 
 	"github.com/emostream/emostream/examples/emostream/dashboard"
 	"github.com/emostream/emostream/examples/emostream/wire"
-	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
-
-// freeAddr returns a loopback address nobody listens on, so that a broker
-// can be restarted on the same one.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
 
 // health returns /healthz's status and body.
 func health(t *testing.T, base string) (int, map[string]string) {
@@ -63,10 +50,7 @@ func metric(t *testing.T, base, name string) string {
 // on the new, empty log, resets, and the viewers connected all along get the
 // results written after the restart; /healthz is 200 again.
 func TestBrokerRestart(t *testing.T) {
-	addr := freeAddr(t)
-	b, err := embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
-	defer func() { _ = b.Close() }()
+	b := kafkatest.StartRestartable(t)
 	brokers := b.Addrs()
 	topic := kafkatest.UniqueName(t, "topic2")
 	kafkatest.CreateTopic(t, brokers, topic, 2)
@@ -88,7 +72,7 @@ func TestBrokerRestart(t *testing.T) {
 	code, _ := health(t, base)
 	require.Equal(t, 200, code)
 
-	require.NoError(t, b.Close())
+	b.Stop()
 	require.Eventually(t, func() bool {
 		code, body := health(t, base)
 		return code == 503 && strings.Contains(body["error"], "kafka")
@@ -96,8 +80,7 @@ func TestBrokerRestart(t *testing.T) {
 	_, body := health(t, base)
 	t.Logf("healthz while the broker is down: %v", body)
 
-	b, err = embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
+	b.Start()
 	kafkatest.CreateTopic(t, brokers, topic, 2)
 	after := []wire.Result{result(now+2000, "🔥", 7), result(now+2000, "🎉", 8)}
 	kafkatest.ProduceStrings(t, brokers, topic, toKV(after...))

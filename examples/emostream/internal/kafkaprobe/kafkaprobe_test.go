@@ -2,14 +2,12 @@ package kafkaprobe_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/emostream/emostream/examples/emostream/internal/kafkaprobe"
-	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
 
@@ -17,13 +15,7 @@ import (
 // error naming Kafka while the broker is gone, ready again once it is back
 // (restarted in-process, empty, the topics created again).
 func TestProbeFollowsBrokerRestart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	b, err := embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
-	defer func() { _ = b.Close() }()
+	b := kafkatest.StartRestartable(t)
 	in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
 	kafkatest.CreateTopic(t, b.Addrs(), in, 2)
 	kafkatest.CreateTopic(t, b.Addrs(), out, 2)
@@ -36,13 +28,12 @@ func TestProbeFollowsBrokerRestart(t *testing.T) {
 	defer func() { cancel(); require.NoError(t, <-done) }()
 
 	require.Eventually(t, func() bool { return p.Ready() == nil }, 10*time.Second, 20*time.Millisecond)
-	require.NoError(t, b.Close())
+	b.Stop()
 	require.Eventually(t, func() bool { return p.Ready() != nil }, 10*time.Second, 20*time.Millisecond)
 	require.ErrorContains(t, p.Ready(), "kafka")
 	t.Logf("while the broker is down: %v", p.Ready())
 
-	b, err = embedded.Start(embedded.Addr(addr))
-	require.NoError(t, err)
+	b.Start()
 	kafkatest.CreateTopic(t, b.Addrs(), in, 2)
 	require.Never(t, func() bool { return p.Ready() == nil }, 3*time.Second, 20*time.Millisecond,
 		"one topic missing is still trouble")
