@@ -48,32 +48,9 @@ func addOne[K, V any](_ K, _ V, n int64) int64 { return n + 1 }
 func addCounts[K any](_ K, a, b int64) int64   { return a + b }
 
 // TombstoneSerde writes a nil value as a Kafka null (a tombstone) and any
-// other value with s; reading a null gives nil.
-func TombstoneSerde[A any](s stream.Serde[A]) stream.Serde[*A] { return tombstoneSerde[A]{s} }
-
-type tombstoneSerde[A any] struct{ s stream.Serde[A] }
-
-func (t tombstoneSerde[A]) Serialize(v *A) ([]byte, error) {
-	if v == nil {
-		return nil, nil
-	}
-	b, err := t.s.Serialize(*v)
-	if err == nil && b == nil {
-		b = []byte{} // a value, not a tombstone
-	}
-	return b, err
-}
-
-func (t tombstoneSerde[A]) Deserialize(b []byte) (*A, error) {
-	if b == nil {
-		return nil, nil
-	}
-	v, err := t.s.Deserialize(b)
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
-}
+// other value with s; reading a null gives nil. It is
+// [stream.TombstoneSerde].
+func TombstoneSerde[A any](s stream.Serde[A]) stream.Serde[*A] { return stream.TombstoneSerde(s) }
 
 type session[A any] struct {
 	start, end int64
