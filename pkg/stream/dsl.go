@@ -495,17 +495,26 @@ func Reduce[K, V any](g *GroupedStream[K, V], reducer func(agg, v V) V, m Materi
 	})
 }
 
-func aggregateNode[K, V, A any](g *GroupedStream[K, V], prefix string, m Materialized[K, A], fold func(k K, v V, old A, found bool) A) *Table[K, A] {
-	name := g.b.newName(prefix)
+// materialize names a stateful node (prefix and a number) and fills in
+// m's defaults: a store named after the node, the key serde ks. ok is
+// false, and the topology fails, when a serde is still missing.
+func materialize[K, A any](b *Builder, prefix string, m *Materialized[K, A], ks Serde[K]) (name string, ok bool) {
+	name = b.newName(prefix)
 	if m.StoreName == "" {
 		m.StoreName = name + "-STATE-STORE"
 	}
 	if m.KeySerde == nil {
-		m.KeySerde = g.ks
+		m.KeySerde = ks
 	}
 	if m.KeySerde == nil || m.ValueSerde == nil {
-		g.b.fail(fmt.Errorf("%w: %s needs key and value serdes (Materialized)", ErrInvalidTopology, name))
+		b.fail(fmt.Errorf("%w: %s needs key and value serdes (Materialized)", ErrInvalidTopology, name))
+		return name, false
 	}
+	return name, true
+}
+
+func aggregateNode[K, V, A any](g *GroupedStream[K, V], prefix string, m Materialized[K, A], fold func(k K, v V, old A, found bool) A) *Table[K, A] {
+	name, _ := materialize(g.b, prefix, &m, g.ks)
 	g.b.AddStore(KeyValueStoreBuilder(m.StoreName, m.KeySerde, m.ValueSerde, m.Options...))
 	store := m.StoreName
 	out := addProcessor(g.b, name, func() Processor[K, V, K, A] {

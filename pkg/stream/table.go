@@ -528,15 +528,8 @@ func ReduceTable[K, V any](g *GroupedTable[K, V], adder, subtractor func(agg, v 
 }
 
 func tableAggregateNode[K, V, A any](g *GroupedTable[K, V], prefix string, m Materialized[K, A], add func(k K, v V, agg A, has bool) A, sub func(k K, v V, agg A) A) *Table[K, A] {
-	name := g.b.newName(prefix)
-	if m.StoreName == "" {
-		m.StoreName = name + "-STATE-STORE"
-	}
-	if m.KeySerde == nil {
-		m.KeySerde = g.ks
-	}
-	if m.KeySerde == nil || m.ValueSerde == nil {
-		g.b.fail(fmt.Errorf("%w: %s needs key and value serdes (Materialized)", ErrInvalidTopology, name))
+	name, ok := materialize(g.b, prefix, &m, g.ks)
+	if !ok {
 		return &Table[K, A]{b: g.b, n: g.n, meta: &tableMeta{b: g.b, chg: g.n}}
 	}
 	g.b.AddStore(tableStoreBuilder(m.StoreName, m.KeySerde, m.ValueSerde, m.Options...))
