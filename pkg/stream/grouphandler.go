@@ -190,16 +190,7 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for id, t := range a.tasks {
-		t.mu.Lock()
-		// Writes after the commit (a late punctuation) still reach the
-		// changelog before the store is handed on.
-		t.flushStores()
-		a.waitAcks(t)
-		_ = t.closeLocked()
-		for _, c := range t.stores {
-			a.releaseBackend(c)
-		}
-		t.mu.Unlock()
+		a.closeTask(t)
 		delete(a.tasks, id)
 	}
 	a.byClaim = map[string]map[int32]*task{}

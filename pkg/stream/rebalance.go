@@ -139,14 +139,7 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The other tasks go on meanwhile: a.mu is taken only to unregister.
-	t.mu.Lock()
-	t.flushStores()
-	a.waitAcks(t)
-	_ = t.closeLocked()
-	for _, c := range t.stores {
-		a.releaseBackend(c)
-	}
-	t.mu.Unlock()
+	a.closeTask(t)
 	a.mu.Lock()
 	delete(a.tasks, t.id)
 	delete(a.active, t.id)
@@ -164,6 +157,20 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 	a.syncStandbys()
 	a.cfg.logger.Info("task revoked", slog.String("application_id", a.cfg.appID), slog.String("task", taskKey(t.id)),
 		slog.Int("tasks", n), slog.Int("generation", int(sess.GenerationID())))
+}
+
+// closeTask closes t after its last commit, whose records it waits for:
+// writes after the commit (a late punctuation) still reach the changelog
+// before its stores are released and handed on.
+func (a *App) closeTask(t *task) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.flushStores()
+	a.waitAcks(t)
+	_ = t.closeLocked()
+	for _, c := range t.stores {
+		a.releaseBackend(c)
+	}
 }
 
 // localTaskState is what this instance tells the assignor when it joins:
