@@ -280,13 +280,13 @@ func (b *taskBalancer) Name() string { return "stream-tasks" }
 // the coordinator is replacing: it fails, and a failed transaction
 // restarts the instance — the very pause the cooperative protocol avoids.)
 func (b *taskBalancer) SupportedProtocols() []sarama.RebalanceProtocol {
-	if b.a.cfg.exactlyOnce {
+	if !b.cooperative() {
 		return []sarama.RebalanceProtocol{sarama.RebalanceProtocolEager}
 	}
 	return []sarama.RebalanceProtocol{sarama.RebalanceProtocolCooperative}
 }
 
-func (b *taskBalancer) cooperative() bool { return !b.a.cfg.exactlyOnce }
+func (b *taskBalancer) cooperative() bool { return b.a.cooperative() }
 
 // SubscriptionUserData encodes the instance's active tasks and the offset
 // sums of its local store copies for the leader's plan.

@@ -244,7 +244,7 @@ func TestTaskBalancerPlan(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, top.subs, 1)
 	require.Len(t, top.subs[0].sources, 2)
-	app, err := NewApp(top, Brokers("x:1"), ApplicationID("plan"), StandbyReplicas(1))
+	app, err := NewApp(top, Brokers("x:1"), ApplicationID("plan"), StandbyReplicas(1), CooperativeRebalancing())
 	require.NoError(t, err)
 	bal := &taskBalancer{a: app}
 	assert.Equal(t, []sarama.RebalanceProtocol{sarama.RebalanceProtocolCooperative}, bal.SupportedProtocols())

@@ -329,7 +329,8 @@ func TestIntegrationNoEpochAfterFinalCommit(t *testing.T) {
 				log := newEpochLog()
 				top := epochTopology(t, in, log, true)
 				opts := append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
-					stream.WallClockInterval(time.Millisecond), stream.CommitInterval(50 * time.Millisecond)}, mode.opts...)
+					stream.WallClockInterval(time.Millisecond), stream.CommitInterval(50 * time.Millisecond),
+					stream.CooperativeRebalancing()}, mode.opts...)
 				produce := func(from int) {
 					var recs []kafkatest.KV
 					for i := from; i < from+40; i++ {
@@ -338,7 +339,8 @@ func TestIntegrationNoEpochAfterFinalCommit(t *testing.T) {
 					kafkatest.ProduceStrings(t, brokers, in, recs)
 				}
 
-				// At-least-once uses the cooperative protocol: only the tasks
+				// At-least-once with CooperativeRebalancing uses the
+				// cooperative protocol (ignored with ExactlyOnce): only the tasks
 				// that move are closed and created again. Exactly-once is
 				// eager: every task of every instance is.
 				cooperative := mode.name == "at-least-once"

@@ -29,7 +29,8 @@ type groupConfig struct {
 	heartbeatInterval time.Duration
 	rebalanceTimeout  time.Duration
 	instanceID        string
-	standbyReplicas   int // see StandbyReplicas (standby.go)
+	standbyReplicas   int  // see StandbyReplicas (standby.go)
+	cooperative       bool // see CooperativeRebalancing (rebalance.go)
 }
 
 func defaultGroupConfig() groupConfig {
