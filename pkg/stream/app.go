@@ -393,6 +393,7 @@ func (a *App) handleAcks(done chan struct{}) {
 			ac := m.Metadata.(*ackCtx)
 			if ac.store != nil {
 				ac.store.acked(m.Offset)
+				ac.store.inflight.Done()
 			} else {
 				a.met.recordsOut.WithLabelValues(ac.topic).Inc()
 			}
@@ -403,7 +404,11 @@ func (a *App) handleAcks(done chan struct{}) {
 				continue
 			}
 			a.fail(fmt.Errorf("stream: produce to %s failed, records could be lost so the application stops: %w", pe.Msg.Topic, pe.Err))
-			pe.Msg.Metadata.(*ackCtx).t.pending.Done()
+			ac := pe.Msg.Metadata.(*ackCtx)
+			if ac.store != nil {
+				ac.store.inflight.Done()
+			}
+			ac.t.pending.Done()
 		}
 	}
 }
@@ -455,6 +460,9 @@ func (a *App) send(t *task, r *outRecord) error {
 		m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 	}
 	t.pending.Add(1)
+	if r.store != nil {
+		r.store.inflight.Add(1)
+	}
 	if a.cfg.exactlyOnce {
 		a.txnDirty.Store(true)
 	}

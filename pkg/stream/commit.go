@@ -366,6 +366,35 @@ func (a *App) waitAcks(t *task) {
 	}
 }
 
+// waitStoreAcks waits until Kafka acknowledged every changelog record c
+// sent, with waitAcks' limits; it returns the error that failed the
+// application if they were not. The caller holds t.mu.
+func (a *App) waitStoreAcks(t *task, c *storeCore) error {
+	done := make(chan struct{})
+	go func() {
+		c.inflight.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(ackTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-done:
+		return nil
+	case <-timer.C:
+		err = fmt.Errorf("stream: task %v: changelog of store %s not acknowledged within %v", t.id, c.name, ackTimeout)
+	case <-a.life.expired:
+		select {
+		case <-done:
+			return nil
+		default:
+			err = fmt.Errorf("stream: task %v: changelog of store %s not acknowledged before the shutdown deadline (%v); its input stays uncommitted", t.id, c.name, a.life.budget)
+		}
+	}
+	a.fail(err)
+	return err
+}
+
 // commitTxn commits the open transaction with the tasks' offsets. Every task
 // is locked for the duration, so nothing is produced between the offsets
 // being taken and the next transaction beginning.

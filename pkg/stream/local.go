@@ -405,3 +405,7 @@ func (l *LocalRunner) restore(*task, *storeCore) error { return nil }
 func (l *LocalRunner) recordCache() *recordCache { return nil }
 
 func (l *LocalRunner) exactlyOnce() bool { return false }
+
+// waitStoreAcks has nothing to wait for: a LocalRunner's stores have no
+// changelog.
+func (l *LocalRunner) waitStoreAcks(*task, *storeCore) error { return nil }

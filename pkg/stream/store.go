@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/emostream/emostream/pkg/stream/internal/kv"
@@ -155,6 +156,10 @@ type storeCore struct {
 	// between two commits become one changelog record.
 	dirty      map[string]*dirtyValue
 	dirtyBytes int64
+	// inflight counts this store's changelog records sent to Kafka and not
+	// acknowledged yet (App only; a LocalRunner has no changelog). Added to
+	// and waited on under the task's lock.
+	inflight sync.WaitGroup
 }
 
 // dirtyValue is a held-back changelog value (nil: a deletion). A pointer,
@@ -213,7 +218,9 @@ func (c *storeCore) write(key, value []byte) error {
 	}
 	c.dirtyBytes += delta
 	if rc.used.Add(delta) > rc.max {
-		c.flush()
+		// The whole task, in order (see task.flushStores), not this store
+		// alone: a later-declared store never gets ahead of an earlier one.
+		c.task.flushStores()
 	}
 	return nil
 }

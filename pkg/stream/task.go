@@ -52,6 +52,9 @@ type taskEnv interface {
 	metrics() *Metrics
 	openBackend(t *task, spec *storeSpec, changelog string) (b kv.Store, restoredTo int64, err error)
 	restore(t *task, c *storeCore) error
+	// waitStoreAcks waits until Kafka acknowledged every changelog record
+	// c sent (see task.flushStores).
+	waitStoreAcks(t *task, c *storeCore) error
 	// recordCache is the budget for coalescing changelog writes between
 	// commits; nil writes every change through at once.
 	recordCache() *recordCache
@@ -347,12 +350,41 @@ func (t *task) sendChangelog(c *storeCore, key, value []byte) {
 	}
 }
 
-// flushStores sends every store's held-back changelog writes. The caller
+// flushStores sends every store's held-back changelog writes, store by store
+// in the order the topology declares them (Builder.AddStore). Without
+// transactions, a store's writes are sent only once Kafka has acknowledged
+// the earlier stores' writes, so after a crash a store's changelog never
+// holds a write made after one an earlier store's changelog lacks: a
+// processor can keep an index or a status in a later store and rely on the
+// data it refers to being in the earlier ones (pkg/window does). Under
+// transactions everything commits together and nothing waits. The caller
 // holds mu.
 func (t *task) flushStores() {
-	for _, c := range t.stores {
+	names := t.sub.stores
+	for i, name := range names {
+		c := t.stores[name]
+		if c == nil {
+			continue
+		}
 		c.flush()
+		if t.env.exactlyOnce() || !t.dirtyAfter(names[i+1:]) {
+			continue
+		}
+		if err := t.env.waitStoreAcks(t, c); err != nil {
+			t.fail(err)
+			return
+		}
 	}
+}
+
+// dirtyAfter reports whether any of the named stores holds back writes.
+func (t *task) dirtyAfter(names []string) bool {
+	for _, name := range names {
+		if c := t.stores[name]; c != nil && len(c.dirty) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *task) close() error {

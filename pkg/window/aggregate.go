@@ -32,6 +32,10 @@ const (
 // negative timestamp.
 const reasonNegative = "negative_timestamp"
 
+// reasonValueMissing is the drop reason of a window result that could not
+// be emitted because the window's value was missing from the store.
+const reasonValueMissing = "window_value_missing"
+
 // Aggregate folds the records of each key and window into a value:
 // initializer starts a window, aggregator adds a record. w is TimeWindows or
 // SlidingWindows (session windows need AggregateSessions). The result stream is
@@ -345,12 +349,20 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 			continue
 		}
 		p.created = false
-		v, _, err := p.main.Update(wk, p.aggFn)
+		v, applied, err := p.main.Update(wk, p.aggFn)
 		if err != nil {
 			return err
 		}
 		if p.created {
 			if err := p.markOpen(kb, win[0], win[1]); err != nil {
+				return err
+			}
+		} else if !applied {
+			// A redelivered record the window already holds: the crash may
+			// have come after the window's value reached its changelog but
+			// before its index entry did. Without the entry the window
+			// would never close and its result would be lost.
+			if err := p.ensureIndexed(kb, win[0], win[1]); err != nil {
 				return err
 			}
 		}
@@ -418,6 +430,16 @@ func (p *aggProcessor[K, V, A, O]) epoch(ctx stream.ProcessorContext[Windowed[K]
 		return 1
 	}
 	return int64(ctx.CommitEpoch())
+}
+
+// ensureIndexed marks the window [start, end] of key kb open in the index
+// unless the index has an entry for it.
+func (p *aggProcessor[K, V, A, O]) ensureIndexed(kb []byte, start, end int64) error {
+	_, found, err := p.index.Get(indexKey(kb, start, end))
+	if err != nil || found {
+		return err
+	}
+	return p.markOpen(kb, start, end)
 }
 
 // markOpen records a new open window in the close-time index.
@@ -582,8 +604,18 @@ func (p *aggProcessor[K, V, A, O]) emitFinal(ctx stream.ProcessorContext[Windowe
 		return err
 	}
 	v, found, err := p.main.Get(encodeWindowKey(kb, start, end))
-	if err != nil || !found {
+	if err != nil {
 		return err
+	}
+	if !found {
+		// The index refers to a window the store does not hold. The runtime
+		// flushes the store before the index (task.flushStores), so this
+		// should not happen; if it does, it is counted and logged, never
+		// silent.
+		ctx.RecordDropped(reasonValueMissing)
+		ctx.Logger().Error("window result lost: the window is in the index but not in the store",
+			"window_start", time.UnixMilli(start).UTC(), "window_end", time.UnixMilli(end).UTC(), "key", fmt.Sprintf("%q", kb))
+		return nil
 	}
 	k, err := p.ks.Deserialize(kb)
 	if err != nil {
