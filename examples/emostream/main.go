@@ -27,6 +27,9 @@ func main() {
 		Aggregator: func(ctx context.Context, c app.AggregatorConfig) error {
 			extra := []stream.Opt{stream.SessionTimeout(c.SessionTimeout), stream.HeartbeatInterval(c.HeartbeatInterval),
 				stream.StandbyReplicas(c.StandbyReplicas)}
+			if c.Cooperative {
+				extra = append(extra, stream.CooperativeRebalancing())
+			}
 			if c.InstanceID != "" {
 				extra = append(extra, stream.GroupInstanceID(c.InstanceID))
 			}

@@ -48,6 +48,9 @@ type AggregatorConfig struct {
 	// StandbyReplicas is --standby-replicas; give it to the runtime with
 	// stream.StandbyReplicas.
 	StandbyReplicas int
+	// Cooperative is --rebalancing cooperative; give it to the runtime with
+	// stream.CooperativeRebalancing.
+	Cooperative bool
 	// Security is the TLS and SASL of the Kafka connections (--kafka-tls*,
 	// --kafka-sasl-*); give it to the runtime with stream.WithSecurity.
 	Security stream.Security
@@ -186,6 +189,7 @@ func (e *env) aggregatorConfig(brokers []string, reg prometheus.Registerer) Aggr
 		SessionTimeout:    c.sessionTimeout,
 		HeartbeatInterval: c.heartbeatInterval,
 		StandbyReplicas:   c.standbyReplicas,
+		Cooperative:       c.rebalancing == "cooperative",
 		Logger:            e.log.With("component", "aggregator"),
 		Registerer:        reg,
 		Aggregations:      c.selected,

@@ -62,6 +62,7 @@ type config struct {
 	sessionTimeout    time.Duration
 	heartbeatInterval time.Duration
 	standbyReplicas   int
+	rebalancing       string
 
 	target   string
 	clients  int
@@ -172,6 +173,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.instanceID, "instance-id", "", "aggregator: static group membership `id` (Kafka's group.instance.id), unique per aggregator process; a restart with the same id within --session-timeout gets its partitions back without a rebalance, but a stopped one's partitions wait for --session-timeout (empty: dynamic membership)")
 	fs.DurationVar(&c.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "aggregator: how long Kafka waits for a silent aggregator before moving its partitions to the others (the broker's group.min.session.timeout.ms, 6s by default, is the lowest it accepts)")
 	fs.DurationVar(&c.heartbeatInterval, "heartbeat-interval", stream.DefaultHeartbeatInterval, "aggregator: how often it heartbeats to the group coordinator; below --session-timeout")
+	fs.StringVar(&c.rebalancing, "rebalancing", "eager", "aggregator: the consumer group's rebalance protocol, `eager` (every aggregator hands over all its partitions at each rebalance) or cooperative (only the partitions that move; at-least-once only, see docs/operations.md#rebalancing)")
 	fs.IntVar(&c.standbyReplicas, "standby-replicas", 1, "aggregator: how many other aggregators keep a warm copy of each partition's window state by following its changelog, so a failover restores only the changelog's tail (Kafka Streams' num.standby.replicas; 0: none)")
 	aggregationsFlag(fs, c)
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
@@ -254,7 +256,7 @@ func (c *config) validate() error {
 }
 
 // validateMembership checks --instance-id, --session-timeout,
-// --heartbeat-interval and --standby-replicas.
+// --heartbeat-interval, --standby-replicas and --rebalancing.
 func (c *config) validateMembership(bad func(string, ...any)) {
 	if c.instanceID != "" && (!topicName.MatchString(c.instanceID) || c.instanceID == "." || c.instanceID == "..") {
 		bad("--instance-id %q: want 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'", c.instanceID)
@@ -269,6 +271,15 @@ func (c *config) validateMembership(bad func(string, ...any)) {
 	}
 	if c.standbyReplicas < 0 {
 		bad("--standby-replicas must not be negative, got %d", c.standbyReplicas)
+	}
+	switch c.rebalancing {
+	case "eager":
+	case "cooperative":
+		if c.exactlyOnce {
+			bad("--rebalancing cooperative needs at-least-once: exactly-once rebalances eagerly (one transaction per aggregator)")
+		}
+	default:
+		bad("--rebalancing must be eager or cooperative, got %q", c.rebalancing)
 	}
 }
 
