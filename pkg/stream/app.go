@@ -33,6 +33,10 @@ type App struct {
 	met *Metrics
 	ran sync.Once
 
+	// globals are the global tables' stores of the current run.
+	globalMu sync.RWMutex
+	globals  map[string]*globalStore
+
 	mu       sync.RWMutex
 	tasks    map[TaskID]*task
 	byClaim  map[string]map[int32]*task // resolved topic -> partition -> task
@@ -261,6 +265,13 @@ func (a *App) run(parent context.Context) error {
 	}
 	acksDone := make(chan struct{})
 	go a.handleAcks(acksDone)
+	// Global tables are read to their end before any task starts.
+	closers = append(closers, func() error { a.closeGlobals(); return nil })
+	if err := a.startGlobals(ctx); err != nil {
+		producer.AsyncClose()
+		closers = append(closers, func() error { <-acksDone; return nil })
+		return early(err)
+	}
 	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, client)
 	if err != nil {
 		producer.AsyncClose()

@@ -102,13 +102,13 @@ var refOps = []string{
 	"count-by-value", "count-by-key", "sum-by-value", "sum-by-key",
 	"reduce-by-value", "reduce-by-key", "filter-count-by-value", "mapvalues-sum-by-key",
 	"st-inner", "st-left", "tt-inner", "tt-left", "tt-outer",
-	"ss-inner", "ss-left", "ss-outer",
+	"ss-inner", "ss-left", "ss-outer", "sg-inner", "sg-left",
 }
 
 // streamSide tells whether topic is read as a stream by op (its records
 // then never have null values: a Stream has none).
 func streamSide(op, topic string) bool {
-	return topic == "left" && strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "ss-")
+	return topic == "left" && (strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "sg-")) || strings.HasPrefix(op, "ss-")
 }
 
 // refJoin is Main.java's JOIN: left * 1000 + right, a missing side as -1
@@ -173,7 +173,7 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 			ts := int64(rng.IntN(50))
 			for range 5 + rng.IntN(36) {
 				r := tableRefRec{topic: "left", key: keys[rng.IntN(nk)]}
-				if strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "tt-") || strings.HasPrefix(op, "ss-") {
+				if strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "tt-") || strings.HasPrefix(op, "ss-") || strings.HasPrefix(op, "sg-") {
 					if rng.IntN(2) == 0 {
 						r.topic = "right"
 					}
@@ -224,6 +224,16 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 		joined = stream.JoinTable(stream.Source(b, "left", str, i64), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
 	case "st-left":
 		joined = stream.LeftJoinTable(stream.Source(b, "left", str, i64), right(), func(l int64, r *int64) int64 { return refJoin(&l, r) })
+	case "sg-inner", "sg-left":
+		// The global table is looked up by the key's first letter and the
+		// value mod 3 + 1 (Main.java's GLOBAL_KEY).
+		g := stream.GlobalTableSource(b, "right", str, i64)
+		gk := func(k string, v int64) string { return k[:1] + strconv.FormatInt(v%3+1, 10) }
+		if c.op == "sg-inner" {
+			joined = stream.JoinGlobal(stream.Source(b, "left", str, i64), g, gk, func(l, r int64) int64 { return refJoin(&l, &r) })
+		} else {
+			joined = stream.LeftJoinGlobal(stream.Source(b, "left", str, i64), g, gk, func(l int64, r *int64) int64 { return refJoin(&l, r) })
+		}
 	case "tt-inner":
 		out = stream.JoinTables(left(), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
 	case "tt-left":

@@ -35,7 +35,11 @@ type LocalRunner struct {
 	// backends outlive tasks: a restarted task gets its stores' contents
 	// back, as a new owner restoring the changelog would.
 	backends map[backendKey]kv.Store
-	met      *Metrics
+	// globals are the global tables' stores, by store and by topic; a
+	// record piped to a global table's topic updates its store at once.
+	globals      map[string]*globalStore
+	globalTopics map[string]*globalStore
+	met          *Metrics
 	err      error
 }
 
@@ -84,6 +88,11 @@ func NewLocalRunner(top *Topology, opts ...Opt) (*LocalRunner, error) {
 		tasks: map[TaskID]*task{}, byTop: map[string][]*task{},
 		output: map[string][]RawRecord{}, offs: map[string]int64{},
 		inputs: map[string][]*inRecord{}, backends: map[backendKey]kv.Store{},
+		globals: map[string]*globalStore{}, globalTopics: map[string]*globalStore{},
+	}
+	for _, spec := range top.globals {
+		g := newGlobalStore(spec)
+		l.globals[spec.store], l.globalTopics[spec.topic] = g, g
 	}
 	l.met = newMetrics(cfg.appID, func() map[string]int64 { return nil })
 	if err := l.buildTasks(nil); err != nil {
@@ -203,6 +212,9 @@ func (l *LocalRunner) Pipe(topic string, key, value []byte, ts time.Time, header
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return l.err
+	}
+	if g, ok := l.globalTopics[topic]; ok {
+		return g.apply(key, value)
 	}
 	var p int32
 	if key != nil {

@@ -52,6 +52,8 @@ type taskEnv interface {
 	metrics() *Metrics
 	openBackend(t *task, spec *storeSpec, changelog string) (b kv.Store, restoredTo int64, err error)
 	restore(t *task, c *storeCore) error
+	// globalStore returns the global table store named name.
+	globalStore(name string) (*globalStore, error)
 	// waitStoreAcks waits until Kafka acknowledged every changelog record
 	// c sent (see task.flushStores).
 	waitStoreAcks(t *task, c *storeCore) error

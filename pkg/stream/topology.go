@@ -40,6 +40,7 @@ type Builder struct {
 	seq      int
 	errs     []error
 	sources  map[string]*node
+	globals  []*globalSpec
 }
 
 // NewBuilder returns an empty Builder.
@@ -92,6 +93,8 @@ type Topology struct {
 	subs   []*subtopology
 	stores map[string]*storeSpec
 	byName map[string]*node
+	// globals are the global tables (GlobalTableSource).
+	globals []*globalSpec
 }
 
 type subtopology struct {
@@ -112,7 +115,12 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := b.checkLoops(); err != nil {
 		return nil, err
 	}
-	t := &Topology{nodes: b.nodes, stores: b.stores, byName: map[string]*node{}}
+	for _, g := range b.globals {
+		if _, ok := b.sources[g.topic]; ok {
+			return nil, fmt.Errorf("%w: topic %q is read both as a global table and by a source", ErrInvalidTopology, g.topic)
+		}
+	}
+	t := &Topology{nodes: b.nodes, stores: b.stores, byName: map[string]*node{}, globals: b.globals}
 	// Union-find over graph edges and shared stores gives the sub-topologies.
 	parent := map[*node]*node{}
 	var find func(n *node) *node
@@ -285,6 +293,9 @@ func (t *Topology) Describe() string {
 			}
 		}
 		sb.WriteString("\n")
+	}
+	for _, g := range t.globals {
+		fmt.Fprintf(&sb, "   Global store: %s (topic: %s)\n\n", g.store, g.topic)
 	}
 	return sb.String()
 }

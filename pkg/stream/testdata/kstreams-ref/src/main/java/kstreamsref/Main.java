@@ -35,6 +35,7 @@ import org.apache.kafka.streams.kstream.Joined;
 import org.apache.kafka.streams.kstream.KGroupedTable;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
+import org.apache.kafka.streams.kstream.KeyValueMapper;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.ValueJoiner;
@@ -67,13 +68,17 @@ import org.apache.kafka.streams.test.TestRecord;
  * mapvalues-sum-by-key (tables, topic left); st-{inner,left}
  * (stream left, table right); tt-{inner,left,outer} (table left, table
  * right); ss-{inner,left,outer} (stream left, stream right, join window
- * diff and grace).
+ * diff and grace); sg-{inner,left} (stream left, global table right, looked
+ * up by GLOBAL_KEY).
  */
 public final class Main {
     private Main() {}
 
     /** The joiner: left * 1000 + right, a missing side as -1 (left) or 999 (right). */
     static final ValueJoiner<Long, Long, Long> JOIN = (l, r) -> (l == null ? -1 : l) * 1000 + (r == null ? 999 : r);
+
+    /** The key a stream record looks up in the global table: its key's first letter and its value mod 3 + 1. */
+    static final KeyValueMapper<String, Long, String> GLOBAL_KEY = (k, v) -> k.substring(0, 1) + (v % 3 + 1);
 
     public static void main(final String[] args) throws IOException {
         final BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
@@ -223,6 +228,12 @@ public final class Main {
                 break;
             case "st-left":
                 result = b.stream("left", consumed).leftJoin(b.table("right", consumed), JOIN, Joined.with(Serdes.String(), Serdes.Long(), Serdes.Long()));
+                break;
+            case "sg-inner":
+                result = b.stream("left", consumed).join(b.globalTable("right", consumed), GLOBAL_KEY, JOIN);
+                break;
+            case "sg-left":
+                result = b.stream("left", consumed).leftJoin(b.globalTable("right", consumed), GLOBAL_KEY, JOIN);
                 break;
             case "tt-inner":
                 result = b.table("left", consumed).join(b.table("right", consumed), JOIN).toStream();
