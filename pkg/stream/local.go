@@ -40,7 +40,7 @@ type LocalRunner struct {
 	globals      map[string]*globalStore
 	globalTopics map[string]*globalStore
 	met          *Metrics
-	err      error
+	err          error
 }
 
 // RawRecord is a serialized record as written to a topic by a LocalRunner.
