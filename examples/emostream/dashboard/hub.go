@@ -23,6 +23,11 @@ import (
 // with the linger it writes once, which is most of the fan-out's cost (a
 // syscall per viewer and write).
 //
+// Most viewers do not have a goroutine woken per clump: their connections
+// are written by a pool of a few writers, each clump encoded once as an
+// HTTP chunk for all of them (fanout.go). The goroutine-per-viewer path
+// (read, wake) serves the streams the pool cannot take.
+//
 // A viewer that falls more than the ring's size behind (its connection is
 // too slow, or stalled until the write deadline) is dropped: the ring does
 // not wait for it, and [hub.read] tells it it lost events. The browser
@@ -38,8 +43,19 @@ type hub struct {
 	seq    uint64        // frames published so far; frame i is ring[i%len(ring)]
 	wake   chan struct{} // closed (and replaced) to wake the viewers
 	waking bool          // a wake-up is scheduled
+	born   time.Time     // when the clump being lingered on began
+	last   *batch        // the latest clump, as one HTTP chunk (fanout.go)
 	closed bool
 	linger time.Duration
+
+	// The writer pool (fanout.go): connections taken over from net/http
+	// are written by one goroutine per shard instead of one per viewer.
+	shards   []*shard
+	startW   sync.Once
+	nextSh   atomic.Uint32
+	stopped  chan struct{} // closed by close: the writers end
+	fanout   func(time.Duration)
+	poolSize int
 }
 
 // linger is how long a wake-up waits for more frames of the same clump.
@@ -50,14 +66,24 @@ type viewer struct {
 	next uint64 // the seq of the next frame it has not read
 }
 
+// newHub returns a hub for at most max viewers that keeps the last buffer
+// frames. dropped counts a dropped viewer.
 func newHub(max, buffer int, dropped func()) *hub {
-	return &hub{
+	h := &hub{
 		max:     max,
 		dropped: dropped,
 		ring:    make([][]byte, buffer),
 		wake:    make(chan struct{}),
+		last:    &batch{},
 		linger:  linger,
+		stopped: make(chan struct{}),
+		fanout:  func(time.Duration) {},
 	}
+	h.shards = make([]*shard, writers())
+	for i := range h.shards {
+		h.shards[i] = &shard{h: h, kick: make(chan struct{}, 1)}
+	}
+	return h
 }
 
 // subscribe adds a viewer that will see the frames published from now on,
@@ -91,21 +117,46 @@ func (h *hub) broadcast(frame []byte) {
 	h.seq++
 	if !h.waking {
 		h.waking = true
+		h.born = time.Now()
 		time.AfterFunc(h.linger, h.signal)
 	}
 	h.mu.Unlock()
 }
 
-// signal wakes the viewers waiting for frames.
+// signal wakes the viewers waiting for frames: the goroutines of the
+// viewers served one by one, and the pool's writers, which get the clump
+// encoded once as an HTTP chunk for all of their viewers.
 func (h *hub) signal() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.waking = false
 	if h.closed {
+		h.mu.Unlock()
 		return
 	}
 	close(h.wake)
 	h.wake = make(chan struct{})
+	from := max(h.last.to, h.seq-min(h.seq, uint64(len(h.ring))))
+	b := &batch{from: from, to: h.seq, born: h.born}
+	b.data = appendChunk(nil, h.frames(from, h.seq, nil))
+	b.left.Store(int32(len(h.shards)))
+	h.last.next = b
+	h.last = b
+	h.mu.Unlock()
+	for _, sh := range h.shards {
+		select {
+		case sh.kick <- struct{}{}:
+		default: // already kicked; it will see the latest batch
+		}
+	}
+}
+
+// frames appends the frames [from, to) to buf; h.mu must be held and
+// they must still be in the ring.
+func (h *hub) frames(from, to uint64, buf [][]byte) [][]byte {
+	for i := from; i < to; i++ {
+		buf = append(buf, h.ring[i%uint64(len(h.ring))])
+	}
+	return buf
 }
 
 // read appends the frames v has not read yet to buf and advances v. When
@@ -142,6 +193,10 @@ func (h *hub) close() {
 	}
 	h.closed = true
 	close(h.wake) // wakes the waiting viewers, which then see closed
+	close(h.stopped)
+	for _, sh := range h.shards {
+		sh.closeAll()
+	}
 }
 
 // viewers returns the number of open streams.

@@ -9,6 +9,7 @@ type metrics struct {
 	invalid    prometheus.Counter
 	duplicates prometheus.Counter
 	latency    prometheus.Histogram
+	fanout     prometheus.Histogram
 	dropped    prometheus.Counter
 	refused    prometheus.Counter
 	resets     prometheus.Counter
@@ -34,6 +35,11 @@ func newMetrics(reg prometheus.Registerer, viewers func() float64) (*metrics, er
 			Help:    "Time from a window's close (window_end + grace) to its result reaching the dashboard.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30},
 		}),
+		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "emostream_dashboard_fanout_seconds",
+			Help:    "Time from a clump of events' first broadcast to the last write of it to a pooled viewer (viewers catching up on their own are not waited for).",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5},
+		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "emostream_dashboard_viewers_dropped_total",
 			Help: "Event streams closed because the viewer fell more than Config.ViewerBuffer events behind.",
@@ -51,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, viewers func() float64) (*metrics, er
 			Help: "Times the output-topic consumer was set up again after a Kafka failure.",
 		}),
 	}
-	cs := []prometheus.Collector{m.results, m.invalid, m.duplicates, m.latency, m.dropped, m.refused, m.resets, m.restarts,
+	cs := []prometheus.Collector{m.results, m.invalid, m.duplicates, m.latency, m.fanout, m.dropped, m.refused, m.resets, m.restarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "emostream_dashboard_viewers",
 			Help: "Open /events streams.",

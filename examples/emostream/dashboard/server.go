@@ -77,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("dashboard: registering metrics: %w", err)
 	}
 	s.hub = newHub(cfg.MaxViewers, cfg.ViewerBuffer, s.met.dropped.Inc)
+	s.hub.fanout = func(d time.Duration) { s.met.fanout.Observe(d.Seconds()) }
 	if s.panels, err = newPanelSet(cfg); err != nil {
 		return nil, err
 	}
@@ -228,6 +229,10 @@ func (s *Server) serveWindows(w http.ResponseWriter, r *http.Request) {
 // pingFrame keeps idle streams open; see heartbeat.
 var pingFrame = []byte(": ping\n\n")
 
+// greeting starts every event stream. The retry hint is for clients that
+// use EventSource's own reconnect.
+var greeting = []byte("retry: 2000\n: connected\n\n")
+
 // retryAfterSeconds is the Retry-After of a refused event stream. The page
 // adds jitter, so refused viewers do not all come back in the same second.
 const retryAfterSeconds = 5
@@ -240,12 +245,16 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "too many viewers")
 		return
 	}
-	defer s.hub.unsubscribe(v)
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx would otherwise hold events back
+	if pooled(w, r) {
+		s.servePooled(w, v, greeting) // fanout.go
+		return
+	}
+	defer s.hub.unsubscribe(v)
+	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
 
 	// write sends frames with one flush: net/http buffers the writes, so
@@ -265,8 +274,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	// The retry hint is for clients that use EventSource's own reconnect.
-	if !write([]byte("retry: 2000\n: connected\n\n")) {
+	if !write(greeting) {
 		return
 	}
 	var frames [][]byte
