@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,7 @@ type options struct {
 	startup     time.Duration
 	viewers     int
 	capFlag     bool
+	cpuprofile  string
 }
 
 func parseFlags(root string) (*options, error) {
@@ -91,6 +93,7 @@ func parseFlags(root string) (*options, error) {
 	fs.StringVar(&o.out, "out", "", "where to write the results (default bench/results/latency.json, with -viewers bench/results/viewers.json)")
 	fs.IntVar(&o.viewers, "viewers", 0, "open this many more /events streams (emostream gets --max-viewers to match) and check that every one gets every result in time")
 	fs.BoolVar(&o.capFlag, "max-viewers-flag", true, "with -viewers, pass --max-viewers (false for a -bin older than the flag)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (the subscriber, the -viewers crowd and the sender) during the measurement to `file`")
 	fs.StringVar(&o.logDir, "logs", filepath.Join(root, "bench", "results"), "`directory` for the emostream log (latency-emostream.log)")
 	fs.DurationVar(&o.startup, "startup-timeout", 90*time.Second, "how long emostream may take to become healthy and produce a first result")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -258,7 +261,23 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return false, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return false, err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+			logf("wrote this process's CPU profile to %s", o.cpuprofile)
+		}()
+	}
 	lateBefore, _ := scrapeMetric(base+"/metrics", "stream_dead_letters_total", `reason="late"`)
+	fanoutBefore, _ := scrapeHistogram(base+"/metrics", fanoutMetric)
+	arrivedBefore, _ := scrapeHistogram(base+"/metrics", arrivedMetric)
 	cpuBefore, _ := proc.CPUSeconds()
 	selfBefore := harness.SelfCPUSeconds()
 	logf("sending %.0f emojis/s in batches of %d from %d clients for %v...", o.rate, o.batch, o.clients, o.duration)
@@ -286,6 +305,8 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	selfAfter := harness.SelfCPUSeconds()
 	rss, _ := proc.PeakRSSMB()
 	lateAfter, lateErr := scrapeMetric(base+"/metrics", "stream_dead_letters_total", `reason="late"`)
+	fanoutAfter, fanoutErr := scrapeHistogram(base+"/metrics", fanoutMetric)
+	arrivedAfter, arrivedErr := scrapeHistogram(base+"/metrics", arrivedMetric)
 	brokeEarly := 0
 	if crowdOf != nil {
 		brokeEarly = crowdOf.ended()
@@ -318,6 +339,14 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	if crowdOf != nil {
 		vi := analyseCrowd(crowdOf, o.viewers, brokeEarly, r.measured, o.grace, o.target)
 		vi.RSSBeforeMB, vi.RSSAfterMB = harness.Round(rssBefore, 1), harness.Round(rssWith, 1)
+		if arrivedErr == nil {
+			a := arrivedAfter.since(arrivedBefore).summary()
+			vi.ServerArrived = &a
+		}
+		if fanoutErr == nil {
+			f := fanoutAfter.since(fanoutBefore).summary()
+			vi.ServerFanout = &f
+		}
 		if vi.Connected > 0 {
 			vi.PerViewerKB = harness.Round((rssWith-rssBefore)*1024/float64(vi.Connected), 1)
 		}
@@ -336,6 +365,13 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 	logf("wrote %s", o.out)
 	return r.Check.CountsMatch && len(problems) == 0, nil
 }
+
+// The dashboard's histograms the -viewers report reads: when results reach
+// the dashboard, and how long their fan-out to the pooled viewers takes.
+const (
+	arrivedMetric = "emostream_dashboard_result_latency_seconds"
+	fanoutMetric  = "emostream_dashboard_fanout_seconds"
+)
 
 // scrapeMetric sums the samples of a Prometheus metric whose label set
 // contains match (empty: all of them) at url.

@@ -35,9 +35,31 @@ type crowd struct {
 }
 
 type lightViewer struct {
-	mu    sync.Mutex
-	times map[uint64]time.Time // first arrival per data line
-	ended bool                 // the stream ended
+	mu sync.Mutex
+	// seen lists every data line as it arrived, by hash; the analysis
+	// keeps the first arrival of each. Appending costs the reader less
+	// than a map, and the entries hold no pointers, so the garbage
+	// collector does not scan the millions of a 5,000-viewer run.
+	seen  []sighting
+	ended bool // the stream ended
+}
+
+// sighting is a data line's hash and when the read that brought it
+// returned, in Unix nanoseconds.
+type sighting struct{ hash, at uint64 }
+
+// stampReader notes when each read of the stream returned: every line in
+// what that read brought arrived then, however long the viewer's goroutine
+// takes to go through them.
+type stampReader struct {
+	r  io.Reader
+	at int64
+}
+
+func (s *stampReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.at = time.Now().UnixNano()
+	return n, err
 }
 
 // ended counts the streams that have ended; before the benchmark cancels
@@ -90,7 +112,7 @@ func openCrowd(ctx context.Context, url string, n int) *crowd {
 				c.refused.Add(1)
 				return
 			}
-			v := &lightViewer{times: make(map[uint64]time.Time, 512)}
+			v := &lightViewer{seen: make([]sighting, 0, 512)}
 			mu.Lock()
 			c.viewers = append(c.viewers, v)
 			mu.Unlock()
@@ -103,11 +125,11 @@ func openCrowd(ctx context.Context, url string, n int) *crowd {
 
 func (v *lightViewer) read(body io.ReadCloser) {
 	defer body.Close()
-	r := bufio.NewReaderSize(body, 4096)
+	stamp := &stampReader{r: body}
+	r := bufio.NewReaderSize(stamp, 4096)
 	prefix := []byte("data:")
 	for {
 		line, err := r.ReadSlice('\n')
-		now := time.Now()
 		if err != nil {
 			v.mu.Lock()
 			v.ended = true
@@ -119,9 +141,7 @@ func (v *lightViewer) read(body io.ReadCloser) {
 		}
 		h := hashLine(bytes.TrimSpace(line[len(prefix):]))
 		v.mu.Lock()
-		if _, seen := v.times[h]; !seen {
-			v.times[h] = now
-		}
+		v.seen = append(v.seen, sighting{hash: h, at: uint64(stamp.at)})
 		v.mu.Unlock()
 	}
 }
@@ -148,10 +168,19 @@ type viewersInfo struct {
 	// RSSBeforeMB and RSSAfterMB are emostream's resident memory just before
 	// the viewers connected and once they all had; PerViewerKB is the
 	// difference per connected viewer.
-	RSSBeforeMB float64 `json:"rss_before_mb"`
-	RSSAfterMB  float64 `json:"rss_after_mb"`
-	PerViewerKB float64 `json:"rss_per_viewer_kb"`
-	MeetsTarget bool    `json:"meets_target"`
+	// ServerArrived is, from emostream's own histogram, when the results
+	// reached the dashboard: arrival − (window_end + grace).
+	ServerArrived *serverHist `json:"server_result_latency_ms,omitempty"`
+	// ServerFanout is, from emostream's own histogram, the time from a
+	// clump of results' first broadcast to the dashboard's last write of
+	// it to a viewer's socket: the server's part of Spread, without the
+	// readers (this process) that share the CPU. Absent for a build
+	// without the writer pool.
+	ServerFanout *serverHist `json:"server_fanout_ms,omitempty"`
+	RSSBeforeMB  float64     `json:"rss_before_mb"`
+	RSSAfterMB   float64     `json:"rss_after_mb"`
+	PerViewerKB  float64     `json:"rss_per_viewer_kb"`
+	MeetsTarget  bool        `json:"meets_target"`
 }
 
 // analyseCrowd compares every viewer's arrivals with the subscriber's
@@ -164,13 +193,21 @@ func analyseCrowd(c *crowd, requested, brokeEarly int, measured []arrival, grace
 	last := make([]time.Time, len(measured))
 	for _, v := range c.viewers {
 		v.mu.Lock()
+		arrived := make(map[uint64]uint64, len(v.seen)) // first arrival per line
+		for _, s := range v.seen {
+			if at, ok := arrived[s.hash]; !ok || s.at < at {
+				arrived[s.hash] = s.at
+			}
+		}
+		v.mu.Unlock()
 		missing := 0
 		for i, a := range measured {
-			at, ok := v.times[a.hash]
+			ns, ok := arrived[a.hash]
 			if !ok {
 				missing++
 				continue
 			}
+			at := time.Unix(0, int64(ns))
 			delivery = append(delivery, at.Sub(time.UnixMilli(a.res.WindowEnd).Add(grace)))
 			if first[i].IsZero() || at.Before(first[i]) {
 				first[i] = at
@@ -179,7 +216,6 @@ func analyseCrowd(c *crowd, requested, brokeEarly int, measured []arrival, grace
 				last[i] = at
 			}
 		}
-		v.mu.Unlock()
 		if missing == 0 && len(measured) > 0 {
 			vi.Complete++
 		}
@@ -224,6 +260,14 @@ func (vi viewersInfo) print(w io.Writer, target float64) {
 	fmt.Fprintf(w, "               (every result at every viewer, beyond window_end + grace)\n")
 	fmt.Fprintf(w, "  spread       %s\n", vi.Spread)
 	fmt.Fprintf(w, "               (per result: last viewer − first viewer)\n")
+	if vi.ServerArrived != nil {
+		fmt.Fprintf(w, "  server       results reached the dashboard: %s\n", vi.ServerArrived)
+		fmt.Fprintf(w, "               (emostream's histogram: arrival − (window_end + grace), bucket bounds)\n")
+	}
+	if vi.ServerFanout != nil {
+		fmt.Fprintf(w, "  fan-out      last write to a viewer's socket: %s\n", vi.ServerFanout)
+		fmt.Fprintf(w, "               (emostream's histogram: per clump, first broadcast → last write)\n")
+	}
 	fmt.Fprintf(w, "  memory       emostream RSS %.0f MiB before the viewers, %.0f MiB with them: %.1f KiB per viewer\n",
 		vi.RSSBeforeMB, vi.RSSAfterMB, vi.PerViewerKB)
 	verdict := "met"
