@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
@@ -32,7 +33,21 @@ import (
 //     running instance to another is first only revoked from its owner,
 //     which commits and closes it and rejoins at once; the next rebalance
 //     gives it to the new owner. Tasks that do not move keep running
-//     throughout.
+//     throughout;
+//   - caught up before it moves, under the cooperative protocol (Kafka
+//     Streams' KIP-441, see warmup.go): an instance is caught up on a task
+//     when it runs it, or when its copy lacks at most AcceptableRecoveryLag
+//     changelog records (the leader lists the changelogs' ends). When the
+//     balance puts a task on an instance that is not caught up while
+//     another one is, the task stays with its owner (or, without one, goes
+//     to the least loaded caught-up instance) and the intended instance
+//     gets a warm-up replica, up to MaxWarmupReplicas per plan; once the
+//     warm-up has caught up, the instance triggers a probing rebalance and
+//     the same balance now moves the task. An owner with more tasks than
+//     its share first gives up those that an instance short of its share
+//     holds a caught-up copy of. Unlike Kafka Streams, a task whose owner
+//     runs it stays there rather than swapping to a caught-up standby:
+//     here every move pauses the task for a rebalance round.
 //
 // With [StandbyReplicas](n) each task also gets up to n standby instances
 // other than its active one, the warmest first, spread evenly; they are sent
@@ -49,12 +64,19 @@ type subscriptionInfo struct {
 	// Offsets are the changelog offset sums of the instance's local copies
 	// of tasks' stores (standby replicas, cached or checkpointed stores).
 	Offsets map[string]int64 `json:"o,omitempty"`
+	// Probe counts the instance's probing rebalances, so that a probing
+	// rejoin always changes the metadata (the coordinator rebalances on a
+	// rejoin of a member that is not the leader only if it did).
+	Probe int64 `json:"p,omitempty"`
 }
 
 // assignmentInfo is what an instance receives in its SyncGroup assignment.
 type assignmentInfo struct {
 	Version int      `json:"v"`
 	Standby []string `json:"s,omitempty"`
+	// Warmup are warm-up replicas: standbys beyond StandbyReplicas for
+	// tasks meant to move to the instance once its copy has caught up.
+	Warmup []string `json:"w,omitempty"`
 }
 
 func taskKey(id TaskID) string { return fmt.Sprintf("%d_%d", id.Subtopology, id.Partition) }
@@ -90,12 +112,26 @@ type memberState struct {
 type taskAssignment struct {
 	active  []TaskID
 	standby []TaskID
+	warmup  []TaskID
+}
+
+// assignParams are the settings of one plan.
+type assignParams struct {
+	standbys int // StandbyReplicas
+	// cooperative withholds the tasks that move away from a member still
+	// owning them.
+	cooperative bool
+	// ends are, per task with stores, the sums of its changelogs' end
+	// offsets. nil turns warm-ups off: every member counts as caught up.
+	ends          map[TaskID]int64
+	acceptableLag int64 // AcceptableRecoveryLag
+	maxWarmups    int   // MaxWarmupReplicas
 }
 
 // assignTasks computes the assignment of tasks to members (see the comment
-// at the top of this file). cooperative withholds the tasks that move away
-// from a member still owning them.
-func assignTasks(tasks []TaskID, members []*memberState, standbys int, cooperative bool) map[string]*taskAssignment {
+// at the top of this file).
+func assignTasks(tasks []TaskID, members []*memberState, p assignParams) map[string]*taskAssignment {
+	standbys, cooperative := p.standbys, p.cooperative
 	out := map[string]*taskAssignment{}
 	if len(members) == 0 {
 		return out
@@ -154,13 +190,40 @@ func assignTasks(tasks []TaskID, members []*memberState, standbys int, cooperati
 			capacity[m.id]++
 		}
 	}
+	// copyCaughtUp: m's local copy of t lacks at most the acceptable lag
+	// (a member without a copy lacks the whole changelog). Tasks without
+	// stores or known ends have no copies to judge.
+	copyCaughtUp := func(m *memberState, t TaskID) bool {
+		end, ok := p.ends[t]
+		return !ok || end-m.offsets[t] <= p.acceptableLag
+	}
+	caughtUp := func(m *memberState, t TaskID) bool { return owner[t] == m.id || copyCaughtUp(m, t) }
+	// releasable: a member short of its share holds a caught-up copy of
+	// t, so t can move there without a long restore.
+	releasable := func(t TaskID, o string) bool {
+		if _, ok := p.ends[t]; !ok {
+			return false
+		}
+		for _, m := range members {
+			if m.id != o && counts[m.id] < capacity[m.id] && copyCaughtUp(m, t) {
+				return true
+			}
+		}
+		return false
+	}
 	assigned := map[TaskID]string{}
 	load := map[string]int{}
-	// Sticky: owners keep their tasks up to their capacity.
-	for _, t := range tasks {
-		if o, ok := owner[t]; ok && load[o] < capacity[o] {
-			assigned[t] = o
-			load[o]++
+	// Sticky: owners keep their tasks up to their capacity, first those
+	// no member short of its share has a caught-up copy of.
+	for _, keepReleasable := range []bool{false, true} {
+		for _, t := range tasks {
+			if _, done := assigned[t]; done {
+				continue
+			}
+			if o, ok := owner[t]; ok && load[o] < capacity[o] && (keepReleasable || !releasable(t, o)) {
+				assigned[t] = o
+				load[o]++
+			}
 		}
 	}
 	// The rest go to the warmest member with room, then the least loaded.
@@ -180,6 +243,40 @@ func assignTasks(tasks []TaskID, members []*memberState, standbys int, cooperati
 		assigned[t] = best.id
 		load[best.id]++
 	}
+	// Caught up before it moves (KIP-441): a task meant for a member that
+	// is not caught up on it stays with its owner, or goes to the least
+	// loaded caught-up member, while one exists; the intended member gets
+	// a warm-up replica while the plan has some left.
+	warmup := map[TaskID]string{}
+	if p.ends != nil {
+		left := p.maxWarmups
+		for _, t := range tasks {
+			dest := byID[assigned[t]]
+			if caughtUp(dest, t) {
+				continue
+			}
+			src := byID[owner[t]]
+			if src == nil {
+				for _, m := range order {
+					if m != dest && caughtUp(m, t) && (src == nil || load[m.id] < load[src.id] ||
+						(load[m.id] == load[src.id] && warmer(m, src, t, load))) {
+						src = m
+					}
+				}
+			}
+			if src == nil {
+				continue // nobody is caught up: the intended member restores it
+			}
+			assigned[t] = src.id
+			load[src.id]++
+			load[dest.id]--
+			if left > 0 {
+				warmup[t] = dest.id
+				out[dest.id].warmup = append(out[dest.id].warmup, t)
+				left--
+			}
+		}
+	}
 	// Cooperative: a task still held by another member is revoked from it
 	// first; its new owner gets it in the follow-up rebalance.
 	heldBy := map[TaskID]string{}
@@ -192,14 +289,19 @@ func assignTasks(tasks []TaskID, members []*memberState, standbys int, cooperati
 			}
 		}
 	}
-	// Standby replicas: the warmest members other than the active one,
-	// then the ones with the fewest standbys. A task on its way to a new
-	// owner has no active one this round: its next owner keeps (or gets)
-	// a copy and its holder does not.
-	if standbys > 0 {
+	// Standby replicas: the warmest members other than the active one
+	// (and the one warming up), then the ones with the fewest standbys. A
+	// task on its way to a new owner has no active one this round: its
+	// next owner keeps (or gets) a copy, also without StandbyReplicas (a
+	// warm-up that has caught up goes on until the task starts), and its
+	// holder does not.
+	if standbys > 0 || len(heldBy) > 0 {
 		sload := map[string]int{}
 		for _, t := range tasks {
 			taken := map[string]bool{assigned[t]: true}
+			if w, ok := warmup[t]; ok {
+				taken[w] = true
+			}
 			r := 0
 			if h, ok := heldBy[t]; ok {
 				taken[h] = true
@@ -266,8 +368,12 @@ func compareTaskID(a, b TaskID) int {
 type taskBalancer struct {
 	a *App
 
-	mu      sync.Mutex
-	standby map[string][]TaskID // member id -> standby tasks of the last plan (leader)
+	// ends lists the changelogs' end offsets for a plan (nil:
+	// App.changelogEnds; tests replace it).
+	ends func(tasks []TaskID) map[TaskID]int64
+
+	mu   sync.Mutex
+	plan map[string]*taskAssignment // member id -> its part of the last plan (leader)
 }
 
 // Name is the protocol name the group agrees on.
@@ -292,7 +398,7 @@ func (b *taskBalancer) cooperative() bool { return b.a.cooperative() }
 // sums of its local store copies for the leader's plan.
 func (b *taskBalancer) SubscriptionUserData([]string) ([]byte, error) {
 	gen, active, offsets := b.a.localTaskState()
-	info := subscriptionInfo{Version: 1, Generation: gen, Offsets: map[string]int64{}}
+	info := subscriptionInfo{Version: 1, Generation: gen, Offsets: map[string]int64{}, Probe: b.a.sb.probes.Load()}
 	for _, t := range active {
 		info.Active = append(info.Active, taskKey(t))
 	}
@@ -302,23 +408,26 @@ func (b *taskBalancer) SubscriptionUserData([]string) ([]byte, error) {
 	return json.Marshal(info)
 }
 
-// OnAssignment receives this member's standby tasks.
+// OnAssignment receives this member's standby tasks and warm-up replicas.
 func (b *taskBalancer) OnAssignment(asg *sarama.ConsumerGroupMemberAssignment, generation int32) {
 	var info assignmentInfo
 	if asg != nil && len(asg.UserData) > 0 {
 		_ = json.Unmarshal(asg.UserData, &info)
 	}
-	var standby []TaskID
-	for _, s := range info.Standby {
-		if t, ok := parseTaskKey(s); ok {
-			standby = append(standby, t)
+	parse := func(keys []string) []TaskID {
+		var out []TaskID
+		for _, s := range keys {
+			if t, ok := parseTaskKey(s); ok {
+				out = append(out, t)
+			}
 		}
+		return out
 	}
 	var active map[string][]int32
 	if asg != nil {
 		active = asg.Topics
 	}
-	b.a.assignedStandbys(standby, generation, active)
+	b.a.assignedStandbys(parse(info.Standby), parse(info.Warmup), generation, active)
 }
 
 // Plan assigns the tasks of the topics' partitions to the members.
@@ -366,35 +475,57 @@ func (b *taskBalancer) Plan(members map[string]sarama.ConsumerGroupMemberMetadat
 		states = append(states, m)
 	}
 	slices.SortFunc(states, func(x, y *memberState) int { return strings.Compare(x.id, y.id) })
-	result := assignTasks(tasks, states, b.a.cfg.group.standbyReplicas, b.cooperative())
+	params := assignParams{standbys: b.a.cfg.group.standbyReplicas, cooperative: b.cooperative()}
+	if b.a.warmupsEnabled() {
+		ends := b.ends
+		if ends == nil {
+			ends = b.a.changelogEnds
+		}
+		params.ends = ends(tasks)
+		params.acceptableLag, params.maxWarmups = b.a.cfg.warmup.acceptableLag, b.a.cfg.warmup.maxWarmups
+	}
+	result := assignTasks(tasks, states, params)
 	plan := sarama.BalanceStrategyPlan{}
-	standby := map[string][]TaskID{}
 	subs := map[int]*subtopology{}
 	for _, st := range b.a.top.subs {
 		subs[st.id] = st
 	}
 	for id, asg := range result {
+		// sarama sends user data (standbys, warm-ups) only to the members
+		// in the plan: a member without active tasks needs an entry too.
+		plan[id] = map[string][]int32{}
 		for _, t := range asg.active {
 			for _, s := range subs[t.Subtopology].sources {
 				plan.Add(id, resolveTopic(appID, s), t.Partition)
 			}
 		}
-		standby[id] = asg.standby
+		if len(asg.warmup) > 0 {
+			b.a.cfg.logger.Info("warm-up replicas assigned", slog.String("application_id", appID), slog.String("member", id),
+				slog.Any("warmups", taskKeys(asg.warmup)))
+		}
 	}
 	b.mu.Lock()
-	b.standby = standby
+	b.plan = result
 	b.mu.Unlock()
 	return plan, nil
 }
 
-// AssignmentData sends a member its standby tasks.
+func taskKeys(ts []TaskID) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = taskKey(t)
+	}
+	return out
+}
+
+// AssignmentData sends a member its standby tasks and warm-up replicas.
 func (b *taskBalancer) AssignmentData(memberID string, _ map[string][]int32, _ int32) ([]byte, error) {
 	b.mu.Lock()
-	standby := b.standby[memberID]
+	asg := b.plan[memberID]
 	b.mu.Unlock()
 	info := assignmentInfo{Version: 1}
-	for _, t := range standby {
-		info.Standby = append(info.Standby, taskKey(t))
+	if asg != nil {
+		info.Standby, info.Warmup = taskKeys(asg.standby), taskKeys(asg.warmup)
 	}
 	return json.Marshal(info)
 }

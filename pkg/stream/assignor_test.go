@@ -222,11 +222,218 @@ func TestAssignTasks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			asg := assignTasks(tasksOf(0, tc.tasks), tc.members(), tc.standbys, tc.coop)
+			asg := assignTasks(tasksOf(0, tc.tasks), tc.members(), assignParams{standbys: tc.standbys, cooperative: tc.coop})
 			tc.check(t, asg)
 			// The same input gives the same plan (every member may lead).
-			again := assignTasks(tasksOf(0, tc.tasks), tc.members(), tc.standbys, tc.coop)
+			again := assignTasks(tasksOf(0, tc.tasks), tc.members(), assignParams{standbys: tc.standbys, cooperative: tc.coop})
 			assert.Equal(t, asg, again)
+		})
+	}
+}
+
+// owning is a member that runs and owns (cooperative claims) the tasks of
+// partitions active.
+func owning(id string, gen int32, active ...int32) *memberState {
+	m := member(id, gen, active...)
+	for _, p := range active {
+		m.owned[TaskID{Partition: p}] = true
+	}
+	return m
+}
+
+// ends gives each of the first n tasks a changelog end offset sum of end.
+func ends(n int32, end int64) map[TaskID]int64 {
+	out := map[TaskID]int64{}
+	for _, t := range tasksOf(0, n) {
+		out[t] = end
+	}
+	return out
+}
+
+// TestAssignTasksWarmups: the decisions of KIP-441's caught-up rule. A task
+// moves only to a member whose copy lacks at most the acceptable lag;
+// otherwise it stays with its owner and the member it is meant for gets a
+// warm-up replica, within the plan's bound.
+func TestAssignTasksWarmups(t *testing.T) {
+	p := func(n int32) assignParams {
+		return assignParams{cooperative: true, ends: ends(n, 1000), acceptableLag: 100, maxWarmups: 2}
+	}
+	tests := []struct {
+		name    string
+		tasks   int32
+		params  func(assignParams) assignParams
+		members func() []*memberState
+		check   func(t *testing.T, asg map[string]*taskAssignment)
+	}{
+		{
+			name:  "scale-out: a newcomer without copies gets warm-ups, the tasks stay",
+			tasks: 6,
+			members: func() []*memberState {
+				return []*memberState{owning("a", 4, 0, 1, 2), owning("b", 4, 3, 4, 5), member("c", 0)}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.ElementsMatch(t, tasksOf(0, 3), asg["a"].active, "nothing is revoked")
+				assert.ElementsMatch(t, []TaskID{{Partition: 3}, {Partition: 4}, {Partition: 5}}, asg["b"].active)
+				assert.Empty(t, asg["c"].active)
+				// The two tasks the balance meant for c: the last of each owner.
+				assert.ElementsMatch(t, []TaskID{{Partition: 2}, {Partition: 5}}, asg["c"].warmup)
+				assert.Empty(t, asg["a"].warmup)
+				assert.Empty(t, asg["b"].warmup)
+			},
+		},
+		{
+			name:  "probe: once the warm-ups caught up, the tasks move (revoked first)",
+			tasks: 6,
+			members: func() []*memberState {
+				c := member("c", 5)
+				c.offsets[TaskID{Partition: 2}] = 950 // 50 behind: caught up
+				c.offsets[TaskID{Partition: 5}] = 900 // 100 behind: just caught up
+				return []*memberState{owning("a", 5, 0, 1, 2), owning("b", 5, 3, 4, 5), c}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.ElementsMatch(t, tasksOf(0, 2), asg["a"].active)
+				assert.ElementsMatch(t, []TaskID{{Partition: 3}, {Partition: 4}}, asg["b"].active)
+				assert.Empty(t, asg["c"].active, "c gets them in the follow-up rebalance")
+				assert.ElementsMatch(t, []TaskID{{Partition: 2}, {Partition: 5}}, asg["c"].standby,
+					"c's copies go on while the tasks are on their way, without StandbyReplicas too")
+				assert.Empty(t, asg["c"].warmup)
+			},
+		},
+		{
+			name:  "one copy behind by more than the acceptable lag: only the other task moves",
+			tasks: 6,
+			members: func() []*memberState {
+				c := member("c", 5)
+				c.offsets[TaskID{Partition: 2}] = 950
+				c.offsets[TaskID{Partition: 5}] = 899 // 101 behind
+				return []*memberState{owning("a", 5, 0, 1, 2), owning("b", 5, 3, 4, 5), c}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.ElementsMatch(t, tasksOf(0, 2), asg["a"].active, "2 is revoked from a")
+				assert.ElementsMatch(t, []TaskID{{Partition: 3}, {Partition: 4}, {Partition: 5}}, asg["b"].active)
+				assert.Equal(t, []TaskID{{Partition: 5}}, asg["c"].warmup)
+				assert.Equal(t, []TaskID{{Partition: 2}}, asg["c"].standby)
+			},
+		},
+		{
+			name:  "an owner over its share gives up the tasks a member short of its share has caught-up copies of",
+			tasks: 6,
+			members: func() []*memberState {
+				c := member("c", 5)
+				c.offsets[TaskID{Partition: 0}] = 1000
+				c.offsets[TaskID{Partition: 3}] = 990
+				return []*memberState{owning("a", 5, 0, 1, 2), owning("b", 5, 3, 4, 5), c}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.ElementsMatch(t, []TaskID{{Partition: 1}, {Partition: 2}}, asg["a"].active)
+				assert.ElementsMatch(t, []TaskID{{Partition: 4}, {Partition: 5}}, asg["b"].active)
+				assert.ElementsMatch(t, []TaskID{{Partition: 0}, {Partition: 3}}, asg["c"].standby)
+				assert.Empty(t, asg["c"].warmup)
+			},
+		},
+		{
+			name:   "the warm-up bound: the tasks beyond it stay without a warm-up",
+			tasks:  6,
+			params: func(p assignParams) assignParams { p.maxWarmups = 1; return p },
+			members: func() []*memberState {
+				return []*memberState{owning("a", 4, 0, 1, 2), owning("b", 4, 3, 4, 5), member("c", 0)}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.Len(t, asg["a"].active, 3)
+				assert.Len(t, asg["b"].active, 3)
+				assert.Empty(t, asg["c"].active)
+				assert.Equal(t, []TaskID{{Partition: 2}}, asg["c"].warmup)
+			},
+		},
+		{
+			name:  "an orphaned task goes to a caught-up copy even beyond the balance; the intended member warms up",
+			tasks: 6,
+			members: func() []*memberState {
+				// c left with 4 and 5; a has caught-up copies of both, b none.
+				a, b := owning("a", 6, 0, 1), owning("b", 6, 2, 3)
+				a.offsets[TaskID{Partition: 4}] = 1000
+				a.offsets[TaskID{Partition: 5}] = 950
+				return []*memberState{a, b}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.ElementsMatch(t, []TaskID{{Partition: 0}, {Partition: 1}, {Partition: 4}, {Partition: 5}}, asg["a"].active)
+				assert.ElementsMatch(t, []TaskID{{Partition: 2}, {Partition: 3}}, asg["b"].active)
+				assert.Equal(t, []TaskID{{Partition: 5}}, asg["b"].warmup)
+			},
+		},
+		{
+			name:  "nobody caught up: the task goes where the balance puts it, no warm-up",
+			tasks: 4,
+			members: func() []*memberState {
+				a, b := owning("a", 6, 0), owning("b", 6, 1)
+				a.offsets[TaskID{Partition: 2}] = 10 // far behind
+				return []*memberState{a, b}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				got := activeOf(asg)
+				require.Len(t, got, 4)
+				assert.Len(t, asg["a"].active, 2)
+				assert.Len(t, asg["b"].active, 2)
+				assert.Equal(t, "a", got[TaskID{Partition: 2}], "the warmest copy, however far behind")
+				assert.Empty(t, asg["a"].warmup)
+				assert.Empty(t, asg["b"].warmup)
+			},
+		},
+		{
+			name:   "tasks without stores move at once",
+			tasks:  6,
+			params: func(p assignParams) assignParams { p.ends = map[TaskID]int64{}; return p },
+			members: func() []*memberState {
+				return []*memberState{owning("a", 4, 0, 1, 2), owning("b", 4, 3, 4, 5), member("c", 0)}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.Len(t, asg["a"].active, 2)
+				assert.Len(t, asg["b"].active, 2)
+				assert.Empty(t, asg["c"].warmup)
+				assert.Len(t, asg["c"].standby, 2, "c follows its two tasks on their way")
+			},
+		},
+		{
+			name:   "warm-ups off (no changelog ends): the newcomer's share moves at once",
+			tasks:  6,
+			params: func(p assignParams) assignParams { p.ends = nil; return p },
+			members: func() []*memberState {
+				return []*memberState{owning("a", 4, 0, 1, 2), owning("b", 4, 3, 4, 5), member("c", 0)}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.Len(t, asg["a"].active, 2)
+				assert.Len(t, asg["b"].active, 2)
+				assert.Empty(t, asg["c"].warmup)
+			},
+		},
+		{
+			name:   "standby replicas go to members other than the one warming up",
+			tasks:  3,
+			params: func(p assignParams) assignParams { p.standbys = 1; return p },
+			members: func() []*memberState {
+				a, b := owning("a", 4, 0, 1), owning("b", 4, 2)
+				a.offsets[TaskID{Partition: 2}] = 1000
+				b.offsets[TaskID{Partition: 0}] = 1000
+				b.offsets[TaskID{Partition: 1}] = 1000
+				return []*memberState{a, b, member("c", 0)}
+			},
+			check: func(t *testing.T, asg map[string]*taskAssignment) {
+				assert.ElementsMatch(t, tasksOf(0, 2), asg["a"].active)
+				assert.Equal(t, []TaskID{{Partition: 1}}, asg["c"].warmup)
+				assert.Contains(t, asg["b"].standby, TaskID{Partition: 1}, "the standby of a task stays where it was")
+				assert.NotContains(t, asg["c"].standby, TaskID{Partition: 1})
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			params := p(tc.tasks)
+			if tc.params != nil {
+				params = tc.params(params)
+			}
+			asg := assignTasks(tasksOf(0, tc.tasks), tc.members(), params)
+			tc.check(t, asg)
+			assert.Equal(t, asg, assignTasks(tasksOf(0, tc.tasks), tc.members(), params), "deterministic")
 		})
 	}
 }
@@ -272,6 +479,7 @@ func TestTaskBalancerPlan(t *testing.T) {
 	assert.Equal(t, []int32{0, 1}, plan["m1"]["left"])
 	assert.Equal(t, []int32{2}, plan["m2"]["left"])
 	assert.Empty(t, plan["m3"]["left"])
+	assert.Contains(t, plan, "m3", "a member without tasks is in the plan, so it gets its standbys")
 	var standby assignmentInfo
 	raw, err := bal.AssignmentData("m3", nil, 4)
 	require.NoError(t, err)
@@ -294,6 +502,77 @@ func TestTaskBalancerPlan(t *testing.T) {
 	_, err = bal.Plan(members, topics)
 	require.NoError(t, err)
 }
+
+// TestTaskBalancerPlanWarmups: through sarama's interface, with the
+// changelogs' ends listed, a newcomer without copies gets no active task
+// but warm-up replicas in its assignment data, and a member's join
+// metadata carries its probe count.
+func TestTaskBalancerPlanWarmups(t *testing.T) {
+	b := NewBuilder()
+	b.AddStore(KeyValueStoreBuilder("s", String(), String()))
+	pass := func() Processor[string, string, string, string] { return &planProbe{} }
+	Process(Source(b, "in", String(), String()), "p", pass, "s")
+	top, err := b.Build()
+	require.NoError(t, err)
+	app, err := NewApp(top, Brokers("x:1"), ApplicationID("plan"), CooperativeRebalancing(), AcceptableRecoveryLag(100))
+	require.NoError(t, err)
+	bal := &taskBalancer{a: app, ends: func(tasks []TaskID) map[TaskID]int64 {
+		out := map[TaskID]int64{}
+		for _, t := range tasks {
+			out[t] = 5000
+		}
+		return out
+	}}
+	app.sb.probes.Store(3)
+	raw, err := bal.SubscriptionUserData(nil)
+	require.NoError(t, err)
+	var self subscriptionInfo
+	require.NoError(t, json.Unmarshal(raw, &self))
+	assert.Equal(t, int64(3), self.Probe)
+
+	sub := func(gen int32, active []string, offsets map[string]int64) []byte {
+		raw, err := json.Marshal(subscriptionInfo{Version: 1, Generation: gen, Active: active, Offsets: offsets})
+		require.NoError(t, err)
+		return raw
+	}
+	members := map[string]sarama.ConsumerGroupMemberMetadata{
+		"m1": {UserData: sub(3, []string{"0_0", "0_1", "0_2", "0_3"}, nil), OwnedPartitions: []*sarama.OwnedPartition{{Topic: "in", Partitions: []int32{0, 1, 2, 3}}}},
+		"m2": {UserData: sub(0, nil, nil)},
+	}
+	topics := map[string][]int32{"in": {0, 1, 2, 3}}
+	plan, err := bal.Plan(members, topics)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{0, 1, 2, 3}, plan["m1"]["in"], "nothing moves to a member without copies")
+	assert.Empty(t, plan["m2"]["in"])
+	var info assignmentInfo
+	raw, err = bal.AssignmentData("m2", nil, 4)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &info))
+	assert.Equal(t, []string{"0_2", "0_3"}, info.Warmup, "the default MaxWarmupReplicas, 2")
+
+	// The probe: m2's copies have caught up (within 100 records).
+	members["m2"] = sarama.ConsumerGroupMemberMetadata{UserData: sub(4, nil, map[string]int64{"0_2": 4950, "0_3": 4900})}
+	plan, err = bal.Plan(members, topics)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{0, 1}, plan["m1"]["in"], "0_2 and 0_3 are revoked from m1")
+	raw, err = bal.AssignmentData("m2", nil, 5)
+	require.NoError(t, err)
+	info = assignmentInfo{}
+	require.NoError(t, json.Unmarshal(raw, &info))
+	assert.Empty(t, info.Warmup)
+	assert.Equal(t, []string{"0_2", "0_3"}, info.Standby, "m2's copies go on until the tasks start there")
+}
+
+// TestRequestRejoin: a session that is not sarama's cannot be made to
+// rejoin; sarama's own is exercised by TestIntegrationWarmupMovesCaughtUpTask.
+func TestRequestRejoin(t *testing.T) {
+	assert.False(t, requestRejoin(fakeSession{}, errProbingRebalance))
+	assert.False(t, requestRejoin(&fakeSession{}, errProbingRebalance))
+	assert.False(t, requestRejoin((*fakeSession)(nil), errProbingRebalance))
+}
+
+// fakeSession is a sarama.ConsumerGroupSession that is not sarama's.
+type fakeSession struct{ sarama.ConsumerGroupSession }
 
 func TestTaskKey(t *testing.T) {
 	for _, id := range []TaskID{{0, 0}, {3, 17}} {

@@ -135,8 +135,8 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// sessionLoops commits periodically and runs wall-clock punctuations until
-// the session ends.
+// sessionLoops commits periodically, runs wall-clock punctuations and
+// checks warm-up replicas until the session ends.
 func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 	commit := time.NewTicker(a.cfg.commitInterval)
 	defer commit.Stop()
@@ -144,12 +144,20 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 	defer wall.Stop()
 	hwm := time.NewTicker(hwmRefreshInterval)
 	defer hwm.Stop()
+	var warmups <-chan time.Time // see warmup.go
+	if a.warmupsEnabled() {
+		tick := time.NewTicker(warmupCheckInterval)
+		defer tick.Stop()
+		warmups = tick.C
+	}
 	for {
 		select {
 		case <-sess.Context().Done():
 			return
 		case <-hwm.C:
 			a.refreshHighWatermarks()
+		case <-warmups:
+			a.checkWarmups(sess)
 		case <-commit.C:
 			a.commit(sess)
 		case <-wall.C:

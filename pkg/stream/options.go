@@ -40,7 +40,8 @@ type config struct {
 	cacheMaxBytes     int64
 	shutdownTimeout   time.Duration // see lifecycle.go
 	restart           restartPolicy
-	group             groupConfig // SessionTimeout, HeartbeatInterval, RebalanceTimeout, GroupInstanceID
+	group             groupConfig  // SessionTimeout, HeartbeatInterval, RebalanceTimeout, GroupInstanceID
+	warmup            warmupConfig // AcceptableRecoveryLag, MaxWarmupReplicas, ProbingRebalanceInterval (warmup.go)
 }
 
 func defaultConfig() config {
@@ -54,6 +55,7 @@ func defaultConfig() config {
 		restoreTimeout:    5 * time.Minute,
 		cacheMaxBytes:     DefaultCacheMaxBytes,
 		group:             defaultGroupConfig(),
+		warmup:            defaultWarmupConfig(),
 	}
 }
 
@@ -75,6 +77,7 @@ func (c *config) validate(needBrokers bool) error {
 		errs = append(errs, fmt.Errorf("Partitions must be positive, got %d", c.partitions))
 	}
 	errs = append(errs, c.group.validate()...)
+	errs = append(errs, c.warmup.validate()...)
 	if c.securityErr != nil {
 		errs = append(errs, c.securityErr)
 	}

@@ -61,15 +61,25 @@ type standbyStore struct {
 // standbys is the standby state of an App.
 type standbys struct {
 	mu      sync.Mutex
-	want    map[TaskID]bool // assigned standbys
+	want    map[TaskID]bool // assigned standbys, warm-ups included
 	running map[TaskID]*standbyTask
+	// warmup are the assigned warm-up replicas (warmup.go), since when
+	// this instance holds warm-ups, whether it probed for this assignment
+	// and when it last did.
+	warmup      map[TaskID]bool
+	warmupSince time.Time
+	probed      bool
+	lastProbe   time.Time
+	// probes counts the probing rebalances this instance asked for; it
+	// goes into the join metadata (subscriptionInfo.Probe).
+	probes atomic.Int64
 }
 
-// assignedStandbys is called with this member's standby tasks of a new
-// assignment (before its active tasks change). It drops cached memory
-// stores of tasks that are now neither active nor standby here, and starts
-// and stops standby tasks.
-func (a *App) assignedStandbys(standby []TaskID, generation int32, active map[string][]int32) {
+// assignedStandbys is called with this member's standby tasks and warm-up
+// replicas of a new assignment (before its active tasks change). It drops
+// cached memory stores of tasks that are now neither active nor standby
+// here, and starts and stops standby tasks (a warm-up is one).
+func (a *App) assignedStandbys(standby, warmup []TaskID, generation int32, active map[string][]int32) {
 	a.ownedGen.Store(generation)
 	keep := map[TaskID]bool{}
 	a.sb.mu.Lock()
@@ -78,6 +88,17 @@ func (a *App) assignedStandbys(standby []TaskID, generation int32, active map[st
 		a.sb.want[t] = true
 		keep[t] = true
 	}
+	had := len(a.sb.warmup) > 0
+	a.sb.warmup = map[TaskID]bool{}
+	for _, t := range warmup {
+		a.sb.want[t] = true
+		a.sb.warmup[t] = true
+		keep[t] = true
+	}
+	if len(warmup) > 0 && !had {
+		a.sb.warmupSince = time.Now()
+	}
+	a.sb.probed = false
 	a.sb.mu.Unlock()
 	for _, st := range a.top.subs {
 		for _, p := range active[resolveTopic(a.cfg.appID, st.sources[0])] {
@@ -281,6 +302,7 @@ func (a *App) stopStandbys() {
 		delete(a.sb.running, id)
 	}
 	a.sb.want = nil
+	a.sb.warmup = nil
 }
 
 // standbyOffsets are the running standbys' copy positions.
