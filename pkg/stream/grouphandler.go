@@ -144,11 +144,8 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 	defer wall.Stop()
 	hwm := time.NewTicker(hwmRefreshInterval)
 	defer hwm.Stop()
-	var warmups <-chan time.Time // see warmup.go
 	if a.warmupsEnabled() {
-		tick := time.NewTicker(warmupCheckInterval)
-		defer tick.Stop()
-		warmups = tick.C
+		a.life.bg.Go(func() { a.warmupLoop(sess) })
 	}
 	for {
 		select {
@@ -156,8 +153,6 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 			return
 		case <-hwm.C:
 			a.refreshHighWatermarks()
-		case <-warmups:
-			a.checkWarmups(sess)
 		case <-commit.C:
 			a.commit(sess)
 		case <-wall.C:

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -142,6 +143,15 @@ func (a *App) changelogEnds(tasks []TaskID) map[TaskID]int64 {
 	for _, st := range a.top.subs {
 		subs[st.id] = st
 	}
+	var parts []topicPartition
+	for _, t := range tasks {
+		if st := subs[t.Subtopology]; st != nil {
+			for _, name := range st.stores {
+				parts = append(parts, topicPartition{a.top.changelogTopic(a.cfg.appID, name), t.Partition})
+			}
+		}
+	}
+	ends := a.endOffsets(parts)
 	out := map[TaskID]int64{}
 	for _, t := range tasks {
 		st := subs[t.Subtopology]
@@ -151,54 +161,120 @@ func (a *App) changelogEnds(tasks []TaskID) map[TaskID]int64 {
 		var sum int64
 		ok := true
 		for _, name := range st.stores {
-			end, err := a.client.GetOffset(a.top.changelogTopic(a.cfg.appID, name), t.Partition, sarama.OffsetNewest)
-			if err != nil {
-				a.cfg.logger.Warn("listing a changelog's end for the assignment failed; the task moves without a warm-up",
-					slog.String("application_id", a.cfg.appID), slog.String("task", taskKey(t)), slog.Any("err", err))
-				ok = false
-				break
-			}
+			end, found := ends[topicPartition{a.top.changelogTopic(a.cfg.appID, name), t.Partition}]
+			ok = ok && found
 			sum += end
 		}
 		if ok {
 			out[t] = sum
+		} else {
+			a.cfg.logger.Warn("a changelog's end offset could not be listed for the assignment; the task moves without a warm-up",
+				slog.String("application_id", a.cfg.appID), slog.String("task", taskKey(t)))
 		}
 	}
 	return out
 }
 
-// warmupLag is how many changelog records this instance's warm-up copy of
-// t lacks, summed over its stores; ok is false while the copy is not being
-// filled (not started, or an end offset could not be listed).
-func (a *App) warmupLag(t TaskID) (lag int64, ok bool) {
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// endOffsets lists the end offsets (high watermarks) of parts with one
+// ListOffsets request per partition leader, sent at the same time. The
+// partitions whose end could not be listed are missing from the result.
+func (a *App) endOffsets(parts []topicPartition) map[topicPartition]int64 {
+	byBroker := map[*sarama.Broker][]topicPartition{}
+	for _, x := range parts {
+		if b, err := a.client.Leader(x.topic, x.partition); err == nil {
+			byBroker[b] = append(byBroker[b], x)
+		}
+	}
+	version := a.client.Config().Version
+	out := map[topicPartition]int64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for b, ps := range byBroker {
+		req := sarama.NewOffsetRequest(version)
+		for _, x := range ps {
+			req.AddBlock(x.topic, x.partition, sarama.OffsetNewest, 1)
+		}
+		wg.Go(func() {
+			resp, err := b.GetAvailableOffsets(req)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, x := range ps {
+				if block := resp.GetBlock(x.topic, x.partition); block != nil && block.Err == sarama.ErrNoError {
+					out[x] = block.Offset
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// warmupLags returns how many changelog records this instance's copy of
+// each warm-up task lacks, summed over its stores; a task is missing while
+// its copy is not being filled (not started) or an end offset could not be
+// listed.
+func (a *App) warmupLags(tasks []TaskID) map[TaskID]int64 {
+	copies := map[TaskID][]*standbyStore{}
+	var parts []topicPartition
 	a.sb.mu.Lock()
-	s := a.sb.running[t]
-	var stores []*standbyStore
-	if s != nil {
-		stores = s.stores
+	for _, t := range tasks {
+		if s := a.sb.running[t]; s != nil {
+			copies[t] = s.stores
+			for _, c := range s.stores {
+				parts = append(parts, topicPartition{c.changelog, c.partition})
+			}
+		}
 	}
 	a.sb.mu.Unlock()
-	if s == nil {
-		return 0, false
-	}
-	for _, c := range stores {
-		end, err := a.client.GetOffset(c.changelog, c.partition, sarama.OffsetNewest)
-		if err != nil {
-			return 0, false
+	ends := a.endOffsets(parts)
+	out := map[TaskID]int64{}
+	for t, stores := range copies {
+		var lag int64
+		ok := true
+		for _, c := range stores {
+			end, found := ends[topicPartition{c.changelog, c.partition}]
+			ok = ok && found
+			if pos := c.position.Load(); end > pos {
+				lag += end - pos
+			}
 		}
-		if pos := c.position.Load(); end > pos {
-			lag += end - pos
+		if ok {
+			out[t] = lag
 		}
 	}
-	return lag, true
+	return out
 }
 
 // errProbingRebalance is the reason a probing rebalance's JoinGroup gives.
 var errProbingRebalance = errors.New("stream: probing rebalance: warm-up replicas caught up")
 
+// warmupLoop checks this instance's warm-up replicas every
+// warmupCheckInterval until the session ends (a goroutine of its own: the
+// end offsets it lists must not hold up commits and punctuations).
+func (a *App) warmupLoop(sess sarama.ConsumerGroupSession) {
+	tick := time.NewTicker(warmupCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sess.Context().Done():
+			return
+		case <-tick.C:
+			a.checkWarmups(sess)
+		}
+	}
+}
+
 // checkWarmups triggers a probing rebalance when this instance holds
 // warm-up replicas that have all caught up, or that it has held for
-// ProbingRebalanceInterval (session loop, every warmupCheckInterval).
+// ProbingRebalanceInterval (every warmupCheckInterval).
 func (a *App) checkWarmups(sess sarama.ConsumerGroupSession) {
 	a.sb.mu.Lock()
 	warmups := make([]TaskID, 0, len(a.sb.warmup))
@@ -211,9 +287,9 @@ func (a *App) checkWarmups(sess sarama.ConsumerGroupSession) {
 		return
 	}
 	caughtUp := true
+	lags := a.warmupLags(warmups)
 	for _, t := range warmups {
-		lag, ok := a.warmupLag(t)
-		if !ok || lag > a.cfg.warmup.acceptableLag {
+		if lag, ok := lags[t]; !ok || lag > a.cfg.warmup.acceptableLag {
 			caughtUp = false
 			break
 		}
