@@ -50,12 +50,11 @@ type hub struct {
 
 	// The writer pool (fanout.go): connections taken over from net/http
 	// are written by one goroutine per shard instead of one per viewer.
-	shards   []*shard
-	startW   sync.Once
-	nextSh   atomic.Uint32
-	stopped  chan struct{} // closed by close: the writers end
-	fanout   func(time.Duration)
-	poolSize int
+	shards  []*shard
+	startW  sync.Once
+	nextSh  atomic.Uint32
+	stopped chan struct{} // closed by close: the writers end
+	fanout  func(time.Duration)
 }
 
 // linger is how long a wake-up waits for more frames of the same clump.
