@@ -33,6 +33,8 @@ type App struct {
 	met *Metrics
 	ran sync.Once
 
+	// hosts is where every task runs, as of the last assignment (hosts.go).
+	hosts hostMap
 	// globals are the global tables' stores of the current run.
 	globalMu sync.RWMutex
 	globals  map[string]*globalStore

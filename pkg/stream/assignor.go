@@ -68,6 +68,8 @@ type subscriptionInfo struct {
 	// rejoin always changes the metadata (the coordinator rebalances on a
 	// rejoin of a member that is not the leader only if it did).
 	Probe int64 `json:"p,omitempty"`
+	// Endpoint is the instance's ApplicationServer ("" without one).
+	Endpoint string `json:"e,omitempty"`
 }
 
 // assignmentInfo is what an instance receives in its SyncGroup assignment.
@@ -77,6 +79,11 @@ type assignmentInfo struct {
 	// Warmup are warm-up replicas: standbys beyond StandbyReplicas for
 	// tasks meant to move to the instance once its copy has caught up.
 	Warmup []string `json:"w,omitempty"`
+	// Hosts are, per advertised endpoint, the tasks its instance runs, and
+	// StandbyHosts those it keeps standby copies of (for interactive
+	// queries across instances, hosts.go).
+	Hosts        map[string][]string `json:"h,omitempty"`
+	StandbyHosts map[string][]string `json:"sh,omitempty"`
 }
 
 func taskKey(id TaskID) string { return fmt.Sprintf("%d_%d", id.Subtopology, id.Partition) }
@@ -374,6 +381,9 @@ type taskBalancer struct {
 
 	mu   sync.Mutex
 	plan map[string]*taskAssignment // member id -> its part of the last plan (leader)
+	// hosts and standbyHosts are the last plan's endpoints (see
+	// assignmentInfo), sent to every member.
+	hosts, standbyHosts map[string][]string
 }
 
 // Name is the protocol name the group agrees on.
@@ -398,7 +408,7 @@ func (b *taskBalancer) cooperative() bool { return b.a.cooperative() }
 // sums of its local store copies for the leader's plan.
 func (b *taskBalancer) SubscriptionUserData([]string) ([]byte, error) {
 	gen, active, offsets := b.a.localTaskState()
-	info := subscriptionInfo{Version: 1, Generation: gen, Offsets: map[string]int64{}, Probe: b.a.sb.probes.Load()}
+	info := subscriptionInfo{Version: 1, Generation: gen, Offsets: map[string]int64{}, Probe: b.a.sb.probes.Load(), Endpoint: b.a.cfg.group.endpoint}
 	for _, t := range active {
 		info.Active = append(info.Active, taskKey(t))
 	}
@@ -428,6 +438,11 @@ func (b *taskBalancer) OnAssignment(asg *sarama.ConsumerGroupMemberAssignment, g
 		active = asg.Topics
 	}
 	b.a.assignedStandbys(parse(info.Standby), parse(info.Warmup), generation, active)
+	hosts := map[TaskID]string{}
+	for t, es := range decodeHosts(info.Hosts) {
+		hosts[t] = es[0]
+	}
+	b.a.hosts.set(hosts, decodeHosts(info.StandbyHosts))
 }
 
 // Plan assigns the tasks of the topics' partitions to the members.
@@ -475,6 +490,13 @@ func (b *taskBalancer) Plan(members map[string]sarama.ConsumerGroupMemberMetadat
 		states = append(states, m)
 	}
 	slices.SortFunc(states, func(x, y *memberState) int { return strings.Compare(x.id, y.id) })
+	endpoints := map[string]string{} // member id -> advertised endpoint
+	for id, meta := range members {
+		var info subscriptionInfo
+		if len(meta.UserData) > 0 && json.Unmarshal(meta.UserData, &info) == nil && info.Endpoint != "" {
+			endpoints[id] = info.Endpoint
+		}
+	}
 	params := assignParams{standbys: b.a.cfg.group.standbyReplicas, cooperative: b.cooperative()}
 	if b.a.warmupsEnabled() {
 		ends := b.ends
@@ -504,8 +526,23 @@ func (b *taskBalancer) Plan(members map[string]sarama.ConsumerGroupMemberMetadat
 				slog.Any("warmups", taskKeys(asg.warmup)))
 		}
 	}
+	active := map[TaskID]string{}
+	standbyHosts := map[string][]string{}
+	for id, asg := range result {
+		e := endpoints[id]
+		if e == "" {
+			continue
+		}
+		for _, t := range asg.active {
+			active[t] = e
+		}
+		for _, t := range asg.standby {
+			standbyHosts[e] = append(standbyHosts[e], taskKey(t))
+		}
+	}
 	b.mu.Lock()
 	b.plan = result
+	b.hosts, b.standbyHosts = encodeHosts(active), standbyHosts
 	b.mu.Unlock()
 	return plan, nil
 }
@@ -522,8 +559,8 @@ func taskKeys(ts []TaskID) []string {
 func (b *taskBalancer) AssignmentData(memberID string, _ map[string][]int32, _ int32) ([]byte, error) {
 	b.mu.Lock()
 	asg := b.plan[memberID]
+	info := assignmentInfo{Version: 1, Hosts: b.hosts, StandbyHosts: b.standbyHosts}
 	b.mu.Unlock()
-	info := assignmentInfo{Version: 1}
 	if asg != nil {
 		info.Standby, info.Warmup = taskKeys(asg.standby), taskKeys(asg.warmup)
 	}

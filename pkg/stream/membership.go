@@ -29,8 +29,9 @@ type groupConfig struct {
 	heartbeatInterval time.Duration
 	rebalanceTimeout  time.Duration
 	instanceID        string
-	standbyReplicas   int  // see StandbyReplicas (standby.go)
-	cooperative       bool // see CooperativeRebalancing (rebalance.go)
+	standbyReplicas   int    // see StandbyReplicas (standby.go)
+	cooperative       bool   // see CooperativeRebalancing (rebalance.go)
+	endpoint          string // see ApplicationServer (hosts.go)
 }
 
 func defaultGroupConfig() groupConfig {
@@ -100,6 +101,9 @@ var groupInstanceIDRe = regexp.MustCompile(`^[0-9a-zA-Z._-]{1,249}$`)
 
 func (g *groupConfig) validate() []error {
 	var errs []error
+	if err := checkEndpoint(g.endpoint); err != nil {
+		errs = append(errs, err)
+	}
 	if g.sessionTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("SessionTimeout must be positive, got %v", g.sessionTimeout))
 	}

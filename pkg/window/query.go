@@ -1,6 +1,7 @@
 package window
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -67,4 +68,63 @@ func (s *ReadOnlyWindowStore[K, A]) collect(it stream.KeyValueIterator[[]byte, t
 		})
 	}
 	return out, it.Err()
+}
+
+// ServeWindowStore registers the windowed aggregation named name (see
+// Named) with h, a stream.QueryHandler: GET /stores/{name}/keys/{key}/windows
+// ?from=MS&to=MS answers the key's windows that start in [from, to]
+// (default: all), and /stores/{name}/keys/{key} all of them, as
+// {"start": MS, "end": MS, "value": A}, oldest first, from whichever
+// instance hosts the key. Keys in URLs are parsed with parseKey.
+func ServeWindowStore[K, A any](h *stream.QueryHandler, name string, keySerde stream.Serde[K], parseKey func(string) (K, error)) {
+	h.Register(name, &windowQuerier[K, A]{name: name, ks: keySerde, parse: parseKey, s: QueryWindowStore[K, A](h.Host(), name, keySerde)})
+}
+
+type windowQuerier[K, A any] struct {
+	name  string
+	ks    stream.Serde[K]
+	parse func(string) (K, error)
+	s     *ReadOnlyWindowStore[K, A]
+}
+
+// windowJSON is a window in a query answer.
+type windowJSON[A any] struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	Value A     `json:"value"`
+}
+
+func (q *windowQuerier[K, A]) Store() string { return q.name + "-store" }
+
+func (q *windowQuerier[K, A]) Key(s string) ([]byte, error) {
+	k, err := q.parse(s)
+	if err != nil {
+		return nil, err
+	}
+	return q.ks.Serialize(k)
+}
+
+func (q *windowQuerier[K, A]) Get(key string) (any, bool, error) {
+	ws, err := q.Windows(key, time.UnixMilli(math.MinInt64/2), time.UnixMilli(math.MaxInt64/2))
+	return ws, len(ws) > 0, err
+}
+
+func (q *windowQuerier[K, A]) Range(string, string) ([]stream.QueryEntry, error) {
+	return nil, fmt.Errorf("%w: window store %s answers key queries only", stream.ErrBadQuery, q.name)
+}
+
+func (q *windowQuerier[K, A]) Windows(key string, from, to time.Time) ([]any, error) {
+	k, err := q.parse(key)
+	if err != nil {
+		return nil, err
+	}
+	kvs, err := q.s.Fetch(k, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, 0, len(kvs))
+	for _, kv := range kvs {
+		out = append(out, windowJSON[A]{Start: kv.Key.Start.UnixMilli(), End: kv.Key.End.UnixMilli(), Value: kv.Value})
+	}
+	return out, nil
 }
