@@ -296,3 +296,24 @@ func TestAttachDropsInvalidRows(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, counts, 1)
 }
+
+// TestPerRegion: events counted per region of their user, read from the
+// users topic (a global table); an unknown user counts under "unknown";
+// a user's region change applies to later events.
+func TestPerRegion(t *testing.T) {
+	d := driver(t, aggregation.PerRegion("users"))
+	users := streamtest.NewInputTopic(d, "users", stream.String(), stream.TombstoneSerde(stream.String()))
+	eu, us := "eu", "us"
+	require.NoError(t, users.PipeAt("ann", &eu, base))
+	require.NoError(t, users.PipeAt("bob", &us, base))
+	pipe(t, d, event{"ann", "🔥", 10}, event{"bob", "🔥", 20}, event{"ann", "👍🏽", 30}, event{"cy", "🔥", 40})
+	require.NoError(t, users.PipeAt("ann", &us, base)) // ann moves
+	require.NoError(t, users.PipeAt("bob", nil, base)) // bob is forgotten
+	pipe(t, d, event{"ann", "🔥", 50}, event{"bob", "🔥", 60})
+	advance(t, d, 2600*time.Millisecond)
+	require.ElementsMatch(t, []stream.KeyValue[string, wire.Row]{
+		{Key: "eu", Value: row("per-region", 0, "eu", 2, 0)},
+		{Key: "us", Value: row("per-region", 0, "us", 2, 0)},
+		{Key: "unknown", Value: row("per-region", 0, "unknown", 2, 0)},
+	}, rows(t, d, "topic2-per-region"))
+}

@@ -13,15 +13,21 @@ import (
 func aggregationsFlag(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.aggregations, "aggregations", aggregation.Count,
 		"comma-separated `list` of what the aggregator computes and the dashboard shows: count (topic2, required), "+
-			"distinct-users, top3, or all; each one beyond count writes <output-topic>-<name> (e.g. topic2-top3). "+
+			"distinct-users, top3, per-region (joins --users-topic), or all; each one beyond count writes <output-topic>-<name> (e.g. topic2-top3). "+
 			"Every aggregator of a group must have the same list")
+	fs.StringVar(&c.usersTopic, "users-topic", "users",
+		"aggregator: the compacted `topic` per-region reads as a table (key user_id, value the user's region; created if missing)")
 }
 
 // selectAggregations resolves --aggregations against the built-in
 // aggregations and those of Options.Aggregations, and checks their output
 // topics' names.
 func (c *config) selectAggregations(extra []aggregation.Aggregation) error {
-	sel, err := aggregation.Select(c.aggregations, append(aggregation.Builtin(), extra...))
+	if !topicName.MatchString(c.usersTopic) {
+		return fmt.Errorf("--users-topic %q is not a valid Kafka topic name", c.usersTopic)
+	}
+	available := append(append(aggregation.Builtin(), aggregation.PerRegion(c.usersTopic)), extra...)
+	sel, err := aggregation.Select(c.aggregations, available)
 	if err != nil {
 		return fmt.Errorf("--aggregations: %s", strings.TrimPrefix(err.Error(), aggregation.ErrInvalid.Error()+": "))
 	}
@@ -44,6 +50,18 @@ func (c *config) aggregationTopics() []string {
 	var out []string
 	for _, a := range c.selected {
 		out = append(out, aggregation.Topic(c.outputTopic, a.Name()))
+	}
+	return out
+}
+
+// tableTopics are the topics the selected aggregations read as tables
+// (aggregation.TableTopics), created compacted.
+func (c *config) tableTopics() []string {
+	var out []string
+	for _, a := range c.selected {
+		if tt, ok := a.(aggregation.TableTopics); ok {
+			out = append(out, tt.TableTopics()...)
+		}
 	}
 	return out
 }

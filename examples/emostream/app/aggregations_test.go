@@ -35,7 +35,7 @@ func TestAggregationsFlag(t *testing.T) {
 		err  string
 	}{
 		{name: "no count", args: []string{"aggregate", "--aggregations", "top3"}, err: `emostream: --aggregations: "top3" must include "count"`},
-		{name: "unknown", args: []string{"run", "--aggregations", "count,top5"}, err: `unknown aggregation "top5" (want count, distinct-users, top3, mine, or all)`},
+		{name: "unknown", args: []string{"run", "--aggregations", "count,top5"}, err: `unknown aggregation "top5" (want count, distinct-users, top3, per-region, mine, or all)`},
 		{name: "from the environment", args: []string{"dashboard"}, env: map[string]string{"EMOSTREAM_AGGREGATIONS": "count,,top3"}, err: "--aggregations: empty name"},
 		{name: "topic too long", args: []string{"run", "--aggregations", "all", "--output-topic", strings.Repeat("t", 240)}, err: "distinct-users's output topic"},
 		{name: "topic taken", args: []string{"run", "--aggregations", "count,top3", "--dlq-topic", "topic2-top3"}, err: `top3's output topic "topic2-top3" is also --input-topic or --dlq-topic`},
@@ -80,7 +80,20 @@ func TestRunAggregations(t *testing.T) {
 	for _, a := range acfg.Aggregations {
 		names = append(names, a.Name())
 	}
-	require.Equal(t, []string{"distinct-users", "top3", "mine"}, names)
+	require.Equal(t, []string{"distinct-users", "top3", "per-region", "mine"}, names)
+	// per-region's users topic is created, compacted.
+	admin, err := sarama.NewClusterAdminFromClient(mustClient(t, acfg.Brokers))
+	require.NoError(t, err)
+	res, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: "users", ConfigNames: []string{"cleanup.policy"}}}, sarama.DescribeConfigsOptions{})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	policy := ""
+	for _, e := range res[0].Configs {
+		if e.Name == "cleanup.policy" {
+			policy = e.Value
+		}
+	}
+	require.Equal(t, "compact", policy)
 
 	client, err := sarama.NewClient(acfg.Brokers, kafkatest.SaramaConfig())
 	require.NoError(t, err)
@@ -102,11 +115,20 @@ func TestRunAggregations(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, body := get(t, base+"/api/aggregations")
 		got = nil
-		return json.Unmarshal([]byte(body), &got) == nil && len(got) == 3 && len(got[1].Rows) == 1
+		return json.Unmarshal([]byte(body), &got) == nil && len(got) == 4 && len(got[1].Rows) == 1
 	}, 30*time.Second, 100*time.Millisecond, "panels")
 	require.Equal(t, []view{
 		{Name: "distinct-users", Title: "Distinct users per emoji", Topic: out + "-distinct-users", Rows: []wire.Row{}},
 		{Name: "top3", Title: "Top 3 emojis per window", Topic: out + "-top3", Rows: []wire.Row{row}},
+		{Name: "per-region", Title: "Reactions per region", Topic: out + "-per-region", Rows: []wire.Row{}},
 		{Name: "mine", Title: "Mine", Topic: out + "-mine", Rows: []wire.Row{}},
 	}, got)
+}
+
+func mustClient(t *testing.T, brokers []string) sarama.Client {
+	t.Helper()
+	c, err := sarama.NewClient(brokers, kafkatest.SaramaConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

@@ -271,6 +271,9 @@ func (e *env) run(ctx context.Context) (err error) {
 	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.appTopics()...); err != nil {
 		return err
 	}
+	if err := ensureTableTopics(ctx, e.log, brokers, c.security, c.partitions, c.tableTopics()...); err != nil {
+		return err
+	}
 	reg := httpx.NewRegistry()
 	apiSrv, err := api.New(api.Config{Brokers: brokers, Topic: c.inputTopic, Registry: reg, Logger: e.log, Sarama: c.configureSarama})
 	if err != nil {
@@ -369,6 +372,9 @@ func (e *env) aggregate(ctx context.Context) error {
 	if err := ensureTopics(ctx, e.log, brokers, c.security, c.partitions, e.retention(), c.appTopics()...); err != nil {
 		return err
 	}
+	if err := ensureTableTopics(ctx, e.log, brokers, c.security, c.partitions, c.tableTopics()...); err != nil {
+		return err
+	}
 	if !c.httpSet {
 		return e.Aggregator(ctx, e.aggregatorConfig(brokers, nil))
 	}
@@ -411,6 +417,9 @@ func (e *env) broker(ctx context.Context) (err error) {
 	defer closeBroker(b, guard, &err)
 	c := e.cfg
 	if err := ensureTopics(ctx, e.log, b.Addrs(), stream.Security{}, c.partitions, c.retention, c.appTopics()...); err != nil {
+		return err
+	}
+	if err := ensureTableTopics(ctx, e.log, b.Addrs(), stream.Security{}, c.partitions, c.tableTopics()...); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "Kafka-protocol broker listening on %s; connect with --brokers %s\n", b.Addrs()[0], b.Addrs()[0])

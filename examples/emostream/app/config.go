@@ -63,6 +63,7 @@ type config struct {
 	heartbeatInterval time.Duration
 	standbyReplicas   int
 	rebalancing       string
+	usersTopic        string
 
 	target   string
 	clients  int

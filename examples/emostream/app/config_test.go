@@ -81,7 +81,7 @@ func TestParse(t *testing.T) {
 			check: func(t *testing.T, c *config) {
 				require.Equal(t, &config{command: "run", brokers: []string{"kafka:9092"}, brokerListen: "0.0.0.0:9092",
 					dataDir: "/var/lib/emo", http: "0.0.0.0:80", httpSet: true, inputTopic: "in", outputTopic: "out", dlqTopic: "dead",
-					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second, rebalancing: "cooperative",
+					instanceID: "agg-7", sessionTimeout: 10 * time.Second, heartbeatInterval: 2 * time.Second, rebalancing: "cooperative", usersTopic: "users",
 					partitions: 8, window: time.Second, grace: 0, scale: 10, loadClients: 5, maxViewers: 2500, target: "http://api:8080",
 					clients: 7, rate: 2.5, duration: time.Minute, batch: 20, retention: time.Hour, exactlyOnce: true,
 					aggregations: "count"}, c)

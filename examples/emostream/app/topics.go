@@ -43,6 +43,21 @@ func saramaConfig(clientID string, configure func(*sarama.Config)) *sarama.Confi
 // retried for connectTimeout, except those no retry can cure: a rejected
 // login or an untrusted certificate.
 func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, sec stream.Security, partitions int32, retention time.Duration, topics ...string) error {
+	return createTopics(ctx, log, brokers, sec, partitions, retention, false, topics...)
+}
+
+// ensureTableTopics is ensureTopics for topics read as tables (an
+// aggregation's aggregation.TableTopics): created with cleanup.policy
+// compact and the cluster's retention.
+func ensureTableTopics(ctx context.Context, log *slog.Logger, brokers []string, sec stream.Security, partitions int32, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	return createTopics(ctx, log, brokers, sec, partitions, 0, true, topics...)
+}
+
+// createTopics is ensureTopics, the topics compacted when compact is set.
+func createTopics(ctx context.Context, log *slog.Logger, brokers []string, sec stream.Security, partitions int32, retention time.Duration, compact bool, topics ...string) error {
 	var admin sarama.ClusterAdmin
 	deadline := time.Now().Add(connectTimeout)
 	for {
@@ -76,6 +91,10 @@ func ensureTopics(ctx context.Context, log *slog.Logger, brokers []string, sec s
 	rf, minISR := stream.DefaultReplication(len(nodes))
 	for _, topic := range topics {
 		detail := topicDetail(partitions, rf, minISR, retention)
+		if compact {
+			policy := "compact"
+			detail.ConfigEntries["cleanup.policy"] = &policy
+		}
 		err := admin.CreateTopic(topic, detail, false)
 		var te *sarama.TopicError
 		switch {

@@ -31,7 +31,7 @@ var kafkaFlags = []string{"brokers", "broker-listen", "kafka-tls", "kafka-tls-ca
 
 // aggregatorFlags are the aggregator's own flags (in `run` and `aggregate`).
 var aggregatorFlags = []string{"input-topic", "output-topic", "dlq-topic", "partitions", "window", "grace", "scale",
-	"retention", "data-dir", "exactly-once", "instance-id", "session-timeout", "heartbeat-interval", "standby-replicas", "rebalancing", "aggregations"}
+	"retention", "data-dir", "exactly-once", "instance-id", "session-timeout", "heartbeat-interval", "standby-replicas", "rebalancing", "aggregations", "users-topic"}
 
 // flagScope lists, per subcommand, the flags it reads; `emostream
 // SUBCOMMAND --help` prints those. Every subcommand accepts every flag (an
@@ -46,7 +46,7 @@ var flagScope = map[string][]string{
 		"max-viewers", "aggregations"}),
 	"load": {"target", "clients", "rate", "duration", "batch"},
 	"broker": {"broker-listen", "data-dir", "partitions", "retention", "input-topic", "output-topic", "dlq-topic",
-		"aggregations"},
+		"aggregations", "users-topic"},
 }
 
 func concat(lists ...[]string) []string {
