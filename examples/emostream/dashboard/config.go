@@ -17,8 +17,8 @@ const (
 	DefaultBackfill     = 500
 	DefaultViewerBuffer = 1024
 	// DefaultMaxViewers is sized by measurement: an open event stream
-	// costs the server about 26 KiB (docs/performance.md), so 10,000
-	// viewers take about 260 MiB.
+	// costs the server about 6 KiB (26 KiB for one the writer pool cannot
+	// take; docs/performance.md), so 10,000 viewers take about 60 MiB.
 	DefaultMaxViewers = 10000
 	// DefaultLimit is the number of results /api/windows returns without
 	// a limit parameter.
