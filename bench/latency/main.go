@@ -337,7 +337,7 @@ func run(ctx context.Context, root string, o *options) (ok bool, err error) {
 		problems = append(problems, "emostream: "+stopErr.Error())
 	}
 	if crowdOf != nil {
-		vi := analyseCrowd(crowdOf, o.viewers, brokeEarly, r.measured, o.grace, o.target)
+		vi := analyseCrowd(crowdOf, o.viewers, brokeEarly, r.measured, o.grace, o.target, sendStart.Add(sendElapsed))
 		vi.RSSBeforeMB, vi.RSSAfterMB = harness.Round(rssBefore, 1), harness.Round(rssWith, 1)
 		if arrivedErr == nil {
 			a := arrivedAfter.since(arrivedBefore).summary()

@@ -162,6 +162,10 @@ type viewersInfo struct {
 	// Delivery is receive time − (window_end + grace) of every measured
 	// result at every viewer, in ms.
 	Delivery harness.Dist `json:"delivery_ms"`
+	// DeliveryUnderLoad is Delivery for the windows that closed while
+	// the emojis were still being sent (closed by stream time); the rest
+	// closed by the wall clock after the input stopped.
+	DeliveryUnderLoad harness.Dist `json:"delivery_under_load_ms"`
 	// Spread is, per result, the last viewer's receive time minus the
 	// first one's, in ms.
 	Spread harness.Dist `json:"spread_ms"`
@@ -185,10 +189,14 @@ type viewersInfo struct {
 
 // analyseCrowd compares every viewer's arrivals with the subscriber's
 // measured results (first arrival per window and emoji).
-func analyseCrowd(c *crowd, requested, brokeEarly int, measured []arrival, grace, target time.Duration) viewersInfo {
+//
+// Results of windows that closed (window_end + grace) before sendEnd,
+// while emojis still arrived, are also summarised apart: they close by
+// stream time, the later ones by the wall clock once the input stopped.
+func analyseCrowd(c *crowd, requested, brokeEarly int, measured []arrival, grace, target time.Duration, sendEnd time.Time) viewersInfo {
 	vi := viewersInfo{Requested: requested, Connected: len(c.viewers), Refused: c.refused.Load(), Failed: c.failed.Load(),
 		BrokeEarly: brokeEarly}
-	var delivery []time.Duration
+	var delivery, underLoad []time.Duration
 	first := make([]time.Time, len(measured))
 	last := make([]time.Time, len(measured))
 	for _, v := range c.viewers {
@@ -208,7 +216,11 @@ func analyseCrowd(c *crowd, requested, brokeEarly int, measured []arrival, grace
 				continue
 			}
 			at := time.Unix(0, int64(ns))
-			delivery = append(delivery, at.Sub(time.UnixMilli(a.res.WindowEnd).Add(grace)))
+			closed := time.UnixMilli(a.res.WindowEnd).Add(grace)
+			delivery = append(delivery, at.Sub(closed))
+			if closed.Before(sendEnd) {
+				underLoad = append(underLoad, at.Sub(closed))
+			}
 			if first[i].IsZero() || at.Before(first[i]) {
 				first[i] = at
 			}
@@ -228,6 +240,7 @@ func analyseCrowd(c *crowd, requested, brokeEarly int, measured []arrival, grace
 		}
 	}
 	vi.Delivery = harness.Summarise(delivery)
+	vi.DeliveryUnderLoad = harness.Summarise(underLoad)
 	vi.Spread = harness.Summarise(spread)
 	vi.MeetsTarget = vi.Connected == requested && vi.Complete == requested && vi.Delivery.Count > 0 &&
 		vi.Delivery.P99 <= float64(target)/float64(time.Millisecond)
@@ -258,6 +271,8 @@ func (vi viewersInfo) print(w io.Writer, target float64) {
 		vi.Connected, vi.Requested, vi.Refused, vi.Failed, vi.BrokeEarly, vi.Complete, vi.MissingResults)
 	fmt.Fprintf(w, "  delivery     %s\n", vi.Delivery)
 	fmt.Fprintf(w, "               (every result at every viewer, beyond window_end + grace)\n")
+	fmt.Fprintf(w, "  under load   %s\n", vi.DeliveryUnderLoad)
+	fmt.Fprintf(w, "               (the same for windows that closed while emojis were still sent)\n")
 	fmt.Fprintf(w, "  spread       %s\n", vi.Spread)
 	fmt.Fprintf(w, "               (per result: last viewer − first viewer)\n")
 	if vi.ServerArrived != nil {

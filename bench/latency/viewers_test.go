@@ -33,12 +33,16 @@ func TestCrowd(t *testing.T) {
 	// A repeat of a, arriving later, does not move its first arrival.
 	full.seen = append(full.seen, sighting{hash: measured[0].hash, at: full.seen[0].at + uint64(time.Hour)})
 
-	vi := analyseCrowd(&crowd{viewers: []*lightViewer{full, partial}}, 2, 0, measured, grace, 200*time.Millisecond)
+	sendEnd := time.UnixMilli(12000) // b's window closed at 12500: after it
+	vi := analyseCrowd(&crowd{viewers: []*lightViewer{full, partial}}, 2, 0, measured, grace, 200*time.Millisecond, sendEnd)
 	require.Equal(t, 2, vi.Connected)
 	require.Equal(t, 1, vi.Complete)
 	require.Equal(t, 1, vi.MissingResults)
 	require.Equal(t, 3, vi.Delivery.Count, "a at both viewers, b at one")
 	require.False(t, vi.MeetsTarget, "a viewer lacked a result")
+	require.Equal(t, 0, vi.DeliveryUnderLoad.Count, "both windows closed after the sending ended")
+	vi = analyseCrowd(&crowd{viewers: []*lightViewer{full, partial}}, 2, 0, measured, grace, 200*time.Millisecond, time.UnixMilli(12501))
+	require.Equal(t, 3, vi.DeliveryUnderLoad.Count)
 	// The window closed in 1970: every delivery is decades late.
 	require.Greater(t, vi.Delivery.Min, float64(time.Hour/time.Millisecond)*24*365)
 	require.Less(t, vi.Delivery.Max-vi.Delivery.Min, float64(time.Minute/time.Millisecond), "the repeat did not count")
