@@ -103,6 +103,7 @@ var refOps = []string{
 	"reduce-by-value", "reduce-by-key", "filter-count-by-value", "mapvalues-sum-by-key",
 	"st-inner", "st-left", "tt-inner", "tt-left", "tt-outer",
 	"ss-inner", "ss-left", "ss-outer", "sg-inner", "sg-left",
+	"suppress", "suppress-count-by-value",
 }
 
 // streamSide tells whether topic is read as a stream by op (its records
@@ -141,12 +142,13 @@ func (r tableRefRec) String() string {
 type tableRefCase struct {
 	name, op           string
 	diff, after, grace int64 // stream-stream joins: before, after, grace (ms)
+	limit, maxRecords  int64 // suppressions: time limit (ms), buffer bound (0: none)
 	recs               []tableRefRec
 }
 
 func (c tableRefCase) script() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "case %s\nconfig op=%s diff=%d after=%d grace=%d\n", c.name, c.op, c.diff, c.after, c.grace)
+	fmt.Fprintf(&sb, "case %s\nconfig op=%s diff=%d after=%d grace=%d limit=%d maxrec=%d\n", c.name, c.op, c.diff, c.after, c.grace, c.limit, c.maxRecords)
 	for _, r := range c.recs {
 		fmt.Fprintf(&sb, "pipe %s\n", r)
 	}
@@ -168,6 +170,10 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 					c.after = []int64{0, 3, 10, 25}[rng.IntN(4)]
 				}
 				c.grace = []int64{0, 4, 15}[rng.IntN(3)]
+			}
+			if strings.HasPrefix(op, "suppress") {
+				c.limit = []int64{0, 5, 20, 60}[rng.IntN(4)]
+				c.maxRecords = []int64{0, 0, 1, 2}[rng.IntN(4)]
 			}
 			nk := 1 + rng.IntN(len(keys))
 			ts := int64(rng.IntN(50))
@@ -224,6 +230,13 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 		joined = stream.JoinTable(stream.Source(b, "left", str, i64), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
 	case "st-left":
 		joined = stream.LeftJoinTable(stream.Source(b, "left", str, i64), right(), func(l int64, r *int64) int64 { return refJoin(&l, r) })
+	case "suppress", "suppress-count-by-value":
+		sup := left().Suppress(stream.Suppressed[string, int64]{TimeLimit: time.Duration(c.limit) * time.Millisecond, MaxRecords: int(c.maxRecords)})
+		if c.op == "suppress" {
+			out = sup
+		} else {
+			out = stream.CountTable(byValue(sup), m)
+		}
 	case "sg-inner", "sg-left":
 		// The global table is looked up by the key's first letter and the
 		// value mod 3 + 1 (Main.java's GLOBAL_KEY).
@@ -336,7 +349,7 @@ func firstTableRefDiff(got, want [][]string) (int, string) {
 
 func describeTableRef(c tableRefCase, want, got [][]string) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "  op=%s diff=%d after=%d grace=%d\n", c.op, c.diff, c.after, c.grace)
+	fmt.Fprintf(&sb, "  op=%s diff=%d after=%d grace=%d limit=%d maxrec=%d\n", c.op, c.diff, c.after, c.grace, c.limit, c.maxRecords)
 	for i, r := range c.recs {
 		mark := "  "
 		if i < len(got) && !slices.Equal(got[i], want[i]) {

@@ -69,7 +69,8 @@ import org.apache.kafka.streams.test.TestRecord;
  * (stream left, table right); tt-{inner,left,outer} (table left, table
  * right); ss-{inner,left,outer} (stream left, stream right, join window
  * diff and grace); sg-{inner,left} (stream left, global table right, looked
- * up by GLOBAL_KEY).
+ * up by GLOBAL_KEY); suppress, suppress-count-by-value (table left,
+ * suppress(untilTimeLimit(limit)), buffer of maxrec keys or unbounded).
  */
 public final class Main {
     private Main() {}
@@ -229,6 +230,12 @@ public final class Main {
             case "st-left":
                 result = b.stream("left", consumed).leftJoin(b.table("right", consumed), JOIN, Joined.with(Serdes.String(), Serdes.Long(), Serdes.Long()));
                 break;
+            case "suppress":
+                result = b.table("left", consumed).suppress(suppressed(cfg)).toStream();
+                break;
+            case "suppress-count-by-value":
+                result = byValue(b.table("left", consumed).suppress(suppressed(cfg)), grouped).count().toStream();
+                break;
             case "sg-inner":
                 result = b.stream("left", consumed).join(b.globalTable("right", consumed), GLOBAL_KEY, JOIN);
                 break;
@@ -266,6 +273,16 @@ public final class Main {
         }
         result.to("out", produced);
         return b.build();
+    }
+
+    /** untilTimeLimit(limit) with an unbounded buffer, or one of maxrec keys that emits early. */
+    @SuppressWarnings("unchecked")
+    static org.apache.kafka.streams.kstream.Suppressed<Object> suppressed(final Map<String, String> cfg) {
+        final long maxrec = ms(cfg, "maxrec");
+        final org.apache.kafka.streams.kstream.Suppressed.BufferConfig<?> buf = maxrec > 0
+            ? org.apache.kafka.streams.kstream.Suppressed.BufferConfig.maxRecords(maxrec).emitEarlyWhenFull()
+            : org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded();
+        return org.apache.kafka.streams.kstream.Suppressed.untilTimeLimit(Duration.ofMillis(ms(cfg, "limit")), buf);
     }
 
     /** Regroups by "g" + value % 3: an update may move between groups. */
