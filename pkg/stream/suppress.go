@@ -28,8 +28,9 @@ type Suppressed[K, V any] struct {
 	// Name names the processor and, with "-buffer", the buffer's store
 	// (default: generated).
 	Name string
-	// KeySerde and ValueSerde store the buffer; by default the table's.
-	KeySerde   Serde[K]
+	// KeySerde stores the buffer's keys; by default the table's.
+	KeySerde Serde[K]
+	// ValueSerde stores the buffer's values; by default the table's.
 	ValueSerde Serde[V]
 }
 
