@@ -138,23 +138,20 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 // sessionLoops commits periodically, runs wall-clock punctuations and
 // checks warm-up replicas until the session ends.
 func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
-	commit := time.NewTicker(a.cfg.commitInterval)
-	defer commit.Stop()
 	wall := time.NewTicker(a.cfg.wallClockInterval)
 	defer wall.Stop()
-	hwm := time.NewTicker(hwmRefreshInterval)
-	defer hwm.Stop()
 	if a.warmupsEnabled() {
 		a.life.bg.Go(func() { a.warmupLoop(sess) })
 	}
+	// Commits and high-watermark requests wait for Kafka: they run in
+	// loops of their own, so wall-clock punctuations (a window closing) do
+	// not wait behind them.
+	a.life.bg.Go(func() { every(sess, a.cfg.commitInterval, func() { a.commit(sess) }) })
+	a.life.bg.Go(func() { every(sess, hwmRefreshInterval, a.refreshHighWatermarks) })
 	for {
 		select {
 		case <-sess.Context().Done():
 			return
-		case <-hwm.C:
-			a.refreshHighWatermarks()
-		case <-commit.C:
-			a.commit(sess)
 		case <-wall.C:
 			a.mu.RLock()
 			tasks := make([]*task, 0, len(a.tasks))
@@ -172,6 +169,20 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// every calls fn every interval until the session ends.
+func every(sess sarama.ConsumerGroupSession, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-sess.Context().Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }
