@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -346,33 +347,23 @@ const ackTimeout = 45 * time.Second
 // the application after ackTimeout (nothing is committed then, so the input
 // is processed again by the next owner). The caller holds t.mu.
 func (a *App) waitAcks(t *task) {
-	done := make(chan struct{})
-	go func() {
-		t.pending.Wait()
-		close(done)
-	}()
-	timer := time.NewTimer(ackTimeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		a.fail(fmt.Errorf("stream: task %v: records not acknowledged within %v", t.id, ackTimeout))
-	case <-a.life.expired:
-		select {
-		case <-done: // acknowledged after all (or nothing was pending)
-		default:
-			a.fail(fmt.Errorf("stream: task %v: records not acknowledged before the shutdown deadline (%v); their input stays uncommitted", t.id, a.life.budget))
-		}
-	}
+	_ = a.awaitAcks(&t.pending, fmt.Sprintf("task %v: records", t.id))
 }
 
 // waitStoreAcks waits until Kafka acknowledged every changelog record c
 // sent, with waitAcks' limits; it returns the error that failed the
 // application if they were not. The caller holds t.mu.
 func (a *App) waitStoreAcks(t *task, c *storeCore) error {
+	return a.awaitAcks(&c.inflight, fmt.Sprintf("task %v: changelog of store %s", t.id, c.name))
+}
+
+// awaitAcks waits until sent is done — records sent to Kafka, what they
+// are — for at most ackTimeout, and no longer than the shutdown deadline;
+// otherwise it fails the application and returns the error.
+func (a *App) awaitAcks(sent *sync.WaitGroup, what string) error {
 	done := make(chan struct{})
 	go func() {
-		c.inflight.Wait()
+		sent.Wait()
 		close(done)
 	}()
 	timer := time.NewTimer(ackTimeout)
@@ -382,13 +373,13 @@ func (a *App) waitStoreAcks(t *task, c *storeCore) error {
 	case <-done:
 		return nil
 	case <-timer.C:
-		err = fmt.Errorf("stream: task %v: changelog of store %s not acknowledged within %v", t.id, c.name, ackTimeout)
+		err = fmt.Errorf("stream: %s not acknowledged within %v", what, ackTimeout)
 	case <-a.life.expired:
 		select {
-		case <-done:
+		case <-done: // acknowledged after all (or nothing was pending)
 			return nil
 		default:
-			err = fmt.Errorf("stream: task %v: changelog of store %s not acknowledged before the shutdown deadline (%v); its input stays uncommitted", t.id, c.name, a.life.budget)
+			err = fmt.Errorf("stream: %s not acknowledged before the shutdown deadline (%v); their input stays uncommitted", what, a.life.budget)
 		}
 	}
 	a.fail(err)
