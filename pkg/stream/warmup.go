@@ -184,6 +184,9 @@ type topicPartition struct {
 // ListOffsets request per partition leader, sent at the same time. The
 // partitions whose end could not be listed are missing from the result.
 func (a *App) endOffsets(parts []topicPartition) map[topicPartition]int64 {
+	if len(parts) == 0 {
+		return nil
+	}
 	byBroker := map[*sarama.Broker][]topicPartition{}
 	for _, x := range parts {
 		if b, err := a.client.Leader(x.topic, x.partition); err == nil {
