@@ -176,3 +176,34 @@ func counter(t *testing.T, s *Server, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestUnpooledStream checks the path for streams the pool cannot take (an
+// HTTP/1.0 client here; HTTP/2 takes it too): a goroutine of their own
+// serves them, and they get every frame as pooled ones do.
+func TestUnpooledStream(t *testing.T) {
+	s, srv := poolServer(t, Config{})
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "GET /events HTTP/1.0\r\n\r\n")
+	require.NoError(t, err)
+	r := bufio.NewReader(conn)
+	res, err := http.ReadResponse(r, nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
+	require.Empty(t, res.TransferEncoding, "HTTP/1.0: not chunked, so not the pool's")
+	body := bufio.NewReader(res.Body)
+	for {
+		line, err := body.ReadString('\n')
+		require.NoError(t, err)
+		if line == ": connected\n" {
+			break
+		}
+	}
+	for i := range 3 {
+		s.hub.broadcast(frame(i, 1))
+		p, err := readFrame(body)
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("%d x", i), p)
+	}
+}
