@@ -321,8 +321,15 @@ EOC
 }
 
 random_cluster_id() {
-	# A Kafka cluster id is 16 random bytes, base64url without padding.
-	head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+	# A Kafka cluster id is 16 random bytes, base64url without padding. One
+	# that starts with '-' reads as an option to kafka-storage (1 run in 64
+	# failed so in CI); Kafka's own Uuid.randomUuid draws again then too.
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+		[[ $id == -* ]] || break
+	done
+	printf '%s\n' "$id"
 }
 
 # all_nodes lists 1..NODES.
