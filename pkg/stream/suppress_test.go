@@ -52,3 +52,23 @@ func TestSuppressSurvivesRestart(t *testing.T) {
 	require.NoError(t, in2.PipeAt("a", v(1), time.UnixMilli(1)))
 	require.ErrorContains(t, in2.PipeAt("b", v(1), time.UnixMilli(2)), "over its MaxRecords")
 }
+
+// Rate-limiting a table's updates: each key's first update waits 10 ms of
+// stream time, and only the key's latest value then goes on.
+func ExampleTable_Suppress() {
+	b := stream.NewBuilder()
+	prices := stream.TableSource(b, "prices", stream.String(), stream.String())
+	stream.ToStreamWithTombstones(prices.Suppress(stream.Suppressed[string, string]{TimeLimit: 10 * time.Millisecond})).
+		To("out", stream.String(), stream.TombstoneSerde(stream.String()))
+	d := runExample(b, stream.String(), func(d *streamtest.Driver) {
+		in := streamtest.NewInputTopic(d, "prices", stream.String(), stream.TombstoneSerde(stream.String()))
+		_ = in.PipeAt("apple", ptr("1.00"), time.UnixMilli(100))
+		_ = in.PipeAt("apple", ptr("1.10"), time.UnixMilli(104))
+		_ = in.PipeAt("pear", ptr("2.00"), time.UnixMilli(105))
+		_ = in.PipeAt("apple", ptr("1.20"), time.UnixMilli(109))
+		_ = in.PipeAt("kiwi", ptr("0.50"), time.UnixMilli(112)) // stream time 112: apple is due
+	})
+	defer d.Close()
+	// Output:
+	// apple=1.20 @109
+}
