@@ -235,12 +235,29 @@ EOQ
 wait_ready() {
 	local deadline=$((SECONDS + READY_TIMEOUT)) out n pid addr
 	local nodes=("$@")
+	local -A binds=() retries=()
+	for n in "${nodes[@]}"; do
+		select_node "$n"
+		binds[$n]=$(bind_failures)
+	done
 	log "waiting (up to ${READY_TIMEOUT}s) for $(((NODES == 1)) && echo "the broker on $BOOTSTRAP" || echo "node(s) ${nodes[*]} of $BOOTSTRAP") to answer metadata requests..."
 	while ((SECONDS < deadline)); do
 		local ok=1
 		for n in "${nodes[@]}"; do
 			select_node "$n"
 			if ! pid=$(running_pid); then
+				# Its ports are in the ephemeral range: a client socket of
+				# another process may hold one for a moment (CI saw it once
+				# right after another broker stopped). Try again, twice.
+				if (($(bind_failures) > binds[$n] && ${retries[$n]:-0} < 2)); then
+					retries[$n]=$((${retries[$n]:-0} + 1))
+					binds[$n]=$(bind_failures)
+					log "node $n could not bind its port (in use for a moment); starting it again in 2s"
+					sleep 2
+					start_node
+					ok=0
+					break
+				fi
 				tail -n 40 "$OUT_FILE" "$LOG_DIR/server.log" >&2 2>/dev/null || true
 				die "node $n exited during startup (logs in $LOG_DIR, $OUT_FILE)"
 			fi
@@ -372,22 +389,35 @@ cmd_up() {
 # waits until they are ready and prints the KAFKA_BROKERS= line. $1 is when
 # the command began.
 launch() {
-	local start=$1 pid n pids=()
+	local start=$1 n pids=()
 	shift
 	for n in "$@"; do
 		select_node "$n"
 		log "starting $(((NODES == 1)) && echo broker || echo "node $n on $HOST:$NODE_PORT") (logs: $LOG_DIR/server.log)"
-		# The broker appends to kafka.out; keep the previous run's output.
-		# shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM flags.
-		setsid nohup java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${JVM_COMMON[@]}" \
-			-cp "$LIB_DIR/*" kafka.Kafka "$PROPS" >>"$OUT_FILE" 2>&1 </dev/null &
-		pid=$!
-		echo "$pid" >"$PID_FILE"
-		pids+=("$pid")
+		start_node
 	done
 	wait_ready "$@"
+	for n in "$@"; do
+		select_node "$n"
+		pids+=("$(cat "$PID_FILE")")
+	done
 	log "$(((NODES == 1)) && echo broker || echo "node(s) $*") up (pid ${pids[*]}) in $((SECONDS - start))s"
 	echo "KAFKA_BROKERS=$BOOTSTRAP"
+}
+
+# start_node starts the selected node's java process in the background and
+# writes its pid file.
+start_node() {
+	# The broker appends to kafka.out; keep the previous run's output.
+	# shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM flags.
+	setsid nohup java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${JVM_COMMON[@]}" \
+		-cp "$LIB_DIR/*" kafka.Kafka "$PROPS" >>"$OUT_FILE" 2>&1 </dev/null &
+	echo "$!" >"$PID_FILE"
+}
+
+# bind_failures counts the selected node's "Address already in use" log lines.
+bind_failures() {
+	cat "$OUT_FILE" "$LOG_DIR/server.log" 2>/dev/null | grep -c "Address already in use" || true
 }
 
 # ports_free fails when another process holds the selected node's client or
