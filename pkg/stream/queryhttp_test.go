@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -181,4 +182,30 @@ func assertEventually(timeout time.Duration, cond func() bool) bool {
 		}
 	}
 	return cond()
+}
+
+// Serving interactive queries for every key from every instance: each
+// instance advertises the address its QueryHandler listens on, and answers
+// keys it does not host by asking the instance that does.
+func ExampleQueryHandler() {
+	b := stream.NewBuilder()
+	clicks := stream.Source(b, "clicks", stream.String(), stream.String())
+	stream.Count(stream.GroupBy(clicks, func(_, page string) string { return page },
+		stream.Grouped[string, string]{Name: "by-page", KeySerde: stream.String(), ValueSerde: stream.String()}),
+		stream.Materialized[string, int64]{StoreName: "page-views"})
+	top, err := b.Build()
+	if err != nil {
+		panic(err)
+	}
+	const listen = "127.0.0.1:8090" // this instance's address, as the others reach it
+	app, err := stream.NewApp(top, stream.Brokers("127.0.0.1:9092"), stream.ApplicationID("page-views"),
+		stream.ApplicationServer(listen))
+	if err != nil {
+		panic(err)
+	}
+	h := stream.NewQueryHandler(app)
+	stream.ServeKeyValueStore[string, int64](h, "page-views", stream.String(), func(s string) (string, error) { return s, nil })
+	go func() { _ = http.ListenAndServe(listen, h) }()
+	// GET http://127.0.0.1:8090/stores/page-views/keys/%2Fhome -> {"key":"/home","value":42}
+	_ = app.Run(context.Background())
 }
