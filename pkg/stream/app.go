@@ -164,7 +164,7 @@ func (a *App) saramaConfig() *sarama.Config {
 	if sc.Consumer.MaxWaitTime == 500*time.Millisecond {
 		// Short fetch waits: lower latency, and restores can tell an empty
 		// tail quickly (see restore).
-		sc.Consumer.MaxWaitTime = 50 * time.Millisecond
+		sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	}
 	// sarama fetches again only once every message of the last response sits
 	// in a partition's channel; a channel that holds a whole fetch (1 MiB of

@@ -35,7 +35,7 @@ import (
 const (
 	// hwmRefreshInterval is how often the high watermarks of the claimed
 	// partitions are asked for.
-	hwmRefreshInterval = 50 * time.Millisecond
+	hwmRefreshInterval = 100 * time.Millisecond
 	// hwmFreshness is how old the last answer may be for a task to count as
 	// caught up.
 	hwmFreshness = time.Second

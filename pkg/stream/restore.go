@@ -135,7 +135,7 @@ func (a *App) restore(t *task, c *storeCore) error {
 	// With transactions the changelog ends in commit markers, which a
 	// read_committed consumer skips without delivering, so restoredTo may
 	// never reach the high watermark. The restore consumer fetches with a
-	// short wait (Consumer.MaxWaitTime 50ms); a second of silence at an
+	// short wait (Consumer.MaxWaitTime 100ms); a second of silence at an
 	// unchanged high watermark means the tail holds only markers or
 	// aborted records — but only once a fetch response has arrived (the
 	// consumer's high watermark reads 0 before), or a slow first fetch
