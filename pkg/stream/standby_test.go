@@ -42,13 +42,7 @@ func TestIntegrationStandbyFailoverRestoresTail(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/standbys=%d", be.Name, standbys), func(t *testing.T) {
 				brokers := be.Brokers(t)
 				in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
-				kafkatest.CreateTopic(t, brokers, in, 2)
-				kafkatest.CreateTopic(t, brokers, out, 2)
-				b := stream.NewBuilder()
-				stream.Count(stream.GroupByKey(stream.Source(b, in, stream.String(), stream.String())),
-					stream.Materialized[string, int64]{StoreName: "counts"}).ToStream().To(out, stream.String(), stream.Int64())
-				top, err := b.Build()
-				require.NoError(t, err)
+				top := countsTopology(t, brokers, in, out)
 				opts := []stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
 					stream.StandbyReplicas(standbys), stream.StateDir(t.TempDir())}
 				w := watchCounts(t, brokers, out)
@@ -103,4 +97,18 @@ func TestIntegrationStandbyFailoverRestoresTail(t *testing.T) {
 			})
 		}
 	}
+}
+
+// countsTopology creates in and out with 2 partitions each and returns a
+// topology counting in's keys into store "counts", written to out.
+func countsTopology(t *testing.T, brokers []string, in, out string) *stream.Topology {
+	t.Helper()
+	kafkatest.CreateTopic(t, brokers, in, 2)
+	kafkatest.CreateTopic(t, brokers, out, 2)
+	b := stream.NewBuilder()
+	stream.Count(stream.GroupByKey(stream.Source(b, in, stream.String(), stream.String())),
+		stream.Materialized[string, int64]{StoreName: "counts"}).ToStream().To(out, stream.String(), stream.Int64())
+	top, err := b.Build()
+	require.NoError(t, err)
+	return top
 }

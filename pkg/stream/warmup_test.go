@@ -98,13 +98,7 @@ func TestIntegrationWarmupMovesCaughtUpTask(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/cooperative=%v", be.Name, cooperative), func(t *testing.T) {
 				brokers := be.Brokers(t)
 				in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
-				kafkatest.CreateTopic(t, brokers, in, 2)
-				kafkatest.CreateTopic(t, brokers, out, 2)
-				b := stream.NewBuilder()
-				stream.Count(stream.GroupByKey(stream.Source(b, in, stream.String(), stream.String())),
-					stream.Materialized[string, int64]{StoreName: "counts"}).ToStream().To(out, stream.String(), stream.Int64())
-				top, err := b.Build()
-				require.NoError(t, err)
+				top := countsTopology(t, brokers, in, out)
 				opts := []stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
 					stream.AcceptableRecoveryLag(acceptableLag), stream.StateDir(t.TempDir())}
 				if cooperative {
