@@ -254,6 +254,12 @@ func (s *Stream[K, V]) To(topic string, keySerde Serde[K], valueSerde Serde[V]) 
 }
 
 func addSink[K, V any](s *Stream[K, V], topic string, internal bool, ks Serde[K], vs Serde[V]) {
+	addSinkTo(s, topic, internal, ks, vs, nil)
+}
+
+// addSinkTo is addSink with partition choosing each record's partition
+// (nil: by the serialized key).
+func addSinkTo[K, V any](s *Stream[K, V], topic string, internal bool, ks Serde[K], vs Serde[V], partition func(r Record[K, V]) int32) {
 	if topic == "" {
 		s.b.fail(fmt.Errorf("%w: a sink after %s needs a topic name", ErrInvalidTopology, s.n.name))
 		return
@@ -281,7 +287,11 @@ func addSink[K, V any](s *Stream[K, V], topic string, internal bool, ks Serde[K]
 			if internal {
 				hs = append(append([]Header(nil), hs...), t.originHeaders()...)
 			}
-			if err := t.env.send(t, &outRecord{topic: resolved, partition: -1, key: kb, value: vb, timestamp: r.Timestamp, headers: hs}); err != nil {
+			p := int32(-1)
+			if partition != nil {
+				p = partition(r)
+			}
+			if err := t.env.send(t, &outRecord{topic: resolved, partition: p, key: kb, value: vb, timestamp: r.Timestamp, headers: hs}); err != nil {
 				t.fail(err)
 			}
 		}, nil, nil

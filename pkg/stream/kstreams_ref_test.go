@@ -104,6 +104,7 @@ var refOps = []string{
 	"st-inner", "st-left", "tt-inner", "tt-left", "tt-outer",
 	"ss-inner", "ss-left", "ss-outer", "sg-inner", "sg-left",
 	"suppress", "suppress-count-by-value",
+	"fk-inner", "fk-left", "fk-filter-left",
 }
 
 // streamSide tells whether topic is read as a stream by op (its records
@@ -123,6 +124,12 @@ func refJoin(l, r *int64) int64 {
 		rv = *r
 	}
 	return lv*1000 + rv
+}
+
+// refForeignKey is Main.java's FOREIGN_KEY: the key's first letter and the
+// value mod 3, none for the value 9.
+func refForeignKey(k string, v int64) (string, bool) {
+	return k[:1] + strconv.FormatInt(v%3, 10), v != 9
 }
 
 type tableRefRec struct {
@@ -179,10 +186,15 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 			ts := int64(rng.IntN(50))
 			for range 5 + rng.IntN(36) {
 				r := tableRefRec{topic: "left", key: keys[rng.IntN(nk)]}
-				if strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "tt-") || strings.HasPrefix(op, "ss-") || strings.HasPrefix(op, "sg-") {
+				if strings.HasPrefix(op, "st-") || strings.HasPrefix(op, "tt-") || strings.HasPrefix(op, "ss-") || strings.HasPrefix(op, "sg-") || strings.HasPrefix(op, "fk-") {
 					if rng.IntN(2) == 0 {
 						r.topic = "right"
 					}
+				}
+				if strings.HasPrefix(op, "fk-") && r.topic == "right" {
+					// A foreign key refForeignKey can extract: a left key's
+					// first letter and a digit 0-2.
+					r.key = keys[rng.IntN(nk)][:1] + strconv.Itoa(rng.IntN(3))
 				}
 				if rng.IntN(6) != 0 || streamSide(op, r.topic) {
 					v := int64(rng.IntN(10))
@@ -247,6 +259,13 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 		} else {
 			joined = stream.LeftJoinGlobal(stream.Source(b, "left", str, i64), g, gk, func(l int64, r *int64) int64 { return refJoin(&l, r) })
 		}
+	case "fk-inner":
+		out = stream.JoinTablesOnForeignKey(left(), right(), refForeignKey, func(l, r int64) int64 { return refJoin(&l, &r) })
+	case "fk-left":
+		out = stream.LeftJoinTablesOnForeignKey(left(), right(), refForeignKey, func(l int64, r *int64) int64 { return refJoin(&l, r) })
+	case "fk-filter-left":
+		out = stream.LeftJoinTablesOnForeignKey(left().Filter(func(_ string, v int64) bool { return v%4 != 3 }), right().Filter(even),
+			refForeignKey, func(l int64, r *int64) int64 { return refJoin(&l, r) })
 	case "tt-inner":
 		out = stream.JoinTables(left(), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
 	case "tt-left":

@@ -7,6 +7,7 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -20,39 +21,82 @@ func (a *App) prepareTopics(sc *sarama.Config) ([]string, error) {
 		return nil, fmt.Errorf("stream: admin client: %w", err)
 	}
 	defer admin.Close()
-	internalParts := map[string]int32{}
+	// Partition counts, as Kafka Streams co-partitions: a sub-topology has
+	// the count of the external topics it reads (which must agree) or,
+	// reading internal topics only, the largest count of the
+	// sub-topologies writing them; every internal topic takes the count of
+	// the sub-topology that reads it. Sub-topologies may feed each other
+	// (a foreign-key join's subscription and response topics), so the
+	// counts are computed to a fixed point.
+	ext := map[int]int32{}
+	writers := map[string][]int{} // resolved internal topic -> sub-topologies writing it
 	var topics []string
 	for _, st := range a.top.subs {
 		var n int32
 		for _, s := range st.sources {
 			topic := resolveTopic(a.cfg.appID, s)
 			topics = append(topics, topic)
-			var p int32
 			if s.internal {
-				p = internalParts[topic]
-			} else {
-				parts, err := a.client.Partitions(topic)
-				if err != nil {
-					return nil, fmt.Errorf("stream: source topic %s: %w", topic, err)
-				}
-				p = int32(len(parts))
+				continue
 			}
-			if n != 0 && p != n && !s.internal {
+			parts, err := a.client.Partitions(topic)
+			if err != nil {
+				return nil, fmt.Errorf("stream: source topic %s: %w", topic, err)
+			}
+			p := int32(len(parts))
+			if n != 0 && p != n {
 				return nil, fmt.Errorf("%w: sub-topology %d reads topics with different partition counts (%s has %d, others %d); they must be co-partitioned", ErrInvalidTopology, st.id, topic, p, n)
 			}
-			if p > n {
-				n = p
-			}
+			n = p
 		}
-		a.subParts[st.id] = n
+		ext[st.id] = n
 		for _, nd := range st.nodes {
 			if nd.kind == kindSink && nd.internal {
-				internalParts[resolveTopic(a.cfg.appID, nd)] = n
+				topic := resolveTopic(a.cfg.appID, nd)
+				writers[topic] = append(writers[topic], st.id)
+			}
+		}
+	}
+	parts := maps.Clone(ext)
+	for changed := true; changed; {
+		changed = false
+		for _, st := range a.top.subs {
+			if ext[st.id] != 0 {
+				continue
+			}
+			for _, s := range st.sources {
+				for _, w := range writers[resolveTopic(a.cfg.appID, s)] {
+					if parts[w] > parts[st.id] {
+						parts[st.id] = parts[w]
+						changed = true
+					}
+				}
+			}
+		}
+	}
+	internalParts := map[string]int32{}
+	for _, st := range a.top.subs {
+		n := parts[st.id]
+		if n == 0 {
+			return nil, fmt.Errorf("%w: sub-topology %d reads no topic whose partition count is known", ErrInvalidTopology, st.id)
+		}
+		a.subParts[st.id] = n
+		for _, s := range st.sources {
+			if s.internal {
+				internalParts[resolveTopic(a.cfg.appID, s)] = n
 			}
 		}
 		for _, store := range st.stores {
 			if err := a.ensureTopic(admin, a.top.changelogTopic(a.cfg.appID, store), n, true); err != nil {
 				return nil, err
+			}
+		}
+	}
+	// An internal topic written but not read keeps its writer's count.
+	for topic, ws := range writers {
+		if _, ok := internalParts[topic]; !ok {
+			for _, w := range ws {
+				internalParts[topic] = max(internalParts[topic], parts[w])
 			}
 		}
 	}

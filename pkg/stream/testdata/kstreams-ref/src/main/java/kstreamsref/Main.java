@@ -14,6 +14,7 @@ import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
+import java.util.function.BiFunction;
 import java.util.stream.Stream;
 
 import org.apache.kafka.common.serialization.LongDeserializer;
@@ -70,7 +71,10 @@ import org.apache.kafka.streams.test.TestRecord;
  * right); ss-{inner,left,outer} (stream left, stream right, join window
  * diff and grace); sg-{inner,left} (stream left, global table right, looked
  * up by GLOBAL_KEY); suppress, suppress-count-by-value (table left,
- * suppress(untilTimeLimit(limit)), buffer of maxrec keys or unbounded).
+ * suppress(untilTimeLimit(limit)), buffer of maxrec keys or unbounded);
+ * fk-{inner,left} (table left joined on FOREIGN_KEY with table right),
+ * fk-filter-left (the same left join of left filtered to values mod 4 != 3
+ * with right filtered to even values).
  */
 public final class Main {
     private Main() {}
@@ -80,6 +84,9 @@ public final class Main {
 
     /** The key a stream record looks up in the global table: its key's first letter and its value mod 3 + 1. */
     static final KeyValueMapper<String, Long, String> GLOBAL_KEY = (k, v) -> k.substring(0, 1) + (v % 3 + 1);
+
+    /** The foreign key of a left entry: its key's first letter and its value mod 3, none (null) for the value 9. */
+    static final BiFunction<String, Long, String> FOREIGN_KEY = (k, v) -> v == 9 ? null : k.substring(0, 1) + (v % 3);
 
     public static void main(final String[] args) throws IOException {
         final BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
@@ -241,6 +248,16 @@ public final class Main {
                 break;
             case "sg-left":
                 result = b.stream("left", consumed).leftJoin(b.globalTable("right", consumed), GLOBAL_KEY, JOIN);
+                break;
+            case "fk-inner":
+                result = b.table("left", consumed).join(b.table("right", consumed), FOREIGN_KEY, JOIN).toStream();
+                break;
+            case "fk-left":
+                result = b.table("left", consumed).leftJoin(b.table("right", consumed), FOREIGN_KEY, JOIN).toStream();
+                break;
+            case "fk-filter-left":
+                result = b.table("left", consumed).filter((k, v) -> v % 4 != 3)
+                    .leftJoin(b.table("right", consumed).filter((k, v) -> v % 2 == 0), FOREIGN_KEY, JOIN).toStream();
                 break;
             case "tt-inner":
                 result = b.table("left", consumed).join(b.table("right", consumed), JOIN).toStream();
