@@ -72,7 +72,11 @@ type ForeignKeyJoined[K, VR any] struct {
 // materialized in a store (j's Materialized, by default
 // <name>-STATE-STORE with JSON values) that QueryStore reads.
 func JoinTablesOnForeignKey[K, V, KO, VO, VR any](t *Table[K, V], other *Table[KO, VO], foreignKey func(k K, v V) (fk KO, ok bool), joiner func(v V, vo VO) VR, j ...ForeignKeyJoined[K, VR]) *Table[K, VR] {
-	return foreignKeyJoin(t, other, foreignKey, false, func(v V, vo *VO) VR { return joiner(v, *vo) }, j)
+	var inner func(v V, vo *VO) VR
+	if joiner != nil {
+		inner = func(v V, vo *VO) VR { return joiner(v, *vo) }
+	}
+	return foreignKeyJoin(t, other, foreignKey, false, inner, j)
 }
 
 // LeftJoinTablesOnForeignKey is JoinTablesOnForeignKey keeping every entry
