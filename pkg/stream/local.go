@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,20 @@ type LocalRunner struct {
 	globalTopics map[string]*globalStore
 	met          *Metrics
 	err          error
+
+	// The crash model (CommitManually): commits happen only when asked,
+	// store writes are held back in a record cache as an App's are, and
+	// durable holds what each store's changelog received, per store and
+	// partition (a nil value is a deletion). lastCommit is each task's last
+	// commit; arrival is every record written to a topic the tasks read,
+	// in order, for Crash to deliver again; backlog is set while Crash
+	// delivers it (the tasks are then not caught up).
+	manual     bool
+	rc         *recordCache
+	durable    map[backendKey]map[string][]byte
+	lastCommit map[TaskID]taskStart
+	arrival    []*inRecord
+	backlog    bool
 }
 
 // RawRecord is a serialized record as written to a topic by a LocalRunner.
@@ -64,8 +79,8 @@ type RawRecord struct {
 
 // NewLocalRunner builds the tasks of every sub-topology for every partition
 // (Partitions, default 1) and initialises them. Options other than
-// ApplicationID, Logger, Partitions, StartTime and OnDeserializationError are
-// ignored.
+// ApplicationID, Logger, Partitions, StartTime, OnDeserializationError and
+// (with CommitManually) CacheMaxBytes are ignored.
 //
 // A LocalRunner commits, as Kafka Streams' TopologyTestDriver does, after
 // every Pipe, Redeliver and AdvanceWallClock that succeeds: each task's
@@ -109,6 +124,14 @@ func (l *LocalRunner) buildTasks(start map[TaskID]taskStart) error {
 			if err != nil {
 				return err
 			}
+			if l.manual {
+				t.caughtUp = func() (bool, time.Time) {
+					if l.backlog {
+						return false, time.Time{}
+					}
+					return true, l.clock
+				}
+			}
 			l.tasks[t.id] = t
 			for _, s := range st.sources {
 				rt := resolveTopic(l.cfg.appID, s)
@@ -120,15 +143,167 @@ func (l *LocalRunner) buildTasks(start map[TaskID]taskStart) error {
 }
 
 // commit is the runner's commit: every task whose epoch was used or whose
-// stream time moved commits its current epoch. The caller holds l.mu.
+// stream time moved commits its current epoch. With CommitManually it first
+// sends the stores' held-back writes to their changelogs and records the
+// commit (offsets and metadata) for Crash. The caller holds l.mu.
 func (l *LocalRunner) commit() {
 	for _, t := range l.tasks {
 		t.mu.Lock()
+		if l.manual {
+			t.flushStores()
+			meta, _, _ := t.commitMeta()
+			ts := taskStart{committed: map[string]committedPosition{}}
+			for topic := range t.sources {
+				off := int64(-1)
+				if o, ok := t.position[topic]; ok {
+					off = o
+				} else if cp, ok := t.committed[topic]; ok {
+					off = cp.offset
+				}
+				ts.committed[topic] = committedPosition{offset: off, meta: meta}
+			}
+			l.lastCommit[t.id] = ts
+		}
 		if t.needsCommit() {
 			t.epochCommitted(t.epoch.current, t.streamTime)
 		}
 		t.mu.Unlock()
 	}
+}
+
+// CommitManually switches the runner to the crash model: it commits only
+// when Commit (or Restart) is called, not after every step; store writes
+// are held back between commits in a record cache, as an App's are, and
+// sent to a simulated changelog when the cache is full, at a commit, or
+// when a processor calls FlushStores; Crash then loses what the
+// changelogs did not receive. Call it before the first record.
+func (l *LocalRunner) CommitManually() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.offs) > 0 || len(l.output) > 0 {
+		return errors.New("stream: CommitManually must be called before any record is piped")
+	}
+	if l.manual {
+		return nil
+	}
+	l.manual = true
+	if l.cfg.cacheMaxBytes > 0 {
+		l.rc = &recordCache{max: l.cfg.cacheMaxBytes}
+	}
+	l.durable, l.lastCommit = map[backendKey]map[string][]byte{}, map[TaskID]taskStart{}
+	// The tasks built so far get the crash model's notion of caught up.
+	for _, t := range l.tasks {
+		t.mu.Lock()
+		t.caughtUp = func() (bool, time.Time) {
+			if l.backlog {
+				return false, time.Time{}
+			}
+			return true, l.clock
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// Commit commits every task now: with CommitManually, its held-back store
+// writes go to the changelogs and its offsets and metadata (commit epoch,
+// stream time, input completeness) are recorded for Crash. Without it the
+// runner commits after every step anyway.
+func (l *LocalRunner) Commit() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	l.commit()
+	return nil
+}
+
+// Crash simulates a SIGKILL of the application followed by a restart, as
+// at-least-once processing sees it. Nothing is closed or committed. With
+// CommitManually, every store is reset to what its changelog received
+// (writes still held back are lost), the tasks are created again from their
+// last commit (commit epoch, stream time and input completeness from its
+// metadata), and every record written after the committed offsets of the
+// tasks' input partitions — input and repartition topics alike — is
+// processed again, in the order it was first written, while the tasks are
+// not caught up (CaughtUp false, InputCompleteAt from the commit). Output
+// written before the crash stays: Kafka keeps it. Without CommitManually
+// every step was committed and durable, so Crash only recreates the tasks.
+func (l *LocalRunner) Crash() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	for _, t := range l.tasks {
+		t.mu.Lock()
+		t.closed = true
+		for _, c := range t.stores {
+			c.closed.Store(true)
+			if l.rc != nil {
+				l.rc.used.Add(-c.dirtyBytes)
+			}
+			clear(c.dirty)
+			c.dirtyBytes = 0
+		}
+		t.mu.Unlock()
+	}
+	start := map[TaskID]taskStart{}
+	if l.manual {
+		for k, b := range l.backends {
+			_ = b.Close()
+			nb := kv.NewMemory()
+			for key, v := range l.durable[k] {
+				if v != nil {
+					if err := nb.Put([]byte(key), v); err != nil {
+						return l.setErr(err)
+					}
+				}
+			}
+			l.backends[k] = nb
+		}
+		for id, ts := range l.lastCommit {
+			start[id] = ts
+		}
+	} else {
+		// Every step was committed: each task starts from its own state.
+		for _, t := range l.ordered() {
+			meta := withInputComplete(encodeCommitMeta(t.epoch.committed, t.epoch.st), t.completeAt)
+			ts := taskStart{committed: map[string]committedPosition{}}
+			for topic := range t.sources {
+				off := int64(-1)
+				if o, ok := t.position[topic]; ok {
+					off = o
+				}
+				ts.committed[topic] = committedPosition{offset: off, meta: meta}
+			}
+			start[t.id] = ts
+		}
+	}
+	l.queue = nil
+	l.tasks, l.byTop = map[TaskID]*task{}, map[string][]*task{}
+	if err := l.buildTasks(start); err != nil {
+		return l.setErr(err)
+	}
+	if !l.manual {
+		return nil
+	}
+	for _, r := range l.arrival {
+		ts := l.byTop[r.topic]
+		if int(r.partition) >= len(ts) {
+			continue
+		}
+		t := ts[r.partition]
+		if cp, ok := start[t.id].committed[r.topic]; ok && cp.offset >= 0 && r.offset < cp.offset {
+			continue
+		}
+		l.queue = append(l.queue, copyRecord(r))
+	}
+	l.backlog = true
+	err := l.drain()
+	l.backlog = false
+	return err
 }
 
 // Restart restarts every task gracefully, as a clean shutdown followed by a
@@ -223,16 +398,22 @@ func (l *LocalRunner) Pipe(topic string, key, value []byte, ts time.Time, header
 	r := &inRecord{topic: topic, partition: p, offset: l.nextOffset(topic, p), key: key, value: value, timestamp: ts, headers: headers}
 	k := fmt.Sprintf("%s/%d", topic, p)
 	l.inputs[k] = append(l.inputs[k], r)
+	if l.manual {
+		l.arrival = append(l.arrival, r)
+	}
 	l.queue = append(l.queue, copyRecord(r))
 	return l.drainAndCommit()
 }
 
-// drainAndCommit processes the queue and commits if that succeeded.
+// drainAndCommit processes the queue and commits if that succeeded (unless
+// commits are manual).
 func (l *LocalRunner) drainAndCommit() error {
 	if err := l.drain(); err != nil {
 		return err
 	}
-	l.commit()
+	if !l.manual {
+		l.commit()
+	}
 	return nil
 }
 
@@ -317,7 +498,9 @@ func (l *LocalRunner) AdvanceWallClock(d time.Duration) error {
 			return err
 		}
 	}
-	l.commit()
+	if !l.manual {
+		l.commit()
+	}
 	return nil
 }
 
@@ -378,7 +561,16 @@ func (l *LocalRunner) partitions(string) (int32, error) { return l.cfg.partition
 
 func (l *LocalRunner) send(t *task, r *outRecord) error {
 	if r.store != nil {
-		return nil // the in-memory store outlives the runner's tasks; no changelog needed
+		if l.manual {
+			k := backendKey{r.store.name, r.store.partition}
+			m := l.durable[k]
+			if m == nil {
+				m = map[string][]byte{}
+				l.durable[k] = m
+			}
+			m[string(r.key)] = bytes.Clone(r.value)
+		}
+		return nil // the in-memory store outlives the runner's tasks
 	}
 	p := r.partition
 	if p < 0 {
@@ -389,7 +581,11 @@ func (l *LocalRunner) send(t *task, r *outRecord) error {
 	}
 	off := l.nextOffset(r.topic, p)
 	if _, internal := l.byTop[r.topic]; internal {
-		l.queue = append(l.queue, &inRecord{topic: r.topic, partition: p, offset: off, key: r.key, value: r.value, timestamp: r.timestamp, headers: r.headers})
+		in := &inRecord{topic: r.topic, partition: p, offset: off, key: r.key, value: r.value, timestamp: r.timestamp, headers: r.headers}
+		if l.manual {
+			l.arrival = append(l.arrival, in)
+		}
+		l.queue = append(l.queue, copyRecord(in))
 		return nil
 	}
 	l.met.recordsOut.WithLabelValues(r.topic).Inc()
@@ -413,8 +609,9 @@ func (l *LocalRunner) openBackend(t *task, spec *storeSpec, _ string) (kv.Store,
 
 func (l *LocalRunner) restore(*task, *storeCore) error { return nil }
 
-// recordCache: a LocalRunner keeps no changelog, so nothing is held back.
-func (l *LocalRunner) recordCache() *recordCache { return nil }
+// recordCache: a LocalRunner holds store writes back only in the crash
+// model (CommitManually); otherwise nothing is held back.
+func (l *LocalRunner) recordCache() *recordCache { return l.rc }
 
 func (l *LocalRunner) exactlyOnce() bool { return false }
 

@@ -120,6 +120,20 @@ type ProcessorContext[K, V any] interface {
 	// have reached Kafka: those after it. The task's first CommitEpoch is
 	// CommittedEpoch+1.
 	CommittedEpoch() uint64
+	// FlushStores makes the task's state durable now, ahead of its next
+	// commit: it sends every store's held-back changelog writes, store by
+	// store in declaration order, and waits until Kafka acknowledged them
+	// all. After it returns, a crash restores every store with at least the
+	// writes made so far, while the input since the last commit is
+	// processed again. A processor calls it before an effect (a forward, a
+	// dead letter) that follows from a decision a replay could not make
+	// again the same way — one taken on the wall clock: it records the
+	// decision in a store, calls FlushStores, then acts (pkg/window does so
+	// for windows the wall clock closes). Under [ExactlyOnce] it does
+	// nothing (state and outputs commit together). An error means Kafka did
+	// not acknowledge in time; the application is failing and the processor
+	// should return it.
+	FlushStores() error
 }
 
 // PunctuationType selects the clock that drives a punctuation.

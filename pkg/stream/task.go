@@ -379,6 +379,28 @@ func (t *task) flushStores() {
 	}
 }
 
+// flushStoresDurably flushes the stores as flushStores does and waits
+// until Kafka acknowledged every store's changelog writes (at-least-once;
+// nothing to do under transactions). The caller holds mu.
+func (t *task) flushStoresDurably() error {
+	if t.env.exactlyOnce() {
+		return nil
+	}
+	t.flushStores()
+	if t.err != nil {
+		return t.err
+	}
+	for _, name := range t.sub.stores {
+		if c := t.stores[name]; c != nil {
+			if err := t.env.waitStoreAcks(t, c); err != nil {
+				t.fail(err)
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // dirtyAfter reports whether any of the named stores holds back writes.
 func (t *task) dirtyAfter(names []string) bool {
 	for _, name := range names {
@@ -471,6 +493,8 @@ func (c *procContext[K, V]) CommitEpoch() uint64 {
 }
 
 func (c *procContext[K, V]) CommittedEpoch() uint64 { return c.t.epoch.committed }
+
+func (c *procContext[K, V]) FlushStores() error { return c.t.flushStoresDurably() }
 
 func (c *procContext[K, V]) InputCompleteAt() time.Time {
 	t := c.t

@@ -126,7 +126,7 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
 			session: session, sliding: sliding, merge: merger, out: out, tombstones: tombstones && o.emit == OnWindowUpdate,
 			final: o.emit != OnWindowUpdate, lead: lead,
-			init: initializer, agg: aggregator, first: first, closedTo: math.MinInt64, persisted: math.MinInt64,
+			init: initializer, agg: aggregator, first: first, closedTo: math.MinInt64, persisted: math.MinInt64, durable: math.MinInt64,
 		}
 	}, stores...)
 }
@@ -167,8 +167,12 @@ type aggProcessor[K, V, A, O any] struct {
 	keys  stream.KeyValueStore[[]byte, int64]
 	// closedTo is the close watermark: every window with end <= closedTo is
 	// closed. persisted is the value last written to the index store.
+	// durable is a watermark known to be in the index's changelog, with
+	// every store write made before it (restored, or written by
+	// checkpoint): a replay after a crash closes at least that much.
 	closedTo  int64
 	persisted int64
+	durable   int64
 	eos       bool
 	// reemit: the results of uncommitted epochs are still to be emitted
 	// again (at the first Process or punctuation: Init may not forward).
@@ -238,7 +242,7 @@ func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K],
 	if wm, found, err := p.index.Get(metaKey); err != nil {
 		return err
 	} else if found {
-		p.closedTo, p.persisted = wm, wm
+		p.closedTo, p.persisted, p.durable = wm, wm, wm
 	}
 	p.eos = ctx.ExactlyOnceEnabled()
 	if p.final && !p.eos {
@@ -338,12 +342,17 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 		p.wkBuf = appendWindowKey(p.wkBuf[:0], kb, win[0], win[1])
 		wk := p.wkBuf
 		if win[1] <= bound {
+			if err := p.settle(ctx, win[1], bound); err != nil {
+				return err
+			}
 			// Closed window. Update still runs (and refuses), so a record that
 			// was applied before a crash is recognised and not reported late.
 			_, _, err := p.main.Update(wk, func(timed[A], bool) (timed[A], error) { return timed[A]{}, errLate })
 			if errors.Is(err, errLate) {
 				late++
 			} else if err != nil {
+				return err
+			} else if err := p.ensureClosed(ctx, kb, win[0], win[1]); err != nil {
 				return err
 			}
 			continue
@@ -432,6 +441,66 @@ func (p *aggProcessor[K, V, A, O]) epoch(ctx stream.ProcessorContext[Windowed[K]
 	return int64(ctx.CommitEpoch())
 }
 
+// stable is the close watermark a replay after a crash would use at this
+// point at least: the durable watermark, and what stream time closes
+// (stream time is restored from the commit and replays the same way).
+func (p *aggProcessor[K, V, A, O]) stable(ctx stream.ProcessorContext[Windowed[K], O]) int64 {
+	s := p.durable
+	if st := ctx.StreamTime(); !st.IsZero() {
+		s = max(s, p.w.closeBound(st.UnixMilli()))
+	}
+	return s
+}
+
+// settle is called before the processor acts on "a window ending at end is
+// closed" under bound. When the wall clock alone closed it, a replay after
+// a crash could find it open (the clock has moved on, stream time has
+// not), count a record the first run declared late, and write a second,
+// different result for the window. So, without transactions, the decision
+// is made durable first (checkpoint); under transactions state and effects
+// commit together, and without the wall clock every decision replays.
+func (p *aggProcessor[K, V, A, O]) settle(ctx stream.ProcessorContext[Windowed[K], O], end, bound int64) error {
+	if !p.wall || p.eos || end > bound || end <= p.stable(ctx) {
+		return nil
+	}
+	return p.checkpoint(ctx, bound)
+}
+
+// checkpoint writes bound as the close watermark and makes it and every
+// store write before it durable (ProcessorContext.FlushStores), so a
+// restarted task closes at least up to bound from its first record.
+func (p *aggProcessor[K, V, A, O]) checkpoint(ctx stream.ProcessorContext[Windowed[K], O], bound int64) error {
+	if err := p.index.Put(metaKey, bound); err != nil {
+		return err
+	}
+	if err := ctx.FlushStores(); err != nil {
+		return err
+	}
+	p.durable = max(p.durable, bound)
+	return nil
+}
+
+// ensureClosed is called when a redelivered record finds the closed window
+// [start, end] of key kb already holding it: the crash came after the
+// window's value reached its changelog. If the window's index entry was
+// lost with the crash (a store's writes go out in no particular order, so
+// the watermark may have arrived without it), the window would never be
+// emitted or purged: its final result is emitted now and it is marked
+// closed.
+func (p *aggProcessor[K, V, A, O]) ensureClosed(ctx stream.ProcessorContext[Windowed[K], O], kb []byte, start, end int64) error {
+	ik := indexKey(kb, start, end)
+	_, found, err := p.index.Get(ik)
+	if err != nil || found {
+		return err
+	}
+	if p.final {
+		if err := p.emitFinal(ctx, ik); err != nil {
+			return err
+		}
+	}
+	return p.index.Put(ik, p.epoch(ctx))
+}
+
 // ensureIndexed marks the window [start, end] of key kb open in the index
 // unless the index has an entry for it.
 func (p *aggProcessor[K, V, A, O]) ensureIndexed(kb []byte, start, end int64) error {
@@ -466,6 +535,18 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 		due, err := p.scanIndex(from, timeBound(emitTo+1), true)
 		if err != nil {
 			return err
+		}
+		if len(due) > 0 {
+			// Settle the latest due window: one checkpoint covers them all.
+			last := int64(math.MinInt64)
+			for _, e := range due {
+				if _, _, end, err := decodeIndexKey(e.Key); err == nil {
+					last = max(last, end)
+				}
+			}
+			if err := p.settle(ctx, min(last, bound), bound); err != nil {
+				return err
+			}
 		}
 		if p.session && p.o.emit == OnWindowClose {
 			// Kafka Streams emits closed sessions from its time-ordered
@@ -658,7 +739,23 @@ func (p *aggProcessor[K, V, A, O]) reemitUncommitted(ctx stream.ProcessorContext
 	}
 	for _, e := range all {
 		state := e.Value
-		if state == windowOpen || max(state, -state) <= committed {
+		if state == windowOpen {
+			// A window the watermark closed whose close mark a crash lost
+			// (the watermark reached the changelog first): emitted, maybe
+			// again, now.
+			if _, _, end, err := decodeIndexKey(e.Key); err != nil {
+				return err
+			} else if end <= p.closedTo {
+				if err := p.emitFinal(ctx, e.Key); err != nil {
+					return err
+				}
+				if err := p.index.Put(e.Key, p.epoch(ctx)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if max(state, -state) <= committed {
 			continue
 		}
 		if err := p.emitFinal(ctx, e.Key); err != nil {

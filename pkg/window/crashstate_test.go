@@ -2,6 +2,7 @@ package window
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,4 +73,129 @@ func TestRedeliveryRestoresLostIndexEntry(t *testing.T) {
 			require.Zero(t, d.DroppedRecords()[reasonValueMissing])
 		})
 	}
+}
+
+// wallCloseTopology counts per key in 2-second windows without grace, closed
+// on the wall clock (OnWindowClose), late records to "late".
+func wallCloseTopology(t *testing.T) *stream.Topology {
+	t.Helper()
+	b := stream.NewBuilder()
+	src := stream.Source(b, "in", stream.String(), stream.String())
+	counts := Count(stream.GroupByKey(src), OfSizeAndGrace(2*time.Second, 0), Named("c"), Emit(OnWindowClose), LateRecordsTo("late"))
+	counts.To("out", WindowedSerde(stream.String()), stream.Int64())
+	top, err := b.Build()
+	require.NoError(t, err)
+	return top
+}
+
+// windowResults reads "out" as "key@start=count" strings.
+func windowResults(t *testing.T, out *streamtest.OutputTopic[Windowed[string], int64]) []string {
+	t.Helper()
+	recs, err := out.ReadRecords()
+	require.NoError(t, err)
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Key.Key+"@"+strconv.FormatInt(r.Key.Start.UnixMilli(), 10)+"="+strconv.FormatInt(r.Value, 10))
+	}
+	return got
+}
+
+// lateOffsets returns the source offsets of the records in "late".
+func lateOffsets(d *streamtest.Driver) []string {
+	var offs []string
+	for _, r := range d.RawOutput("late") {
+		for _, h := range r.Headers {
+			if h.Key == "source_offset" {
+				offs = append(offs, string(h.Value))
+			}
+		}
+	}
+	return offs
+}
+
+// TestCrashAfterWallClockCloseKeepsDecision: the wall clock closes a window
+// after the last commit, a record for it then goes to the late topic, and
+// the application crashes before its next commit. The restarted task must
+// make the same decisions — the window stays closed, the record late — and
+// never write a second, different count for the window (make smoke
+// CLUSTER=3 saw 🎉 41, then 42 for one window, the 42nd record in the DLQ).
+func TestCrashAfterWallClockCloseKeepsDecision(t *testing.T) {
+	d, err := streamtest.New(wallCloseTopology(t), stream.StartTime(time.UnixMilli(0)))
+	require.NoError(t, err)
+	defer d.Close()
+	require.NoError(t, d.CommitManually())
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+
+	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
+	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(900)))
+	require.NoError(t, d.Commit())
+	// The wall clock passes the window's end: it closes with a=2.
+	require.NoError(t, d.AdvanceWallClock(2100*time.Millisecond))
+	require.Equal(t, []string{"a@0=2"}, windowResults(t, out))
+	// A record for the closed window: late.
+	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(1500)))
+	require.Equal(t, []string{"2"}, lateOffsets(d))
+
+	require.NoError(t, d.Crash())
+	require.NoError(t, d.AdvanceWallClock(2*time.Second))
+	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(4500)))
+	require.NoError(t, d.AdvanceWallClock(3*time.Second))
+
+	got := windowResults(t, out)
+	for _, r := range got {
+		if strings.HasPrefix(r, "a@0=") {
+			require.Equal(t, "a@0=2", r, "the window's result after the crash differs from the one written before it: %v", got)
+		}
+	}
+	require.Contains(t, got, "a@4000=1")
+	require.Equal(t, []string{"2"}, lateOffsets(d), "the replayed record is late again")
+}
+
+// flushingEraser deletes the index entry of the window [0, 2 s) of each
+// control record's key and makes the stores durable at once: what a crash
+// leaves when the close watermark reached the index's changelog but a
+// window's entry did not (a store's held-back writes go out in no order).
+type flushingEraser struct{ indexEraser }
+
+func (e *flushingEraser) Process(ctx stream.ProcessorContext[string, string], rec stream.Record[string, string]) error {
+	if rec.Key != "" {
+		if err := e.indexEraser.Process(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return ctx.FlushStores()
+}
+
+// TestCrashLostIndexEntryBelowWatermark: the window's value and the close
+// watermark past its end are durable, its index entry is not; the replayed
+// record finds the window closed and already holding it. The window's
+// result must still be written (it was lost before: no entry, no close).
+func TestCrashLostIndexEntryBelowWatermark(t *testing.T) {
+	b := stream.NewBuilder()
+	src := stream.Source(b, "in", stream.String(), stream.String())
+	counts := Count(stream.GroupByKey(src), OfSizeAndGrace(2*time.Second, 0), Named("c"), Emit(OnWindowClose), LateRecordsTo("late"))
+	counts.To("out", WindowedSerde(stream.String()), stream.Int64())
+	ctl := stream.Source(b, "ctl", stream.String(), stream.String())
+	stream.Process(ctl, "erase", func() stream.Processor[string, string, string, string] { return &flushingEraser{} }, "c-index")
+	top, err := b.Build()
+	require.NoError(t, err)
+	d, err := streamtest.New(top, stream.StartTime(time.UnixMilli(0)))
+	require.NoError(t, err)
+	defer d.Close()
+	require.NoError(t, d.CommitManually())
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	ctlIn := streamtest.NewInputTopic(d, "ctl", stream.String(), stream.String())
+	out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+
+	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
+	require.NoError(t, ctlIn.PipeAt("a", "", time.UnixMilli(100))) // value durable, entry gone
+	require.NoError(t, d.AdvanceWallClock(2100*time.Millisecond))   // watermark 2100, nothing due
+	require.NoError(t, ctlIn.PipeAt("", "", time.UnixMilli(100)))   // watermark durable
+	require.Empty(t, windowResults(t, out))
+
+	require.NoError(t, d.Crash())
+	require.NoError(t, d.AdvanceWallClock(time.Second))
+	require.Equal(t, []string{"a@0=1"}, windowResults(t, out), "the window's result is written once the replay finds it")
+	require.Empty(t, lateOffsets(d), "the replayed record was counted before the crash: not late")
 }

@@ -109,6 +109,11 @@ func (p *aggProcessor[K, V, A, O]) processSession(ctx stream.ProcessorContext[Wi
 	for _, s := range found {
 		start, end = min(start, s.start), max(end, s.end)
 	}
+	if end <= bound {
+		if err := p.settle(ctx, end, bound); err != nil {
+			return err
+		}
+	}
 	late := end <= bound
 	// One dedup gate per record and key, whether late or not, so a replay
 	// makes the same sequence of writes.

@@ -110,6 +110,13 @@ func (p *aggProcessor[K, V, A, O]) fetchSliding(kb []byte, from, to int64) ([]sl
 func (p *aggProcessor[K, V, A, O]) processSliding(ctx stream.ProcessorContext[Windowed[K], O], rec stream.Record[K, V], kb []byte, ts, bound int64) error {
 	d := p.w.(SlidingWindows).diff.Milliseconds()
 	// Every window holding ts ends by ts + diff.
+	// Every window the record touches ends at ts or later: a decision on
+	// the wall clock's part of bound is possible only from there.
+	if ts <= bound {
+		if err := p.settle(ctx, ts, bound); err != nil {
+			return err
+		}
+	}
 	late := ts+d <= bound
 	// The windows a record touches depend on the state it finds, so
 	// redelivery is recognised per record key, as for sessions.

@@ -35,9 +35,32 @@ func New(top *stream.Topology, opts ...stream.Opt) (*Driver, error) {
 // Kafka's commit metadata carries them. Inputs piped before stay available to
 // Redeliver; output already read stays read, output not yet read stays
 // readable. The driver commits after every Pipe, Redeliver and
-// AdvanceWallClock, so a Restart never finds uncommitted work; use Redeliver
-// to model a crash.
+// AdvanceWallClock (unless CommitManually), so a Restart never finds
+// uncommitted work; use Crash (or Redeliver) to model a crash.
 func (d *Driver) Restart() error { return d.r.Restart() }
+
+// CommitManually switches the driver to the crash model, for testing what an
+// application does after a SIGKILL: the driver then commits only when
+// Commit (or Restart) is called, stores hold their changelog writes back
+// between commits in a record cache as an App's do (stream.CacheMaxBytes
+// sets its size), and Crash loses whatever did not reach a changelog. Call
+// it before the first record.
+func (d *Driver) CommitManually() error { return d.r.CommitManually() }
+
+// Commit commits now (see CommitManually): held-back store writes reach the
+// changelogs, and the tasks' offsets and commit metadata are recorded.
+func (d *Driver) Commit() error { return d.r.Commit() }
+
+// Crash simulates a SIGKILL and a restart under at-least-once processing:
+// no Close runs and nothing is committed; each store is reset to what its
+// changelog received, the tasks start again from their last commit, and
+// every record written after the committed offsets is processed again, in
+// its original order, while the tasks are not caught up
+// (ProcessorContext.CaughtUp false, InputCompleteAt as the commit recorded
+// it). Output written before the crash stays readable, as it stays in
+// Kafka. Without CommitManually every step was committed, and Crash only
+// recreates the tasks over the same state.
+func (d *Driver) Crash() error { return d.r.Crash() }
 
 // DroppedRecords returns stream_dropped_records_total by reason (the records
 // processors dropped on purpose with ProcessorContext.RecordDropped, such as late
