@@ -190,8 +190,8 @@ func TestCrashLostIndexEntryBelowWatermark(t *testing.T) {
 
 	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
 	require.NoError(t, ctlIn.PipeAt("a", "", time.UnixMilli(100))) // value durable, entry gone
-	require.NoError(t, d.AdvanceWallClock(2100*time.Millisecond))   // watermark 2100, nothing due
-	require.NoError(t, ctlIn.PipeAt("", "", time.UnixMilli(100)))   // watermark durable
+	require.NoError(t, d.AdvanceWallClock(2100*time.Millisecond))  // watermark 2100, nothing due
+	require.NoError(t, ctlIn.PipeAt("", "", time.UnixMilli(100)))  // watermark durable
 	require.Empty(t, windowResults(t, out))
 
 	require.NoError(t, d.Crash())
