@@ -10,21 +10,40 @@ import (
 // stream is then written to <application id>-<Name>-repartition with
 // KeySerde and ValueSerde, so each key meets the table partition that
 // holds it. Zero fields take the stream's serdes and a generated name.
+// With a versioned table, Grace holds the stream's records back (Kafka
+// Streams' Joined.withGracePeriod).
 type Joined[K, V any] struct {
-	// Name names the repartition topic (default: a generated node name).
+	// Name names the repartition topic (default: a generated node name)
+	// and, with "-Buffer", the grace buffer's store.
 	Name string
-	// KeySerde writes and reads the keys in the repartition topic.
+	// KeySerde writes and reads the keys in the repartition topic and the
+	// grace buffer.
 	KeySerde Serde[K]
-	// ValueSerde writes and reads the values in the repartition topic.
+	// ValueSerde writes and reads the values in the repartition topic and
+	// the grace buffer.
 	ValueSerde Serde[V]
+	// Grace, when positive, holds each stream record in a buffer (a store
+	// with a changelog, named <Name>-Buffer) until the stream time of the
+	// join's stream records passes the record's timestamp by Grace, then
+	// joins it with the table as of its timestamp: a table update up to
+	// Grace late (in stream time) is still seen. Buffered records are
+	// joined in timestamp order (then serialized key, then arrival). A
+	// record already more than Grace behind that stream time is joined at
+	// once. The table must be versioned (VersionedTableSource), with a
+	// history retention of at least Grace; zero joins every record when it
+	// arrives.
+	Grace time.Duration
 }
 
 // JoinTable joins each record of s with the value of its key in t (Kafka
 // Streams' KStream.join(KTable)): a record whose key has no value in t is
 // dropped, the others become joiner(value, table value) with the record's
 // timestamp. Updates of t produce nothing; each record sees t as it is
-// when the record is processed. s and t must be co-partitioned (same
-// partition count and partitioner); the check runs at start.
+// when the record is processed — for a versioned table
+// (VersionedTableSource), the value its key had at the record's
+// timestamp, later held back by the Joined's Grace. s and t must be
+// co-partitioned (same partition count and partitioner); the check runs
+// at start.
 func JoinTable[K, V, VT, VR any](s *Stream[K, V], t *Table[K, VT], joiner func(v V, vt VT) VR, j ...Joined[K, V]) *Stream[K, VR] {
 	return streamTableJoin(s, t, "KSTREAM-JOIN", false, func(v V, vt *VT) VR { return joiner(v, *vt) }, j)
 }
@@ -50,32 +69,88 @@ func streamTableJoin[K, V, VT, VR any](s *Stream[K, V], t *Table[K, VT], prefix 
 		s.b.fail(fmt.Errorf("%w: %s: table %s cannot be read by key", ErrInvalidTopology, name, t.n.name))
 		return &Stream[K, VR]{b: s.b, n: s.n}
 	}
+	switch {
+	case cfg.Grace < 0:
+		s.b.fail(fmt.Errorf("%w: %s: a negative grace period (%v)", ErrInvalidTopology, name, cfg.Grace))
+		return &Stream[K, VR]{b: s.b, n: s.n}
+	case cfg.Grace > 0 && get.asOf == nil:
+		s.b.fail(fmt.Errorf("%w: %s: a grace period needs a versioned table (VersionedTableSource), and table %s is not", ErrInvalidTopology, name, t.n.name))
+		return &Stream[K, VR]{b: s.b, n: s.n}
+	case cfg.Grace > get.history:
+		// As Kafka Streams: "History retention must be at least grace period."
+		s.b.fail(fmt.Errorf("%w: %s: the grace period (%v) is longer than table %s's history retention (%v)", ErrInvalidTopology, name, cfg.Grace, t.n.name, get.history))
+		return &Stream[K, VR]{b: s.b, n: s.n}
+	}
 	// A stream whose key may have changed is repartitioned first, as for a
 	// grouping.
-	in := GroupByKey(s, Grouped[K, V](cfg)).Stream()
+	in := GroupByKey(s, Grouped[K, V]{Name: cfg.Name, KeySerde: cfg.KeySerde, ValueSerde: cfg.ValueSerde}).Stream()
+	stores := get.stores
+	var buffer *graceBuffer[K, V]
+	if cfg.Grace > 0 {
+		buffer = &graceBuffer[K, V]{store: cfg.Name + "-Buffer", grace: cfg.Grace.Milliseconds(), ks: cfg.KeySerde, vs: cfg.ValueSerde}
+		if buffer.ks == nil {
+			buffer.ks = in.ks
+		}
+		if buffer.vs == nil {
+			buffer.vs = in.vs
+		}
+		if buffer.ks == nil || buffer.vs == nil {
+			s.b.fail(fmt.Errorf("%w: %s: the grace buffer needs the stream's key and value serdes (Joined)", ErrInvalidTopology, name))
+			return &Stream[K, VR]{b: s.b, n: s.n}
+		}
+		s.b.AddStore(KeyValueStoreBuilder(buffer.store, Bytes(), Bytes()))
+		stores = append([]string{buffer.store}, stores...)
+	}
 	out := addProcessor(s.b, name, func() Processor[K, V, K, VR] {
-		var lookup func(k K) (timedValue[VT], bool, error)
-		return &funcProcessor[K, V, K, VR]{
-			init: func(ctx ProcessorContext[K, VR]) (err error) {
-				lookup, err = get.open(ctx)
+		var lookup func(k K, ts int64) (timedValue[VT], bool, error)
+		join := func(ctx ProcessorContext[K, VR], r Record[K, V]) error {
+			tv, found, err := lookup(r.Key, r.Timestamp.UnixMilli())
+			if err != nil {
 				return err
-			},
-			process: func(ctx ProcessorContext[K, VR], r Record[K, V]) error {
-				tv, found, err := lookup(r.Key)
-				if err != nil {
-					return err
+			}
+			var vt *VT
+			if found {
+				vt = &tv.value
+			} else if !left {
+				return nil
+			}
+			ctx.Forward(Record[K, VR]{Key: r.Key, Value: joiner(r.Value, vt), Timestamp: r.Timestamp, Headers: r.Headers})
+			return nil
+		}
+		var buf *graceBuffer[K, V]
+		if buffer != nil {
+			b := *buffer
+			buf = &b
+		}
+		return &funcProcessor[K, V, K, VR]{
+			init: func(ctx ProcessorContext[K, VR]) error {
+				// A versioned table is read as of the record's timestamp
+				// (Kafka Streams' KStreamKTableJoinProcessor).
+				if get.asOf != nil {
+					var err error
+					if lookup, err = get.asOf(ctx); err != nil {
+						return err
+					}
+				} else {
+					latest, err := get.open(ctx)
+					if err != nil {
+						return err
+					}
+					lookup = func(k K, _ int64) (timedValue[VT], bool, error) { return latest(k) }
 				}
-				var vt *VT
-				if found {
-					vt = &tv.value
-				} else if !left {
-					return nil
+				if buf != nil {
+					return buf.init(ctx)
 				}
-				ctx.Forward(Record[K, VR]{Key: r.Key, Value: joiner(r.Value, vt), Timestamp: r.Timestamp, Headers: r.Headers})
 				return nil
 			},
+			process: func(ctx ProcessorContext[K, VR], r Record[K, V]) error {
+				if buf == nil {
+					return join(ctx, r)
+				}
+				return buf.process(ctx, r, func(r Record[K, V]) error { return join(ctx, r) })
+			},
 		}
-	}, get.stores, false, in.n)
+	}, stores, false, in.n)
 	out.ks = in.ks
 	return out
 }

@@ -31,7 +31,8 @@ import (
 // 5 to 40 records on one partition: few keys (so updates, deletions and
 // regroupings collide), values 0-9, about one in six a tombstone, out-of-order
 // timestamps. Every run draws a new seed, logged at the start and in every
-// failure; TABLE_REF_SEED=<seed> runs the same cases again. The harness can
+// failure; TABLE_REF_SEED=<seed> runs the same cases again, and
+// TABLE_REF_OPS=op1,op2 only those ops' cases. The harness can
 // be run by hand (input format in its Main.java):
 //
 //	cd pkg/stream/testdata/kstreams-ref && mvn -q package
@@ -55,6 +56,14 @@ func TestTablesMatchKafkaStreams(t *testing.T) {
 	t.Logf("seed %d: TABLE_REF_SEED=%d reproduces this run", seed, seed)
 	requireJava(t)
 	cases := genTableRefCases(seed, perOp)
+	ops := refOps
+	if s := os.Getenv("TABLE_REF_OPS"); s != "" {
+		// Only these ops (comma-separated), with the cases the seed gives
+		// them when all run.
+		ops = strings.Split(s, ",")
+		cases = slices.DeleteFunc(cases, func(c tableRefCase) bool { return !slices.Contains(ops, c.op) })
+		require.NotEmpty(t, cases, "TABLE_REF_OPS=%s names no op of refOps", s)
+	}
 	// Ours run while Kafka Streams does, in its own goroutine.
 	type result struct {
 		steps [][]string
@@ -88,7 +97,7 @@ func TestTablesMatchKafkaStreams(t *testing.T) {
 			}
 		}
 	}
-	for _, op := range refOps {
+	for _, op := range ops {
 		t.Logf("%-22s %d cases, %d differ from Kafka Streams", op, perOp, failures[op])
 	}
 	if len(failures) > 0 {
@@ -105,6 +114,13 @@ var refOps = []string{
 	"ss-inner", "ss-left", "ss-outer", "sg-inner", "sg-left",
 	"suppress", "suppress-count-by-value",
 	"fk-inner", "fk-left", "fk-filter-left",
+	"vsource", "st-inner-versioned", "st-left-versioned", "st-left-versioned-filter",
+}
+
+// versionedOp tells whether op reads a versioned table (the cases then
+// draw a history retention, a segment interval and a join grace period).
+func versionedOp(op string) bool {
+	return strings.HasPrefix(op, "vsource") || strings.Contains(op, "-versioned")
 }
 
 // streamSide tells whether topic is read as a stream by op (its records
@@ -150,12 +166,16 @@ type tableRefCase struct {
 	name, op           string
 	diff, after, grace int64 // stream-stream joins: before, after, grace (ms)
 	limit, maxRecords  int64 // suppressions: time limit (ms), buffer bound (0: none)
-	recs               []tableRefRec
+	// Versioned tables: history retention and segment interval (ms, 0:
+	// Kafka Streams' default; ours has no segments); grace holds the
+	// stream–table join's grace period (-1: none).
+	retention, seg int64
+	recs           []tableRefRec
 }
 
 func (c tableRefCase) script() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "case %s\nconfig op=%s diff=%d after=%d grace=%d limit=%d maxrec=%d\n", c.name, c.op, c.diff, c.after, c.grace, c.limit, c.maxRecords)
+	fmt.Fprintf(&sb, "case %s\nconfig op=%s diff=%d after=%d grace=%d limit=%d maxrec=%d retention=%d seg=%d\n", c.name, c.op, c.diff, c.after, c.grace, c.limit, c.maxRecords, c.retention, c.seg)
 	for _, r := range c.recs {
 		fmt.Fprintf(&sb, "pipe %s\n", r)
 	}
@@ -182,6 +202,13 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 				c.limit = []int64{0, 5, 20, 60}[rng.IntN(4)]
 				c.maxRecords = []int64{0, 0, 1, 2}[rng.IntN(4)]
 			}
+			if versionedOp(op) {
+				c.retention = []int64{0, 2, 8, 25, 1000}[rng.IntN(5)]
+				c.seg = []int64{0, 1, 3, 10}[rng.IntN(4)]
+				// Kafka Streams wants a grace period within the retention.
+				graces := slices.DeleteFunc([]int64{-1, 0, 3, 10, 30}, func(g int64) bool { return g > c.retention })
+				c.grace = graces[rng.IntN(len(graces))]
+			}
 			nk := 1 + rng.IntN(len(keys))
 			ts := int64(rng.IntN(50))
 			for range 5 + rng.IntN(36) {
@@ -203,6 +230,10 @@ func genTableRefCases(seed uint64, perOp int) []tableRefCase {
 				// Mostly forward in time, sometimes back (out of order).
 				ts += int64(rng.IntN(20)) - 6
 				r.ts = max(ts, 0)
+				if versionedOp(op) && rng.IntN(3) == 0 {
+					// Further back, alone: as-of lookups and history retention.
+					r.ts = max(ts-int64(rng.IntN(40)), 0)
+				}
 				c.recs = append(c.recs, r)
 			}
 			cases = append(cases, c)
@@ -242,6 +273,19 @@ func runOursTableRef(c tableRefCase) (steps [][]string, err error) {
 		joined = stream.JoinTable(stream.Source(b, "left", str, i64), right(), func(l, r int64) int64 { return refJoin(&l, &r) })
 	case "st-left":
 		joined = stream.LeftJoinTable(stream.Source(b, "left", str, i64), right(), func(l int64, r *int64) int64 { return refJoin(&l, r) })
+	case "vsource":
+		out = stream.VersionedTableSource(b, "left", str, i64, time.Duration(c.retention)*time.Millisecond)
+	case "st-inner-versioned", "st-left-versioned", "st-left-versioned-filter":
+		vt := stream.VersionedTableSource(b, "right", str, i64, time.Duration(c.retention)*time.Millisecond)
+		if c.op == "st-left-versioned-filter" {
+			vt = vt.Filter(func(_ string, v int64) bool { return v%3 != 0 })
+		}
+		j := stream.Joined[string, int64]{Grace: time.Duration(max(c.grace, 0)) * time.Millisecond}
+		if c.op == "st-inner-versioned" {
+			joined = stream.JoinTable(stream.Source(b, "left", str, i64), vt, func(l, r int64) int64 { return refJoin(&l, &r) }, j)
+		} else {
+			joined = stream.LeftJoinTable(stream.Source(b, "left", str, i64), vt, func(l int64, r *int64) int64 { return refJoin(&l, r) }, j)
+		}
 	case "suppress", "suppress-count-by-value":
 		sup := left().Suppress(stream.Suppressed[string, int64]{TimeLimit: time.Duration(c.limit) * time.Millisecond, MaxRecords: int(c.maxRecords)})
 		if c.op == "suppress" {
@@ -368,7 +412,7 @@ func firstTableRefDiff(got, want [][]string) (int, string) {
 
 func describeTableRef(c tableRefCase, want, got [][]string) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "  op=%s diff=%d after=%d grace=%d limit=%d maxrec=%d\n", c.op, c.diff, c.after, c.grace, c.limit, c.maxRecords)
+	fmt.Fprintf(&sb, "  op=%s diff=%d after=%d grace=%d limit=%d maxrec=%d retention=%d seg=%d\n", c.op, c.diff, c.after, c.grace, c.limit, c.maxRecords, c.retention, c.seg)
 	for i, r := range c.recs {
 		mark := "  "
 		if i < len(got) && !slices.Equal(got[i], want[i]) {

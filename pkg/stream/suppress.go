@@ -72,6 +72,9 @@ func (t *Table[K, V]) Suppress(s Suppressed[K, V]) *Table[K, V] {
 		return fail(fmt.Errorf("%w: %s: a negative MaxRecords", ErrInvalidTopology, name))
 	case s.KeySerde == nil || s.ValueSerde == nil:
 		return fail(fmt.Errorf("%w: %s: the buffer needs the table's key and value serdes (Suppressed.KeySerde, ValueSerde)", ErrInvalidTopology, name))
+	case t.valueGetter() != nil && t.valueGetter().asOf != nil:
+		// As Kafka Streams: "suppress() is only supported for non-versioned KTables".
+		return fail(fmt.Errorf("%w: %s: suppressing a versioned table is not supported", ErrInvalidTopology, name))
 	}
 	store := name + "-buffer"
 	b.AddStore(KeyValueStoreBuilder(store, Bytes(), Bytes()))

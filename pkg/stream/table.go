@@ -46,6 +46,12 @@ type valueGetter[K, V any] struct {
 	// noTS says why the table's timestamps are unknown, or is empty.
 	noTS string
 	open func(ctx storeCtx) (func(k K) (timedValue[V], bool, error), error)
+	// asOf, for a versioned table (nil otherwise), reads the value a key
+	// had at a time (ms), as Kafka Streams' KTableValueGetter.get(key,
+	// asOfTimestamp) does.
+	asOf func(ctx storeCtx) (func(k K, ts int64) (timedValue[V], bool, error), error)
+	// history is a versioned table's history retention.
+	history time.Duration
 }
 
 // storeGetter reads a table store.
@@ -65,23 +71,40 @@ func derivedGetter[K, V, V2 any](up *valueGetter[K, V], fn func(k K, v *V) *V2) 
 	if up == nil {
 		return nil
 	}
-	return &valueGetter[K, V2]{stores: up.stores, noTS: up.noTS, open: func(ctx storeCtx) (func(k K) (timedValue[V2], bool, error), error) {
+	derive := func(k K, tv timedValue[V], found bool, err error) (timedValue[V2], bool, error) {
+		if err != nil || !found {
+			return timedValue[V2]{}, false, err
+		}
+		v := fn(k, &tv.value)
+		if v == nil {
+			return timedValue[V2]{}, false, nil
+		}
+		return timedValue[V2]{ts: tv.ts, value: *v}, true, nil
+	}
+	g := &valueGetter[K, V2]{stores: up.stores, noTS: up.noTS, open: func(ctx storeCtx) (func(k K) (timedValue[V2], bool, error), error) {
 		get, err := up.open(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return func(k K) (timedValue[V2], bool, error) {
 			tv, found, err := get(k)
-			if err != nil || !found {
-				return timedValue[V2]{}, false, err
-			}
-			v := fn(k, &tv.value)
-			if v == nil {
-				return timedValue[V2]{}, false, nil
-			}
-			return timedValue[V2]{ts: tv.ts, value: *v}, true, nil
+			return derive(k, tv, found, err)
 		}, nil
 	}}
+	if up.asOf != nil {
+		g.history = up.history
+		g.asOf = func(ctx storeCtx) (func(k K, ts int64) (timedValue[V2], bool, error), error) {
+			get, err := up.asOf(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return func(k K, ts int64) (timedValue[V2], bool, error) {
+				tv, found, err := get(k, ts)
+				return derive(k, tv, found, err)
+			}, nil
+		}
+	}
+	return g
 }
 
 // valueGetter returns how to read t by key, or nil.

@@ -37,10 +37,13 @@ import org.apache.kafka.streams.kstream.KGroupedTable;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.KeyValueMapper;
+import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.ValueJoiner;
 import org.apache.kafka.streams.state.BuiltInDslStoreSuppliers;
+import org.apache.kafka.streams.state.Stores;
+import org.apache.kafka.streams.state.VersionedBytesStoreSupplier;
 import org.apache.kafka.streams.test.TestRecord;
 
 /**
@@ -74,7 +77,12 @@ import org.apache.kafka.streams.test.TestRecord;
  * suppress(untilTimeLimit(limit)), buffer of maxrec keys or unbounded);
  * fk-{inner,left} (table left joined on FOREIGN_KEY with table right),
  * fk-filter-left (the same left join of left filtered to values mod 4 != 3
- * with right filtered to even values).
+ * with right filtered to even values); vsource (versioned table left, its
+ * toStream); st-{inner,left}-versioned (stream left, versioned table
+ * right), st-left-versioned-filter (the same with right filtered to values
+ * mod 3 != 0): the versioned store keeps retention=MS of history, in
+ * segments of seg=MS (0: the default), and the join has
+ * Joined.withGracePeriod(grace) unless grace=-1.
  */
 public final class Main {
     private Main() {}
@@ -249,6 +257,18 @@ public final class Main {
             case "sg-left":
                 result = b.stream("left", consumed).leftJoin(b.globalTable("right", consumed), GLOBAL_KEY, JOIN);
                 break;
+            case "vsource":
+                result = b.table("left", consumed, versioned(cfg)).toStream();
+                break;
+            case "st-inner-versioned":
+                result = b.stream("left", consumed).join(b.table("right", consumed, versioned(cfg)), JOIN, versionedJoined(cfg));
+                break;
+            case "st-left-versioned":
+                result = b.stream("left", consumed).leftJoin(b.table("right", consumed, versioned(cfg)), JOIN, versionedJoined(cfg));
+                break;
+            case "st-left-versioned-filter":
+                result = b.stream("left", consumed).leftJoin(b.table("right", consumed, versioned(cfg)).filter((k, v) -> v % 3 != 0), JOIN, versionedJoined(cfg));
+                break;
             case "fk-inner":
                 result = b.table("left", consumed).join(b.table("right", consumed), FOREIGN_KEY, JOIN).toStream();
                 break;
@@ -290,6 +310,22 @@ public final class Main {
         }
         result.to("out", produced);
         return b.build();
+    }
+
+    /** A versioned store keeping retention ms of history, in segments of seg ms (0: the default). */
+    static Materialized<String, Long, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> versioned(final Map<String, String> cfg) {
+        final long seg = ms(cfg, "seg");
+        final VersionedBytesStoreSupplier supplier = seg > 0
+            ? Stores.persistentVersionedKeyValueStore("versioned", Duration.ofMillis(ms(cfg, "retention")), Duration.ofMillis(seg))
+            : Stores.persistentVersionedKeyValueStore("versioned", Duration.ofMillis(ms(cfg, "retention")));
+        return Materialized.<String, Long>as(supplier).withKeySerde(Serdes.String()).withValueSerde(Serdes.Long());
+    }
+
+    /** Joined with the grace period grace, or none when grace is -1. */
+    static Joined<String, Long, Long> versionedJoined(final Map<String, String> cfg) {
+        final Joined<String, Long, Long> j = Joined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
+        final long grace = ms(cfg, "grace");
+        return grace < 0 ? j : j.withGracePeriod(Duration.ofMillis(grace));
     }
 
     /** untilTimeLimit(limit) with an unbounded buffer, or one of maxrec keys that emits early. */
