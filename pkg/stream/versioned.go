@@ -45,7 +45,9 @@ import (
 // record's key and the version's timestamp, so a new instance restores the
 // whole history. Versions that can no longer be read (their validity ended
 // more than historyRetention before stream time) are deleted, from the
-// store and its changelog, the next time their key is written.
+// store and its changelog, when their key is next written, and by a sweep
+// of the whole store every so many puts (as many as the store had
+// entries at the last sweep, at least 1024).
 //
 // A versioned table can be filtered, mapped, turned into a stream and
 // joined with a stream. Grouping it (GroupTableBy), joining it with
@@ -160,7 +162,15 @@ type versionedStore[K, V any] struct {
 	// largest version timestamp, which no cleanup removes.
 	observed int64
 	loaded   bool
+	// puts counts the puts since the last sweep of the whole store, which
+	// comes once they reach sweepAt (the number of entries then, at least
+	// minSweep): versions of keys that are not written any more go too,
+	// at an amortized constant cost per put.
+	puts, sweepAt int64
 }
+
+// minSweep is the fewest puts between two sweeps of a versioned store.
+const minSweep = 1024
 
 // versionedStoreBuilder describes the store of a versioned table.
 func versionedStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde Serde[V], retention int64, opts ...StoreOpt) StoreBuilder {
@@ -170,7 +180,7 @@ func versionedStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde 
 	}
 	s.open = func(c *storeCore) StateStore {
 		return &versionedStore[K, V]{inner: &kvStore[[]byte, []byte]{core: c, ks: Bytes(), vs: Bytes(), noDedup: s.noDedup},
-			ks: keySerde, vs: valueSerde, retention: retention, observed: noTime}
+			ks: keySerde, vs: valueSerde, retention: retention, observed: noTime, sweepAt: minSweep}
 	}
 	return s
 }
@@ -328,7 +338,7 @@ func (s *versionedStore[K, V]) cutoff() (int64, bool) {
 // Streams' RocksDBVersionedStore.put does; stored is false when ts is
 // older than the history retention allows. A redelivered input already
 // applied to that version is not applied again. Versions of k that can no
-// longer be read are deleted.
+// longer be read are deleted, and every so often those of every key.
 func (s *versionedStore[K, V]) put(k K, v *V, ts int64) (stored bool, err error) {
 	if err := s.load(); err != nil {
 		return false, err
@@ -356,32 +366,78 @@ func (s *versionedStore[K, V]) put(k K, v *V, ts int64) (stored bool, err error)
 	if err := s.inner.Put(versionKey(p, ts), val); err != nil {
 		return false, err
 	}
-	return true, s.cleanup(kb)
+	vs, err := s.versions(kb)
+	if err != nil {
+		return false, err
+	}
+	if err := s.deleteDead(vs); err != nil {
+		return false, err
+	}
+	if s.puts++; s.puts >= s.sweepAt {
+		return true, s.sweep()
+	}
+	return true, nil
 }
 
-// cleanup deletes the versions of kb that no read can reach any more: a
-// version whose successor starts at or before the cutoff (reads as of a
-// later time find the successor, reads as of an earlier time the latest
-// value only), and a latest deletion older than the cutoff.
-func (s *versionedStore[K, V]) cleanup(kb []byte) error {
+// deleteDead deletes those of one key's versions (oldest first) that no
+// read can reach any more: a version whose successor starts at or before
+// the cutoff (reads as of a later time find the successor, reads as of an
+// earlier time the latest value only), and a latest deletion older than
+// the cutoff. The deletions are not position-tracked writes.
+func (s *versionedStore[K, V]) deleteDead(vs []version) error {
 	c, ok := s.cutoff()
 	if !ok {
 		return nil
 	}
-	vs, err := s.versions(kb)
+	for i, v := range vs {
+		last := i == len(vs)-1
+		if (last || vs[i+1].ts > c) && (!last || !v.tomb || v.ts >= c) {
+			break
+		}
+		if err := s.inner.core.write(v.key, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweep deletes the dead versions of every key.
+func (s *versionedStore[K, V]) sweep() error {
+	if s.inner.core.closed.Load() {
+		return ErrStoreClosed
+	}
+	it, err := s.inner.core.backend.Range(nil, nil)
 	if err != nil {
 		return err
 	}
-	for i, v := range vs {
-		last := i == len(vs)-1
-		if (!last && vs[i+1].ts <= c) || (last && v.tomb && v.ts < c) {
-			if err := s.inner.core.write(v.key, nil); err != nil {
+	defer it.Close()
+	var group []version
+	var n int64
+	flush := func() error {
+		err := s.deleteDead(group)
+		group = group[:0]
+		return err
+	}
+	for it.Next() {
+		n++
+		v, err := decodeVersion(bytes.Clone(it.Key()), it.Value())
+		if err != nil {
+			return err
+		}
+		if len(group) > 0 && !bytes.Equal(group[0].key[:len(group[0].key)-8], v.key[:len(v.key)-8]) {
+			if err := flush(); err != nil {
 				return err
 			}
-			continue
 		}
-		break
+		group = append(group, version{ts: v.ts, tomb: v.tomb, key: v.key})
 	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.puts, s.sweepAt = 0, max(n, minSweep)
 	return nil
 }
 
