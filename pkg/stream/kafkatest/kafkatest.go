@@ -259,6 +259,9 @@ type KV struct {
 	// Partition, if set, sends the record to that partition instead of the
 	// one sarama's default partitioner picks from the key.
 	Partition *int32
+	// Timestamp, if not zero, is the record's timestamp (else the time it
+	// is sent).
+	Timestamp time.Time
 }
 
 // ProduceStrings sends recs to topic, in order, with an idempotent producer
@@ -291,7 +294,7 @@ func ProduceStrings(t testing.TB, brokers []string, topic string, recs []KV) {
 
 	msgs := make([]*sarama.ProducerMessage, 0, len(recs))
 	for _, r := range recs {
-		m := &sarama.ProducerMessage{Topic: topic}
+		m := &sarama.ProducerMessage{Topic: topic, Timestamp: r.Timestamp}
 		if r.Key != "" {
 			m.Key = sarama.StringEncoder(r.Key)
 		}
