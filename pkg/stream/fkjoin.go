@@ -44,9 +44,12 @@ type ForeignKeyJoined[K, VR any] struct {
 // KTable.join(KTable, BiFunction foreignKeyExtractor, ValueJoiner), KIP-213):
 // the result, keyed as t, has joiner(value, other value) for the entries
 // of t whose foreign key has a value in other. Many entries of t may refer
-// to one entry of other; the tables need not be co-partitioned. foreignKey
-// returning ok false means the entry refers to nothing (Kafka Streams'
-// null foreign key): it has no result.
+// to one entry of other; the tables need not be co-partitioned, but the
+// topic of other must be partitioned by the murmur2 hash of the serialized
+// key, as Kafka's Java clients and this package's sinks write (not
+// sarama's default partitioner). foreignKey returning ok false means the
+// entry refers to nothing (Kafka Streams' null foreign key): it has no
+// result.
 //
 // It follows Kafka Streams' semantics record for record (checked against
 // Kafka Streams 4.4 by TestTablesMatchKafkaStreams). An update of t is

@@ -219,3 +219,45 @@ func TestForeignKeyJoinTopologyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignKeyJoinOfATableWithItself joins employees (id -> "name,manager
+// id") with their managers in the same table: one sub-topology reads the
+// table and both internal topics, and a manager's rename reaches their
+// reports.
+func TestForeignKeyJoinOfATableWithItself(t *testing.T) {
+	b := stream.NewBuilder()
+	str := stream.String()
+	staff := stream.TableSource(b, "staff", str, str)
+	withManager := stream.LeftJoinTablesOnForeignKey(staff, staff,
+		func(_ string, v string) (string, bool) {
+			_, manager, _ := strings.Cut(v, ",")
+			return manager, manager != ""
+		},
+		func(v string, manager *string) string {
+			name, _, _ := strings.Cut(v, ",")
+			if manager == nil {
+				return name + " reports to nobody"
+			}
+			boss, _, _ := strings.Cut(*manager, ",")
+			return name + " reports to " + boss
+		},
+		stream.ForeignKeyJoined[string, string]{Materialized: stream.Materialized[string, string]{StoreName: "reports", ValueSerde: str}})
+	stream.ToStreamWithTombstones(withManager).To("out", str, stream.TombstoneSerde(str))
+	top, err := b.Build()
+	require.NoError(t, err)
+	d, err := streamtest.New(top, stream.Partitions(3), stream.StartTime(time.UnixMilli(0)))
+	require.NoError(t, err)
+	defer d.Close()
+	in := streamtest.NewInputTopic(d, "staff", str, str)
+	for _, kv := range [][2]string{{"e1", "ann,"}, {"e2", "bob,e1"}, {"e3", "cid,e1"}, {"e4", "dan,e2"}, {"e1", "anna,"}} {
+		require.NoError(t, in.Pipe(kv[0], kv[1]))
+	}
+	s := streamtest.KeyValueStore[string, string](d, "reports", str)
+	got := map[string]string{}
+	for _, k := range []string{"e1", "e2", "e3", "e4"} {
+		v, _, err := s.Get(k)
+		require.NoError(t, err)
+		got[k] = v
+	}
+	require.Equal(t, map[string]string{"e1": "anna reports to nobody", "e2": "bob reports to anna", "e3": "cid reports to anna", "e4": "dan reports to bob"}, got)
+}
