@@ -70,10 +70,10 @@ type ForeignKeyJoined[K, VR any] struct {
 // (the value of t is hashed to recognise stale answers, the values of
 // other travel through the response topic): a table made by
 // MapTableValues needs its valueSerde argument. The right table must keep
-// timestamps (a table read with TableSource or made by GroupTableBy
-// keeps them; a stream aggregation's does not). The result is
-// materialized in a store (j's Materialized, by default
-// <name>-STATE-STORE with JSON values) that QueryStore reads.
+// timestamps (a table read with TableSource or made by AggregateTable,
+// CountTable or ReduceTable keeps them; a stream aggregation's does
+// not). The result is materialized in a store (j's Materialized, by
+// default <name>-STATE-STORE with JSON values) that QueryStore reads.
 func JoinTablesOnForeignKey[K, V, KO, VO, VR any](t *Table[K, V], other *Table[KO, VO], foreignKey func(k K, v V) (fk KO, ok bool), joiner func(v V, vo VO) VR, j ...ForeignKeyJoined[K, VR]) *Table[K, VR] {
 	var inner func(v V, vo *VO) VR
 	if joiner != nil {
