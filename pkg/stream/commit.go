@@ -44,6 +44,9 @@ func (a *App) commit(sess sarama.ConsumerGroupSession) {
 func (a *App) commitTasks(sess sarama.ConsumerGroupSession, tasks []*task) {
 	var commits []*offsetCommit
 	for _, t := range tasks {
+		if t.lost.Load() {
+			continue // another instance owns it now: nothing of it is committed
+		}
 		t.mu.Lock()
 		t.flushStores()
 		a.waitAcks(t)
@@ -199,6 +202,11 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 		}
 		c.t.mu.Unlock()
 	}
+	if failed != nil && !a.cfg.exactlyOnce && (errors.Is(failed, sarama.ErrUnknownMemberId) || errors.Is(failed, sarama.ErrFencedInstancedId) ||
+		(!a.cooperative() && errors.Is(failed, sarama.ErrIllegalGeneration))) {
+		a.membershipLost(failed)
+		return
+	}
 	if failed != nil {
 		level := slog.LevelWarn
 		if a.cooperative() && (errors.Is(failed, sarama.ErrIllegalGeneration) || errors.Is(failed, sarama.ErrRebalanceInProgress)) {
@@ -208,6 +216,36 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 			level = slog.LevelDebug
 		}
 		a.cfg.logger.Log(context.Background(), level, "offset commit failed", slog.String("application_id", a.cfg.appID), slog.Any("err", failed))
+	}
+}
+
+// membershipLost is called when the group coordinator says this instance
+// is no longer the member its tasks were assigned to (its session timed
+// out during a stall, say): the group gave the tasks' partitions to other
+// instances, which restore the stores from the changelogs and process the
+// uncommitted input again. As Kafka Streams does with lost tasks, every
+// task stops at once and is dropped dirty: nothing more is processed,
+// flushed or committed, and local state (held-back writes, the store
+// copies) is discarded, so a stale instance does not write over its
+// successor's changelog. The instance then rejoins as a new member: under
+// the eager protocol its claims return, which ends the session; under the
+// cooperative one, whose sessions outlive a rejoin (and would keep the
+// dropped tasks' claims), the runtime restarts (RestartOnFailure).
+func (a *App) membershipLost(err error) {
+	a.mu.RLock()
+	n := 0
+	for _, t := range a.tasks {
+		if !t.lost.Swap(true) {
+			n++
+		}
+	}
+	a.mu.RUnlock()
+	if n > 0 {
+		a.cfg.logger.Warn("this instance is no longer a member of the group: its tasks are dropped without a commit; their new owners process their uncommitted input again",
+			slog.String("application_id", a.cfg.appID), slog.Int("tasks", n), slog.Any("err", err))
+	}
+	if a.cooperative() {
+		a.fail(fmt.Errorf("stream: this instance is no longer a member of the group; restarting: %w", err))
 	}
 }
 

@@ -285,6 +285,11 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 			a.fail(err)
 			return err
 		}
+		if t.lost.Load() && !a.cooperative() {
+			// Dropped (see membershipLost): under the eager protocol a
+			// claim that returns ends the session, and the member rejoins.
+			return nil
+		}
 	}
 }
 

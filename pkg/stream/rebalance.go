@@ -140,6 +140,9 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 		t.mu.Lock()
 		done := a.prepareCommit(t) == nil
 		t.mu.Unlock()
+		if t.lost.Load() {
+			break // owned by another instance now: dropped, not committed
+		}
 		if done || attempt == revokeCommitAttempts || a.failure() != nil || a.life.ctx.Err() != nil {
 			if !done {
 				a.cfg.logger.Warn("last commit of a revoked task failed; its next owner processes its uncommitted records again",
@@ -176,6 +179,15 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 func (a *App) closeTask(t *task) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.lost.Load() {
+		// Dropped dirty: the stores hold writes their changelogs lack.
+		t.discardDirty()
+		_ = t.closeLocked()
+		for _, c := range t.stores {
+			a.dropBackend(c)
+		}
+		return
+	}
 	t.flushStores()
 	a.waitAcks(t)
 	_ = t.closeLocked()

@@ -83,6 +83,22 @@ func (a *App) releaseBackend(c *storeCore) {
 	_ = os.WriteFile(dir+".checkpoint", []byte(strconv.FormatInt(restored, 10)), 0o644)
 }
 
+// dropBackend discards a lost task's store: it may hold writes its
+// changelog lacks, so no later task may start from it (a persistent store's
+// folder is deleted; the next owner here restores from the changelog).
+func (a *App) dropBackend(c *storeCore) {
+	if err := c.backend.Close(); err != nil {
+		a.cfg.logger.Warn("closing store", slog.String("store", c.name), slog.Any("err", err))
+	}
+	if a.top.stores[c.name].persistent {
+		dir := a.storeDir(c.name, c.partition)
+		_ = os.Remove(dir + ".checkpoint")
+		if err := os.RemoveAll(dir); err != nil {
+			a.cfg.logger.Warn("deleting a dropped store", slog.String("store", c.name), slog.Any("err", err))
+		}
+	}
+}
+
 func (a *App) closeBackends() {
 	a.stopStandbys()
 	a.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emostream/emostream/pkg/stream/internal/kv"
@@ -94,6 +95,13 @@ type task struct {
 	puncts []*punctuation
 	err    error
 	closed bool
+	// lost is set when the instance learns it is no longer a member of the
+	// group (a commit answered UNKNOWN_MEMBER_ID, say, after a long stall):
+	// the task's partitions belong to another instance now, which restores
+	// its stores from the changelogs. From then on nothing is processed,
+	// punctuated, flushed or committed, and the task's local state is
+	// dropped, as Kafka Streams closes lost tasks dirty. Set without mu.
+	lost atomic.Bool
 	// closing is set before the last commit of a task that is handed over
 	// (revoke, shutdown, streamtest restart): from then on nothing is
 	// processed or punctuated, so nothing happens that the commit misses.
@@ -224,7 +232,7 @@ func restoreAll(env taskEnv, t *task) error {
 
 // process runs one input record through the task. The caller holds mu.
 func (t *task) process(r *inRecord) error {
-	if t.closed || t.closing {
+	if t.closed || t.closing || t.lost.Load() {
 		return nil
 	}
 	in, ok := t.sources[r.topic]
@@ -256,6 +264,9 @@ func (t *task) process(r *inRecord) error {
 	in(r)
 	t.cur.inRecord, t.cur.raw = false, nil
 	if t.err != nil {
+		if t.lost.Load() {
+			return nil // dropped, not failed
+		}
 		return t.err
 	}
 	t.offsets[r.topic] = r.offset + 1
@@ -271,7 +282,7 @@ func (t *task) advanceStreamTime(ts time.Time) {
 
 // punctuate fires due punctuations of one type. The caller holds mu.
 func (t *task) punctuate(typ PunctuationType, now time.Time) error {
-	if now.IsZero() || t.closed || t.closing {
+	if now.IsZero() || t.closed || t.closing || t.lost.Load() {
 		return nil
 	}
 	for _, p := range t.puncts {
@@ -364,6 +375,10 @@ func (t *task) sendChangelog(c *storeCore, key, value []byte) {
 func (t *task) flushStores() {
 	names := t.sub.stores
 	for i, name := range names {
+		if t.lost.Load() {
+			t.discardDirty()
+			return
+		}
 		c := t.stores[name]
 		if c == nil {
 			continue
@@ -376,6 +391,18 @@ func (t *task) flushStores() {
 			t.fail(err)
 			return
 		}
+	}
+}
+
+// discardDirty drops the stores' held-back writes without sending them (a
+// lost task). The caller holds mu.
+func (t *task) discardDirty() {
+	for _, c := range t.stores {
+		if rc := t.env.recordCache(); rc != nil {
+			rc.used.Add(-c.dirtyBytes)
+		}
+		clear(c.dirty)
+		c.dirtyBytes = 0
 	}
 }
 
@@ -398,8 +425,15 @@ func (t *task) flushStoresDurably() error {
 			}
 		}
 	}
+	if t.lost.Load() {
+		return errTaskLost
+	}
 	return nil
 }
+
+// errTaskLost is what FlushStores returns in a task that was lost while it
+// waited: its partitions belong to another instance now.
+var errTaskLost = errors.New("stream: the task's partitions were assigned to another instance")
 
 // dirtyAfter reports whether any of the named stores holds back writes.
 func (t *task) dirtyAfter(names []string) bool {
