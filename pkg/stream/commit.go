@@ -219,6 +219,37 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 	}
 }
 
+// probeMembership asks the group coordinator, with a heartbeat of the
+// session's member and generation, whether this instance still belongs to
+// the group. It returns the coordinator's error when the instance does not
+// (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, or ILLEGAL_GENERATION under the
+// eager protocol) and nil otherwise, also when the coordinator cannot be
+// asked (then the commit that follows decides).
+func (a *App) probeMembership(sess sarama.ConsumerGroupSession) error {
+	broker, err := a.client.Coordinator(a.cfg.appID)
+	if err != nil {
+		return nil
+	}
+	req := &sarama.HeartbeatRequest{Version: 4, GroupId: a.cfg.appID, MemberId: sess.MemberID(), GenerationId: sess.GenerationID()}
+	if id := a.cfg.group.instanceID; id != "" {
+		req.GroupInstanceId = &id
+	}
+	var resp *sarama.HeartbeatResponse
+	if err := a.life.bounded(func() error {
+		var err error
+		resp, err = broker.Heartbeat(req)
+		return err
+	}); err != nil || resp == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(resp.Err, sarama.ErrUnknownMemberId), errors.Is(resp.Err, sarama.ErrFencedInstancedId),
+		!a.cooperative() && errors.Is(resp.Err, sarama.ErrIllegalGeneration):
+		return resp.Err
+	}
+	return nil
+}
+
 // membershipLost is called when the group coordinator says this instance
 // is no longer the member its tasks were assigned to (its session timed
 // out during a stall, say): the group gave the tasks' partitions to other
@@ -232,6 +263,14 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 // cooperative one, whose sessions outlive a rejoin (and would keep the
 // dropped tasks' claims), the runtime restarts (RestartOnFailure).
 func (a *App) membershipLost(err error) {
+	a.markLost(err)
+	if a.cooperative() {
+		a.fail(fmt.Errorf("stream: this instance is no longer a member of the group; restarting: %w", err))
+	}
+}
+
+// markLost marks every task lost (see membershipLost) and logs it.
+func (a *App) markLost(err error) {
 	a.mu.RLock()
 	n := 0
 	for _, t := range a.tasks {
@@ -243,9 +282,6 @@ func (a *App) membershipLost(err error) {
 	if n > 0 {
 		a.cfg.logger.Warn("this instance is no longer a member of the group: its tasks are dropped without a commit; their new owners process their uncommitted input again",
 			slog.String("application_id", a.cfg.appID), slog.Int("tasks", n), slog.Any("err", err))
-	}
-	if a.cooperative() {
-		a.fail(fmt.Errorf("stream: this instance is no longer a member of the group; restarting: %w", err))
 	}
 }
 

@@ -200,6 +200,14 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 		t.mu.Unlock()
 	}
 	a.mu.RUnlock()
+	if !a.cfg.exactlyOnce && a.failure() == nil {
+		// A session that ended because the group no longer knows this
+		// member (sarama ends it quietly on such a heartbeat answer) must
+		// not flush its tasks' held-back state over their new owners'.
+		if err := a.probeMembership(sess); err != nil {
+			a.markLost(err)
+		}
+	}
 	a.commit(sess)
 	a.mu.Lock()
 	defer a.mu.Unlock()
