@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"time"
 
@@ -308,6 +309,13 @@ func (s *versionedStore[K, V]) load() error {
 	}
 	defer it.Close()
 	for it.Next() {
+		if len(it.Key()) == 0 {
+			if len(it.Value()) != 8 {
+				return fmt.Errorf("stream: corrupt stream time in versioned store %s", s.Name())
+			}
+			s.observed = max(s.observed, int64(binary.BigEndian.Uint64(it.Value())))
+			continue
+		}
 		_, ts, err := splitVersionKey(it.Key())
 		if err != nil {
 			return err
@@ -320,6 +328,11 @@ func (s *versionedStore[K, V]) load() error {
 	s.loaded = true
 	return nil
 }
+
+// versionedMetaKey holds a versioned store's stream time (8 bytes) when
+// the version that set it was deleted (see put); every version key is
+// longer.
+var versionedMetaKey = []byte{}
 
 // cutoff is the store's stream time minus its history retention: reads
 // as of an older time see only the latest value, and older puts are
@@ -360,15 +373,36 @@ func (s *versionedStore[K, V]) put(k K, v *V, ts int64) (stored bool, err error)
 		val = append([]byte{0}, b...)
 	}
 	p := versionPrefix(kb)
-	// One position-tracked write per record, whatever the state: the
-	// cleanup below writes without positions, so a redelivery makes the
-	// same sequence of tracked writes (see KeyValueStore).
-	if err := s.inner.Put(versionKey(p, ts), val); err != nil {
-		return false, err
-	}
 	vs, err := s.versions(kb)
 	if err != nil {
 		return false, err
+	}
+	// One position-tracked write per record (a put, or the deletion
+	// below): the cleanup writes without positions, so a redelivery makes
+	// the same sequence of tracked writes (see KeyValueStore).
+	if n := len(vs); v == nil && n > 0 && vs[n-1].ts == ts && !vs[n-1].tomb && (n == 1 || vs[n-2].tomb) {
+		// A deletion at the very time of the latest value, which no
+		// earlier value ends at: Kafka Streams' store drops that value
+		// and keeps no trace of the deletion, so a later out-of-order put
+		// before ts becomes the latest value (its validity ends at no
+		// deletion). Reads see the same as with a deletion.
+		if err := s.inner.Delete(vs[n-1].key); err != nil {
+			return false, err
+		}
+		vs = vs[:n-1]
+		if ts == s.observed {
+			// The stream time must survive a restore without that version.
+			if err := s.inner.core.write(versionedMetaKey, binary.BigEndian.AppendUint64(nil, uint64(ts))); err != nil {
+				return false, err
+			}
+		}
+	} else {
+		if err := s.inner.Put(versionKey(p, ts), val); err != nil {
+			return false, err
+		}
+		if vs, err = s.versions(kb); err != nil {
+			return false, err
+		}
 	}
 	if err := s.deleteDead(vs); err != nil {
 		return false, err
@@ -419,6 +453,9 @@ func (s *versionedStore[K, V]) sweep() error {
 		return err
 	}
 	for it.Next() {
+		if len(it.Key()) == 0 {
+			continue // the stream time
+		}
 		n++
 		v, err := decodeVersion(bytes.Clone(it.Key()), it.Value())
 		if err != nil {
@@ -574,6 +611,9 @@ func (i *versionedIter[K, V]) Next() bool {
 			i.end = true
 			continue
 		}
+		if len(i.it.Key()) == 0 {
+			continue // the stream time
+		}
 		v, err := decodeVersion(bytes.Clone(i.it.Key()), i.it.Value())
 		if err != nil {
 			i.err = err
@@ -616,7 +656,10 @@ func (i *versionedIter[K, V]) Close() error { return i.it.Close() }
 // grace period (Kafka Streams' RocksDBTimeOrderedKeyValueBuffer under
 // KStreamKTableJoinProcessor). Its store's entries are keyed by the
 // record's timestamp (8 bytes, big-endian, sign bit flipped), serialized
-// key and input offset, so they iterate in the order they are joined;
+// key, then where it came from — the input record's offset (8 bytes), a
+// hash of its topic (4) and a count of the records buffered while
+// processing that input record (4) — so they iterate in the order they
+// are joined, and a redelivered input record finds its entries again;
 // the empty key holds the buffer's stream time (8 bytes).
 type graceBuffer[K, V any] struct {
 	store string
@@ -628,6 +671,9 @@ type graceBuffer[K, V any] struct {
 	// none yet), the stream time of the buffer, as in Kafka Streams (not
 	// the task's, which the table's records move too).
 	observed int64
+	// in is the input record whose buffered records n counts.
+	in RecordMetadata
+	n  uint32
 }
 
 // graceMetaKey is the key of the buffer's stream time.
@@ -671,9 +717,16 @@ func (g *graceBuffer[K, V]) process(ctx interface {
 	if err != nil {
 		return err
 	}
-	md, _ := ctx.RecordMetadata()
-	key := binary.BigEndian.AppendUint64(make([]byte, 0, 16+len(kb)), uint64(ts)^(1<<63))
-	key = binary.BigEndian.AppendUint64(append(key, kb...), uint64(md.Offset))
+	// Outside an input record (a punctuation upstream) the count goes on.
+	if md, ok := ctx.RecordMetadata(); ok && md != g.in {
+		g.in, g.n = md, 0
+	}
+	g.n++
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(g.in.Topic))
+	key := binary.BigEndian.AppendUint64(make([]byte, 0, 24+len(kb)), uint64(ts)^(1<<63))
+	key = binary.BigEndian.AppendUint64(append(key, kb...), uint64(g.in.Offset))
+	key = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(key, h.Sum32()), g.n)
 	if err := g.buf.Put(key, encodeBuffered(vb, r.Headers)); err != nil {
 		return err
 	}
@@ -697,14 +750,14 @@ func (g *graceBuffer[K, V]) evict(join func(Record[K, V]) error) error {
 		if len(key) == 0 {
 			continue // the stream time
 		}
-		if len(key) < 16 {
+		if len(key) < 24 {
 			return fmt.Errorf("stream: corrupt key of %d bytes in grace buffer %s", len(key), g.store)
 		}
 		ts := int64(binary.BigEndian.Uint64(key) ^ (1 << 63))
 		if ts > limit {
 			break
 		}
-		k, err := g.ks.Deserialize(key[8 : len(key)-8])
+		k, err := g.ks.Deserialize(key[8 : len(key)-16])
 		if err != nil {
 			return err
 		}

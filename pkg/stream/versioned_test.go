@@ -34,6 +34,10 @@ func TestVersionedTopologyErrors(t *testing.T) {
 		"table–table join": func(b *stream.Builder) {
 			stream.JoinTables(stream.TableSource(b, "u", str, i64), vt(b), func(a, b int64) int64 { return a + b })
 		},
+		"foreign-key join": func(b *stream.Builder) {
+			stream.JoinTablesOnForeignKey(stream.TableSource(b, "u", str, i64), vt(b), func(k string, _ int64) (string, bool) { return k, true },
+				func(a, b int64) int64 { return a + b })
+		},
 		"Suppress": func(b *stream.Builder) {
 			vt(b).Suppress(stream.Suppressed[string, int64]{TimeLimit: time.Second})
 		},
@@ -52,6 +56,10 @@ func TestVersionedTopologyErrors(t *testing.T) {
 			build(b)
 			_, err := b.Build()
 			require.ErrorIs(t, err, stream.ErrInvalidTopology)
+			switch name {
+			case "GroupTableBy", "GroupTableBy after Filter", "table–table join", "foreign-key join", "Suppress", "grace with a table that is not versioned":
+				require.ErrorContains(t, err, "versioned")
+			}
 		})
 	}
 	// The grace period may equal the retention.
@@ -250,4 +258,84 @@ func TestVersionedJoinGraceBuffer(t *testing.T) {
 	require.Equal(t, []string{"a=s3@t1/101"}, read())
 	require.NoError(t, sin.PipeAt("c", "s4", time.UnixMilli(200)))
 	require.Empty(t, read(), "b and c have no value in the table")
+}
+
+// Records buffered while processing one input record (a FlatMapValues
+// upstream) with equal timestamps and keys are all kept, in order.
+func TestVersionedJoinGraceBufferKeepsRecordsOfOneInput(t *testing.T) {
+	str := stream.String()
+	b := stream.NewBuilder()
+	tbl := stream.VersionedTableSource(b, "t", str, str, time.Second)
+	s := stream.FlatMapValues(stream.Source(b, "s", str, str), func(_, v string) []string { return []string{v + "1", v + "2", v + "3"} })
+	stream.JoinTable(s, tbl, func(v, tv string) string { return v + "@" + tv },
+		stream.Joined[string, string]{Grace: 5 * time.Millisecond, ValueSerde: str}).To("out", str, str)
+	d := buildDriver(t, b)
+	require.NoError(t, streamtest.NewInputTopic(d, "t", str, str).PipeAt("a", "t", time.UnixMilli(1)))
+	sin := streamtest.NewInputTopic(d, "s", str, str)
+	require.NoError(t, sin.PipeAt("a", "x", time.UnixMilli(10)))
+	require.NoError(t, sin.PipeAt("a", "y", time.UnixMilli(10)))
+	require.NoError(t, sin.PipeAt("a", "z", time.UnixMilli(20)))
+	kvs, err := streamtest.NewOutputTopic(d, "out", str, str).ReadKeyValues()
+	require.NoError(t, err)
+	var got []string
+	for _, kv := range kvs {
+		got = append(got, kv.Value)
+	}
+	require.Equal(t, []string{"x1@t", "x2@t", "x3@t", "y1@t", "y2@t", "y3@t"}, got)
+}
+
+// Kafka Streams' versioned store keeps no trace of a deletion at the very
+// time of a key's only value: reads see the deletion, but a later
+// out-of-order value before it becomes the latest value (the cross-check
+// found this). The store's stream time survives a restart all the same.
+func TestVersionedDeletionAtTheLatestValuesTime(t *testing.T) {
+	str := stream.String()
+	b := stream.NewBuilder()
+	tbl := stream.VersionedTableSource(b, "t", str, str, 20*time.Millisecond)
+	stream.LeftJoinTable(stream.Source(b, "s", str, str), tbl, func(v string, tv *string) string {
+		if tv == nil {
+			return v + "@none"
+		}
+		return v + "@" + *tv
+	}).To("out", str, str)
+	d := buildDriver(t, b)
+	tin := streamtest.NewInputTopic(d, "t", str, stream.TombstoneSerde(str))
+	sin := streamtest.NewInputTopic(d, "s", str, str)
+	out := streamtest.NewOutputTopic(d, "out", str, str)
+	p := func(s string) *string { return &s }
+	join := func(k string, ts int64) string {
+		t.Helper()
+		require.NoError(t, sin.PipeAt(k, "s", time.UnixMilli(ts)))
+		kvs, err := out.ReadKeyValues()
+		require.NoError(t, err)
+		require.Len(t, kvs, 1)
+		return kvs[0].Value
+	}
+	require.NoError(t, tin.PipeAt("a", p("2"), time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("a", nil, time.UnixMilli(40)))
+	require.Equal(t, "s@none", join("a", 45))
+	require.NoError(t, tin.PipeAt("a", p("7"), time.UnixMilli(28)))
+	require.Equal(t, "s@7", join("a", 45), "the deletion at 40 left no trace")
+	// With an earlier value ending there, the deletion stays.
+	require.NoError(t, tin.PipeAt("b", p("1"), time.UnixMilli(30)))
+	require.NoError(t, tin.PipeAt("b", p("2"), time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("b", nil, time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("b", p("3"), time.UnixMilli(35)))
+	require.Equal(t, "s@none", join("b", 45))
+	require.Equal(t, "s@3", join("b", 36))
+
+	// The store's stream time survives a restart although the only
+	// version with its timestamp is gone.
+	b = stream.NewBuilder()
+	stream.VersionedTableSource(b, "t", str, str, 20*time.Millisecond)
+	d = buildDriver(t, b)
+	tin = streamtest.NewInputTopic(d, "t", str, stream.TombstoneSerde(str))
+	require.NoError(t, tin.PipeAt("a", p("1"), time.UnixMilli(10)))
+	require.NoError(t, tin.PipeAt("b", p("2"), time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("b", nil, time.UnixMilli(40)))
+	require.NoError(t, d.Restart())
+	require.NoError(t, tin.PipeAt("c", p("x"), time.UnixMilli(19))) // older than 40-20
+	require.Equal(t, int64(1), d.DroppedRecords()["expired"])
+	require.NoError(t, tin.PipeAt("c", p("y"), time.UnixMilli(20)))
+	require.Equal(t, int64(1), d.DroppedRecords()["expired"])
 }
