@@ -31,9 +31,13 @@ import (
 // stream_dropped_records_total{reason="expired"}), as is a record with a
 // null key. Every other record is forwarded with its timestamp, out of
 // order or not (as Kafka Streams' KTable.toStream of a versioned table
-// does), a deletion as a nil value.
+// does), a deletion as a nil value. As in Kafka Streams' store, a deletion
+// with the very timestamp of a key's value that no earlier value ends at
+// (the key's first value, or one after a deletion) removes that value
+// without a trace: reads see no value from then on, but a later
+// out-of-order value before that time becomes the latest value.
 //
-// Reads by key (QueryStore, a table–table lookup) give the latest value.
+// Queries (QueryStore: Get, Range, All) see each key's latest value.
 // A stream–table join (JoinTable, LeftJoinTable) reads the value the key
 // had at the stream record's timestamp, and its Joined.Grace can hold
 // stream records back so that table updates arriving a little late are
