@@ -47,6 +47,9 @@ type App struct {
 	cache    map[backendKey]*cachedBackend
 	subParts map[int]int32 // partitions per sub-topology
 	cacheMu  sync.Mutex    // cache (after mu when both are held)
+	// sess is the current consumer group session (nil between sessions),
+	// for stillOwner's membership probe.
+	sess atomic.Pointer[sessionRef]
 
 	client   sarama.Client
 	producer sarama.AsyncProducer

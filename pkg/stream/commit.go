@@ -250,6 +250,33 @@ func (a *App) probeMembership(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
+// sessionRef holds a consumer group session for an atomic.Pointer.
+type sessionRef struct{ s sarama.ConsumerGroupSession }
+
+// stillOwner confirms with a heartbeat probe that this instance is still the
+// group member its tasks were assigned to, after FlushStores made a task's
+// state durable and before the processor acts on it: if so, no successor
+// can have restored the task's stores before they held that state. A lost
+// membership drops every task (membershipLost) and returns errTaskLost.
+// Under transactions there is nothing to confirm (zombies are fenced).
+func (a *App) stillOwner(t *task) error {
+	if a.cfg.exactlyOnce {
+		return nil
+	}
+	ref := a.sess.Load()
+	if ref == nil {
+		return nil
+	}
+	if err := a.probeMembership(ref.s); err != nil {
+		// The caller holds t.mu, and marking the other tasks takes a.mu,
+		// which a session's cleanup holds while it waits for task locks.
+		t.lost.Store(true)
+		go a.membershipLost(err)
+		return errTaskLost
+	}
+	return nil
+}
+
 // membershipLost is called when the group coordinator says this instance
 // is no longer the member its tasks were assigned to (its session timed
 // out during a stall, say): the group gave the tasks' partitions to other

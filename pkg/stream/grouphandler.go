@@ -41,6 +41,7 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 		return err // shutting down: no new tasks
 	}
 	a.life.phase.Store(phaseSetup)
+	a.sess.Store(&sessionRef{sess})
 	claims := sess.Claims()
 	// The committed offsets' metadata carries each task's last commit epoch
 	// and stream time, which the tasks restore before their processors'
@@ -209,6 +210,7 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 		}
 	}
 	a.commit(sess)
+	a.sess.Store(nil)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for id, t := range a.tasks {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,4 +136,93 @@ func TestIntegrationCommitUnknownMemberDropsTasks(t *testing.T) {
 			require.True(t, strings.Contains(logs.String(), "no longer a member of the group"), "the drop is logged")
 		})
 	}
+}
+
+// flushThenAct makes its state durable before it forwards each record, as
+// a processor acting on a wall-clock decision does (pkg/window), and
+// records whether FlushStores refused.
+type flushThenAct struct {
+	inFlush  *atomic.Bool
+	arm      *atomic.Bool
+	refused  *atomic.Int32
+	store    stream.KeyValueStore[string, int64]
+	forwards *sync.Map
+}
+
+func (p *flushThenAct) Init(ctx stream.ProcessorContext[string, string]) error {
+	var err error
+	p.store, err = stream.GetKeyValueStore[string, int64](ctx, "seen")
+	return err
+}
+
+func (p *flushThenAct) Process(ctx stream.ProcessorContext[string, string], rec stream.Record[string, string]) error {
+	if err := p.store.Put(rec.Value, 1); err != nil {
+		return err
+	}
+	p.inFlush.Store(true)
+	err := ctx.FlushStores()
+	p.inFlush.Store(false)
+	if err != nil {
+		p.refused.Add(1)
+		p.arm.Store(false)
+		return err
+	}
+	p.forwards.Store(rec.Value, true)
+	return nil
+}
+
+func (p *flushThenAct) Close() error { return nil }
+
+// TestIntegrationFlushStoresConfirmsOwnership: FlushStores returns only once
+// the group still knows this instance, so what a processor does next (an
+// emission after a wall-clock close) cannot follow a successor's restore.
+// While a processor is inside FlushStores, the coordinator answers a
+// heartbeat with UNKNOWN_MEMBER_ID: FlushStores must refuse, the task be
+// dropped, and the instance come back and process the record again.
+func TestIntegrationFlushStoresConfirmsOwnership(t *testing.T) {
+	b, err := embedded.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	brokers := b.Addrs()
+	in := kafkatest.UniqueName(t, "in")
+	kafkatest.CreateTopic(t, brokers, in, 1)
+
+	var inFlush, arm atomic.Bool
+	var refused atomic.Int32
+	forwards := &sync.Map{}
+	bld := stream.NewBuilder()
+	bld.AddStore(stream.KeyValueStoreBuilder("seen", stream.String(), stream.Int64()))
+	stream.Process(stream.Source(bld, in, stream.String(), stream.String()), "act", func() stream.Processor[string, string, string, string] {
+		return &flushThenAct{inFlush: &inFlush, arm: &arm, refused: &refused, forwards: forwards}
+	}, "seen")
+	top, err := bld.Build()
+	require.NoError(t, err)
+
+	cluster := b.Cluster()
+	cluster.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		// Every heartbeat while armed and inside FlushStores (the probe; a
+		// heartbeat of sarama's own that coincides ends the session too).
+		if !inFlush.Load() || !arm.Load() {
+			return nil, nil, false
+		}
+		resp := req.(*kmsg.HeartbeatRequest).ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = 25 // UNKNOWN_MEMBER_ID
+		return resp, nil, true
+	})
+	logs := &syncBuffer{}
+	_, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")), stream.CooperativeRebalancing(),
+		stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	send := func(v string) {
+		kafkatest.ProduceStrings(t, brokers, in, []kafkatest.KV{{Key: "k", Value: v}})
+	}
+	send("first")
+	require.Eventually(t, func() bool { _, ok := forwards.Load("first"); return ok }, 60*time.Second, 10*time.Millisecond)
+	arm.Store(true)
+	send("second")
+	require.Eventually(t, func() bool { _, ok := forwards.Load("second"); return ok }, 60*time.Second, 10*time.Millisecond,
+		"the record is processed again by the rejoined instance")
+	require.NoError(t, stop())
+	require.Equal(t, int32(1), refused.Load(), "FlushStores refused once, when the probe said the member was gone")
+	require.Contains(t, logs.String(), "no longer a member of the group")
 }

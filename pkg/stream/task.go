@@ -58,6 +58,10 @@ type taskEnv interface {
 	// waitStoreAcks waits until Kafka acknowledged every changelog record
 	// c sent (see task.flushStores).
 	waitStoreAcks(t *task, c *storeCore) error
+	// stillOwner confirms, after a durable flush, that the task still
+	// belongs to this instance (its group membership is valid), and
+	// returns errTaskLost otherwise.
+	stillOwner(t *task) error
 	// recordCache is the budget for coalescing changelog writes between
 	// commits; nil writes every change through at once.
 	recordCache() *recordCache
@@ -308,6 +312,9 @@ func (t *task) punctuate(typ PunctuationType, now time.Time) error {
 		if m := t.env.metrics(); m != nil {
 			m.punctuations.WithLabelValues(typ.String()).Inc()
 		}
+		if t.lost.Load() {
+			return nil // dropped, not failed (see membershipLost)
+		}
 		if err != nil {
 			return &ProcessError{Node: p.node, Topic: "punctuation", Partition: t.id.Partition, Offset: -1, Err: err}
 		}
@@ -428,7 +435,9 @@ func (t *task) flushStoresDurably() error {
 	if t.lost.Load() {
 		return errTaskLost
 	}
-	return nil
+	// The flushed state is in Kafka; the effect that follows is safe only if
+	// no other instance can have restored the task before it got there.
+	return t.env.stillOwner(t)
 }
 
 // errTaskLost is what FlushStores returns in a task that was lost while it
