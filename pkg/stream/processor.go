@@ -129,10 +129,15 @@ type ProcessorContext[K, V any] interface {
 	// dead letter) that follows from a decision a replay could not make
 	// again the same way — one taken on the wall clock: it records the
 	// decision in a store, calls FlushStores, then acts (pkg/window does so
-	// for windows the wall clock closes). Under [ExactlyOnce] it does
-	// nothing (state and outputs commit together). An error means Kafka did
-	// not acknowledge in time; the application is failing and the processor
-	// should return it.
+	// for windows the wall clock closes). Before it returns it also
+	// confirms, with a heartbeat to the group coordinator, that this
+	// instance still owns the task, so no other instance can have restored
+	// the stores without that state (a stalled instance the group removed
+	// must not act). Under [ExactlyOnce] it does nothing (state and outputs
+	// commit together, and a removed instance is fenced). An error means
+	// the writes were not acknowledged in time (the application is
+	// failing) or the task belongs to another instance now (it is dropped
+	// and processed there); the processor should return it without acting.
 	FlushStores() error
 }
 
