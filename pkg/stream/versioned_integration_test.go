@@ -19,6 +19,8 @@ import (
 // restores the table's history and the buffer (its records and its stream
 // time) from their changelogs: a late order joins at once with the value
 // of its time, and an order buffered before the restart is joined after.
+// The table's store is on disk (Persistent), in a state directory of each
+// instance's own.
 func TestIntegrationVersionedTableJoin(t *testing.T) {
 	for _, be := range kafkatest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
@@ -38,7 +40,7 @@ func TestIntegrationVersionedTableJoin(t *testing.T) {
 			top := func() *stream.Topology {
 				b := stream.NewBuilder()
 				tbl := stream.VersionedTableSource(b, prices, stream.String(), stream.String(), time.Hour,
-					stream.Materialized[string, string]{StoreName: "prices"})
+					stream.Materialized[string, string]{StoreName: "prices", Options: []stream.StoreOpt{stream.Persistent()}})
 				stream.LeftJoinTable(stream.Source(b, orders, stream.String(), stream.String()), tbl, func(o string, p *string) string {
 					if p == nil {
 						return o + "@none"
@@ -78,7 +80,7 @@ func TestIntegrationVersionedTableJoin(t *testing.T) {
 				return got
 			}
 
-			app, stop := startApp(t, top(), opts...)
+			app, stop := startApp(t, top(), append(opts, stream.StateDir(t.TempDir()))...)
 			require.Eventually(t, func() bool { return loaded(app) }, 60*time.Second, 20*time.Millisecond)
 			kafkatest.ProduceStrings(t, brokers, orders, []kafkatest.KV{
 				{Key: "a", Value: "o1", Timestamp: at(1500)}, {Key: "a", Value: "o2", Timestamp: at(2500)},
@@ -97,7 +99,7 @@ func TestIntegrationVersionedTableJoin(t *testing.T) {
 			require.NoError(t, stop())
 
 			// A new instance restores the history and the grace buffer.
-			app2, stop2 := startApp(t, top(), opts...)
+			app2, stop2 := startApp(t, top(), append(opts, stream.StateDir(t.TempDir()))...)
 			require.Eventually(t, func() bool { return loaded(app2) }, 60*time.Second, 20*time.Millisecond)
 			// 2200 is behind the buffer's stream time (10100) by more than
 			// the grace period: joined at once, with a's value at 2200.
