@@ -418,6 +418,11 @@ func runRestore(ctx context.Context, cfg *config, br *broker, d *dataset, bins m
 	// 2. Restore into an empty state directory.
 	restoreDir := filepath.Join(cfg.stateRoot, appID+"-restore")
 	bin, a = args(restoreDir)
+	if engine == "ours" && cfg.cpuprofile {
+		// The profile covers the process's life: start, restore, and the
+		// moment until it is stopped once its tasks run.
+		a = append(a, "-cpuprofile", filepath.Join(cfg.resultsDir, "scale-ours-restore.pprof"))
+	}
 	r.logFile = filepath.Join(cfg.resultsDir, "scale-restore-"+engine+".log")
 	w := newRestoreWatch(engine, cfg.partitions)
 	start = time.Now()

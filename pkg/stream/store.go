@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/emostream/emostream/pkg/stream/internal/kv"
 )
@@ -162,9 +163,10 @@ type storeCore struct {
 	inflight sync.WaitGroup
 }
 
-// dirtyValue is a held-back changelog value (nil: a deletion). A pointer,
-// so rewriting a key already in the cache looks it up without allocating.
-type dirtyValue struct{ v []byte }
+// dirtyValue is a held-back changelog value (nil: a deletion) and its key
+// (the bytes of the map's key). A pointer, so rewriting a key already in
+// the cache looks it up without allocating.
+type dirtyValue struct{ key, v []byte }
 
 // cacheEntryOverhead approximates a dirty entry's bookkeeping beyond its key
 // and value bytes (map slot, string and slice headers).
@@ -214,7 +216,13 @@ func (c *storeCore) write(key, value []byte) error {
 		d.v = value
 	} else {
 		delta += int64(len(key)) + cacheEntryOverhead
-		c.dirty[string(key)] = &dirtyValue{v: value}
+		// One copy of the key serves as the map's key and, at the flush,
+		// as the changelog record's key: it is never modified.
+		kc := bytes.Clone(key)
+		if kc == nil {
+			kc = []byte{}
+		}
+		c.dirty[unsafe.String(unsafe.SliceData(kc), len(kc))] = &dirtyValue{key: kc, v: value}
 	}
 	c.dirtyBytes += delta
 	if rc.used.Add(delta) > rc.max {
@@ -232,8 +240,8 @@ func (c *storeCore) flush() {
 	if len(c.dirty) == 0 {
 		return
 	}
-	for k, d := range c.dirty {
-		c.task.sendChangelog(c, []byte(k), d.v)
+	for _, d := range c.dirty {
+		c.task.sendChangelog(c, d.key, d.v)
 	}
 	clear(c.dirty)
 	c.task.env.recordCache().used.Add(-c.dirtyBytes)

@@ -573,3 +573,54 @@ func TestPebbleLoggerReceivesPebbleLogs(t *testing.T) {
 	slogLogger{l: l}.Errorf("boom %d", 7)
 	require.Contains(t, buf.String(), "level=ERROR msg=\"boom 7\" app=mine")
 }
+
+// GetShared followed by PutOwned (a read-modify-write) stores the key from
+// the lookup: the stored key must never alias the caller's buffer, and a
+// PutOwned of another key, or one after other writes, must still be right.
+func TestMemoryGetSharedThenPutOwned(t *testing.T) {
+	s := closeLater(t, NewMemory())
+	buf := []byte("k1")
+	_, found, err := s.GetShared(buf)
+	require.NoError(t, err)
+	require.False(t, found)
+	require.NoError(t, s.PutOwned(buf, []byte("a")))
+	buf[1] = '9' // the caller reuses its buffer
+	v, found, err := s.Get([]byte("k1"))
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, "a", string(v))
+	_, found, err = s.Get([]byte("k9"))
+	require.NoError(t, err)
+	require.False(t, found)
+
+	// Lookup of k1, then a write of k2 and a PutOwned of k1.
+	_, found, err = s.GetShared([]byte("k1"))
+	require.NoError(t, err)
+	require.True(t, found)
+	require.NoError(t, s.PutOwned([]byte("k2"), []byte("b")))
+	require.NoError(t, s.PutOwned([]byte("k1"), []byte("c")))
+
+	// Lookup of k3 (missing), then k1 deleted and k3 put.
+	_, found, err = s.GetShared([]byte("k3"))
+	require.NoError(t, err)
+	require.False(t, found)
+	require.NoError(t, s.Delete([]byte("k1")))
+	require.NoError(t, s.PutOwned([]byte("k3"), []byte("d")))
+	// Lookup of k2, k2 deleted, then k2 put again.
+	_, found, err = s.GetShared([]byte("k2"))
+	require.NoError(t, err)
+	require.True(t, found)
+	require.NoError(t, s.Delete([]byte("k2")))
+	require.NoError(t, s.PutOwned([]byte("k2"), []byte("e")))
+
+	it, err := s.Range(nil, nil)
+	require.NoError(t, err)
+	var got []string
+	for it.Next() {
+		got = append(got, string(it.Key())+"="+string(it.Value()))
+	}
+	require.NoError(t, it.Err())
+	require.NoError(t, it.Close())
+	require.Equal(t, []string{"k2=e", "k3=d"}, got)
+	require.EqualValues(t, 2, s.ApproximateLen())
+}

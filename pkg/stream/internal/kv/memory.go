@@ -58,6 +58,15 @@ type memStore struct {
 	mu     sync.RWMutex
 	tree   *btree.BTreeG[memItem] // nil once closed
 	closed atomic.Bool            // shared with iterators so they can stop after Close
+
+	// memo is the key GetShared looked up last, as a slice that is never
+	// modified (the stored key, or a copy when the key was missing), so
+	// the PutOwned of the same key that usually follows (a read-modify-
+	// write) can store it with one tree descent instead of a lookup and
+	// an insert. A stored key's bytes never change, so reusing the slice
+	// is right whatever was written in between; memo only has to match.
+	memoMu sync.Mutex
+	memo   []byte
 }
 
 // NewMemory returns an empty in-memory Store backed by a B-tree. Range
@@ -109,26 +118,56 @@ func (s *memStore) GetShared(key []byte) ([]byte, bool, error) {
 		return nil, false, ErrClosed
 	}
 	it, ok := s.tree.Get(probe(key))
+	k := it.key
+	if !ok {
+		// PutOwned would copy the key anyway.
+		k = cloneBytes(key)
+		if k == nil {
+			k = []byte{}
+		}
+	}
+	s.memoMu.Lock()
+	s.memo = k
+	s.memoMu.Unlock()
 	return it.value, ok, nil
 }
 
+// takeMemo returns the memo if it equals key (and forgets it), else nil.
+func (s *memStore) takeMemo(key []byte) []byte {
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	m := s.memo
+	s.memo = nil
+	if m == nil || !bytes.Equal(m, key) {
+		return nil
+	}
+	return m
+}
+
 // PutOwned keeps value without copying it, and reuses the stored key slice
-// when the key exists, so overwriting a key allocates nothing.
+// when the key exists, so overwriting a key allocates nothing. Right after
+// a GetShared of the same key it takes the key from there and descends the
+// tree once.
 func (s *memStore) PutOwned(key, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
+	k := s.takeMemo(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tree == nil {
 		return ErrClosed
+	}
+	if k != nil {
+		s.tree.ReplaceOrInsert(memItem{pfx: keyPrefix(k), key: k, value: value})
+		return nil
 	}
 	if it, ok := s.tree.Get(probe(key)); ok {
 		it.value = value
 		s.tree.ReplaceOrInsert(it)
 		return nil
 	}
-	k := cloneBytes(key)
+	k = cloneBytes(key)
 	if k == nil {
 		k = []byte{}
 	}
