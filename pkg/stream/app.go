@@ -50,8 +50,15 @@ type App struct {
 	// sess is the current consumer group session (nil between sessions),
 	// for stillOwner's membership probe.
 	sess atomic.Pointer[sessionRef]
+	// probeMu guards probeCur, the latest membership probe (sharedProbe).
+	probeMu  sync.Mutex
+	probeCur *probeCall
 
-	client   sarama.Client
+	client sarama.Client
+	// pclient is the producer's own client: its connections carry no
+	// fetches, so produce requests (and the coordinator requests sent
+	// through it, see coordClient) do not wait behind a fetch's long poll.
+	pclient  sarama.Client
 	producer sarama.AsyncProducer
 	consumer sarama.Consumer
 
@@ -256,7 +263,18 @@ func (a *App) run(parent context.Context) error {
 	}
 	a.consumer = consumer
 	closers = append(closers, consumer.Close)
-	producer, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(client) },
+	// The producer gets a client of its own: Kafka answers a connection's
+	// requests one at a time, in order, so on the consumer's connections a
+	// produce request (a changelog write, a result) waited behind the
+	// fetch long-polling there, up to Consumer.MaxWaitTime.
+	pclient, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, sc) },
+		func(c sarama.Client) { _ = c.Close() })
+	if err != nil {
+		return early(fmt.Errorf("stream: connect the producer to %v: %w", a.cfg.brokers, err))
+	}
+	a.pclient = pclient
+	closers = append(closers, pclient.Close)
+	producer, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(pclient) },
 		func(p sarama.AsyncProducer) { p.AsyncClose() })
 	if err != nil {
 		return early(fmt.Errorf("stream: producer: %w", err))

@@ -159,7 +159,7 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 				time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 			}
 			var broker *sarama.Broker
-			if broker, err = a.client.Coordinator(a.cfg.appID); err == nil {
+			if broker, err = a.coordClient().Coordinator(a.cfg.appID); err == nil {
 				r, err = broker.CommitOffset(req)
 			}
 			if err == nil {
@@ -169,7 +169,7 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 				resp = r
 				return nil
 			}
-			_ = a.client.RefreshCoordinator(a.cfg.appID)
+			_ = a.coordClient().RefreshCoordinator(a.cfg.appID)
 		}
 		return err
 	})
@@ -226,7 +226,7 @@ func (a *App) commitOffsets(sess sarama.ConsumerGroupSession, commits []*offsetC
 // eager protocol) and nil otherwise, also when the coordinator cannot be
 // asked (then the commit that follows decides).
 func (a *App) probeMembership(sess sarama.ConsumerGroupSession) error {
-	broker, err := a.client.Coordinator(a.cfg.appID)
+	broker, err := a.coordClient().Coordinator(a.cfg.appID)
 	if err != nil {
 		return nil
 	}
@@ -250,6 +250,19 @@ func (a *App) probeMembership(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
+// coordClient is the client for the application's own requests to the
+// group coordinator (offset commits and fetches, membership probes): the
+// producer's, whose connections carry no long-polling fetches. Kafka
+// answers the requests of one connection in order, so on the consumer's
+// connections each of them waited behind a fetch for up to
+// Consumer.MaxWaitTime (100 ms).
+func (a *App) coordClient() sarama.Client {
+	if a.pclient != nil {
+		return a.pclient
+	}
+	return a.client
+}
+
 // sessionRef holds a consumer group session for an atomic.Pointer.
 type sessionRef struct{ s sarama.ConsumerGroupSession }
 
@@ -267,7 +280,7 @@ func (a *App) stillOwner(t *task) error {
 	if ref == nil {
 		return nil
 	}
-	if err := a.probeMembership(ref.s); err != nil {
+	if err := a.sharedProbe(ref.s, time.Now()); err != nil {
 		// The caller holds t.mu, and marking the other tasks takes a.mu,
 		// which a session's cleanup holds while it waits for task locks.
 		t.lost.Store(true)
@@ -275,6 +288,34 @@ func (a *App) stillOwner(t *task) error {
 		return errTaskLost
 	}
 	return nil
+}
+
+// probeCall is one membership probe: started at start, done when done is
+// closed, with its answer in err.
+type probeCall struct {
+	start time.Time
+	done  chan struct{}
+	err   error
+}
+
+// sharedProbe answers probeMembership for a caller whose flush completed at
+// flushed, sharing a probe with concurrent callers: a probe sent after the
+// flush was acknowledged answers for it, so tasks closing windows at the
+// same wall-clock tick pay one round trip, not one each.
+func (a *App) sharedProbe(sess sarama.ConsumerGroupSession, flushed time.Time) error {
+	a.probeMu.Lock()
+	c := a.probeCur
+	if c == nil || c.start.Before(flushed) {
+		c = &probeCall{start: time.Now(), done: make(chan struct{})}
+		a.probeCur = c
+		go func() {
+			c.err = a.probeMembership(sess)
+			close(c.done)
+		}()
+	}
+	a.probeMu.Unlock()
+	<-c.done
+	return c.err
 }
 
 // membershipLost is called when the group coordinator says this instance
@@ -396,7 +437,7 @@ func (a *App) fetchCommitted(ctx context.Context, claims map[string][]int32) (ma
 			}
 			err = r.err
 		}
-		_ = a.client.RefreshCoordinator(a.cfg.appID)
+		_ = a.coordClient().RefreshCoordinator(a.cfg.appID)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("stream: fetch committed offsets: %w (%v)", err, ctx.Err())
@@ -406,7 +447,7 @@ func (a *App) fetchCommitted(ctx context.Context, claims map[string][]int32) (ma
 }
 
 func (a *App) fetchCommittedOnce(claims map[string][]int32) (map[string]map[int32]committedPosition, error) {
-	broker, err := a.client.Coordinator(a.cfg.appID)
+	broker, err := a.coordClient().Coordinator(a.cfg.appID)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -160,15 +161,28 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 				tasks = append(tasks, t)
 			}
 			a.mu.RUnlock()
+			// The tasks punctuate concurrently (they share no state, as
+			// their claims process concurrently): a punctuation that waits
+			// for Kafka — a window close made durable with FlushStores —
+			// does not hold back the other tasks', and their flushes and
+			// membership probes go out together.
 			now := time.Now()
+			var failed atomic.Pointer[error]
+			var wg sync.WaitGroup
 			for _, t := range tasks {
-				t.mu.Lock()
-				err := t.punctuate(WallClockTime, now)
-				t.mu.Unlock()
-				if err != nil {
-					a.fail(err)
-					return
-				}
+				wg.Go(func() {
+					t.mu.Lock()
+					err := t.punctuate(WallClockTime, now)
+					t.mu.Unlock()
+					if err != nil {
+						failed.CompareAndSwap(nil, &err)
+					}
+				})
+			}
+			wg.Wait()
+			if err := failed.Load(); err != nil {
+				a.fail(*err)
+				return
 			}
 		}
 	}
