@@ -284,8 +284,28 @@ func (s *kvStore[K, V]) Get(key K) (V, bool, error) {
 }
 
 func (s *kvStore[K, V]) Put(key K, v V) error {
-	_, _, err := s.Update(key, func(V, bool) (V, error) { return v, nil })
-	return err
+	if !s.noDedup {
+		_, _, err := s.Update(key, func(V, bool) (V, error) { return v, nil })
+		return err
+	}
+	// Without dedup nothing of the stored value survives a put (its
+	// envelope holds no positions), so there is nothing to read first.
+	kb, err := s.ks.Serialize(key)
+	if err != nil {
+		return err
+	}
+	if s.core.closed.Load() {
+		return ErrStoreClosed
+	}
+	vb, err := s.vs.Serialize(v)
+	if err != nil {
+		return err
+	}
+	enc, err := rewriteEnvelope(nil, writePosition{}, vb)
+	if err != nil {
+		return err
+	}
+	return s.core.write(kb, enc)
 }
 
 func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V, bool, error) {
