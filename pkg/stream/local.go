@@ -125,12 +125,7 @@ func (l *LocalRunner) buildTasks(start map[TaskID]taskStart) error {
 				return err
 			}
 			if l.manual {
-				t.caughtUp = func() (bool, time.Time) {
-					if l.backlog {
-						return false, time.Time{}
-					}
-					return true, l.clock
-				}
+				t.caughtUp = l.caughtUp
 			}
 			l.tasks[t.id] = t
 			for _, s := range st.sources {
@@ -152,17 +147,7 @@ func (l *LocalRunner) commit() {
 		if l.manual {
 			t.flushStores()
 			meta, _, _ := t.commitMeta()
-			ts := taskStart{committed: map[string]committedPosition{}}
-			for topic := range t.sources {
-				off := int64(-1)
-				if o, ok := t.position[topic]; ok {
-					off = o
-				} else if cp, ok := t.committed[topic]; ok {
-					off = cp.offset
-				}
-				ts.committed[topic] = committedPosition{offset: off, meta: meta}
-			}
-			l.lastCommit[t.id] = ts
+			l.lastCommit[t.id] = t.startAt(meta)
 		}
 		if t.needsCommit() {
 			t.epochCommitted(t.epoch.current, t.streamTime)
@@ -194,15 +179,38 @@ func (l *LocalRunner) CommitManually() error {
 	// The tasks built so far get the crash model's notion of caught up.
 	for _, t := range l.tasks {
 		t.mu.Lock()
-		t.caughtUp = func() (bool, time.Time) {
-			if l.backlog {
-				return false, time.Time{}
-			}
-			return true, l.clock
-		}
+		t.caughtUp = l.caughtUp
 		t.mu.Unlock()
 	}
 	return nil
+}
+
+// caughtUp is the tasks' caught-up report in the crash model: not while
+// Crash delivers the uncommitted input again, caught up as of now
+// otherwise. The caller holds l.mu.
+func (l *LocalRunner) caughtUp() (bool, time.Time) {
+	if l.backlog {
+		return false, time.Time{}
+	}
+	return true, l.clock
+}
+
+// startAt is what a task created from a commit of t with metadata meta
+// starts from: per source topic, the next offset to process (or, for one
+// it processed nothing of, the offset it started from). The caller holds
+// t.mu.
+func (t *task) startAt(meta string) taskStart {
+	ts := taskStart{committed: map[string]committedPosition{}}
+	for topic := range t.sources {
+		off := int64(-1)
+		if o, ok := t.position[topic]; ok {
+			off = o
+		} else if cp, ok := t.committed[topic]; ok {
+			off = cp.offset
+		}
+		ts.committed[topic] = committedPosition{offset: off, meta: meta}
+	}
+	return ts
 }
 
 // Commit commits every task now: with CommitManually, its held-back store
@@ -239,13 +247,9 @@ func (l *LocalRunner) Crash() error {
 	for _, t := range l.tasks {
 		t.mu.Lock()
 		t.closed = true
+		t.discardDirty()
 		for _, c := range t.stores {
 			c.closed.Store(true)
-			if l.rc != nil {
-				l.rc.used.Add(-c.dirtyBytes)
-			}
-			clear(c.dirty)
-			c.dirtyBytes = 0
 		}
 		t.mu.Unlock()
 	}
@@ -269,16 +273,7 @@ func (l *LocalRunner) Crash() error {
 	} else {
 		// Every step was committed: each task starts from its own state.
 		for _, t := range l.ordered() {
-			meta := withInputComplete(encodeCommitMeta(t.epoch.committed, t.epoch.st), t.completeAt)
-			ts := taskStart{committed: map[string]committedPosition{}}
-			for topic := range t.sources {
-				off := int64(-1)
-				if o, ok := t.position[topic]; ok {
-					off = o
-				}
-				ts.committed[topic] = committedPosition{offset: off, meta: meta}
-			}
-			start[t.id] = ts
+			start[t.id] = t.startAt(withInputComplete(encodeCommitMeta(t.epoch.committed, t.epoch.st), t.completeAt))
 		}
 	}
 	l.queue = nil
@@ -329,16 +324,7 @@ func (l *LocalRunner) Restart() error {
 	var errs []error
 	for _, t := range l.ordered() {
 		t.mu.Lock()
-		meta := encodeCommitMeta(t.epoch.committed, t.epoch.st)
-		ts := taskStart{committed: map[string]committedPosition{}}
-		for topic := range t.sources {
-			off := int64(-1)
-			if o, ok := t.position[topic]; ok {
-				off = o
-			}
-			ts.committed[topic] = committedPosition{offset: off, meta: meta}
-		}
-		start[t.id] = ts
+		start[t.id] = t.startAt(encodeCommitMeta(t.epoch.committed, t.epoch.st))
 		t.mu.Unlock()
 		errs = append(errs, t.close())
 	}
