@@ -332,7 +332,7 @@ func (a *App) sharedProbe(sess sarama.ConsumerGroupSession, flushed time.Time) e
 // dropped tasks' claims), the runtime restarts (RestartOnFailure).
 func (a *App) membershipLost(err error) {
 	a.markLost(err)
-	if a.cooperative() {
+	if a.cooperative() && a.life.ctx.Err() == nil { // not when shutting down anyway
 		a.fail(fmt.Errorf("stream: this instance is no longer a member of the group; restarting: %w", err))
 	}
 }
