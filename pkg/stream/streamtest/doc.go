@@ -10,7 +10,14 @@
 // with record timestamps, as in production. Stores are inspected with
 // KeyValueStore. The driver commits after every Pipe, Redeliver and
 // AdvanceWallClock (ProcessorContext.CommitEpoch); Restart restarts every task
-// gracefully over the same stores, Redeliver models a crash, and
+// gracefully over the same stores, Redeliver replays input, and
 // DroppedRecords and DeadLetters read the processors' counters. No broker
 // and no goroutines are involved, so tests are fast and repeatable.
+//
+// To test what a SIGKILL does, call CommitManually before the first record:
+// the driver then commits only on Commit, stores hold their changelog writes
+// back between commits as an App's do, and Crash resets every store to what
+// its changelog received, restarts the tasks from their last commit and
+// processes the uncommitted input again while the tasks are not caught up —
+// the at-least-once replay a real crash causes.
 package streamtest
