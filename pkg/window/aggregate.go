@@ -537,12 +537,11 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			return err
 		}
 		if len(due) > 0 {
-			// Settle the latest due window: one checkpoint covers them all.
-			last := int64(math.MinInt64)
-			for _, e := range due {
-				if _, _, end, err := decodeIndexKey(e.Key); err == nil {
-					last = max(last, end)
-				}
+			// Settle the latest due window (index keys start with the end,
+			// so it is the last): one checkpoint covers them all.
+			_, _, last, err := decodeIndexKey(due[len(due)-1].Key)
+			if err != nil {
+				return err
 			}
 			if err := p.settle(ctx, min(last, bound), bound); err != nil {
 				return err
