@@ -265,6 +265,27 @@ func (o *Observer) Lag(group, topic string) (int64, error) {
 	return lag, nil
 }
 
+// Group describes the consumer group: its state ("Stable", ...) and its
+// member ids, sorted and joined into one string to compare.
+func (o *Observer) Group(group string) (state, members string, n int, err error) {
+	gs, err := o.admin.DescribeConsumerGroups([]string{group})
+	if err != nil {
+		return "", "", 0, err
+	}
+	if len(gs) != 1 {
+		return "", "", 0, fmt.Errorf("describing group %s: %d answers", group, len(gs))
+	}
+	if gs[0].Err != sarama.ErrNoError {
+		return "", "", 0, fmt.Errorf("describing group %s: %w", group, gs[0].Err)
+	}
+	ids := make([]string, 0, len(gs[0].Members))
+	for id := range gs[0].Members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return gs[0].State, strings.Join(ids, ","), len(ids), nil
+}
+
 // Committed returns the group's committed offset of every partition of
 // topic (-1: none).
 func (o *Observer) Committed(group, topic string) (map[int32]int64, error) {

@@ -563,8 +563,13 @@ func (d *driver) waitMembers(ctx context.Context, n int, old map[string]bool, ti
 }
 
 // settle waits until every window is closed and its result written: the
-// wall clock past the last window's end + grace, the group's lag 0 and
-// topic2 and the DLQ unchanged for a while.
+// wall clock past the last window's end + grace, the group stable with one
+// member per running aggregator, its lag 0, and topic2, the DLQ and the
+// group's members unchanged for a while. Lag 0 alone is not enough: an
+// aggregator SIGKILLed late in the run may have committed all of its input
+// and still hold windows that only the wall clock closes; its partitions
+// stay with the dead member until its session times out, and the results
+// come from their next owner after that.
 func (d *driver) settle(ctx context.Context, obs *Observer, maxTS int64) {
 	c := d.cfg
 	size := c.Window.Milliseconds()
@@ -573,28 +578,32 @@ func (d *driver) settle(ctx context.Context, obs *Observer, maxTS int64) {
 	sleep(ctx, time.Until(closeAt.Add(2*time.Second)))
 	deadline := time.Now().Add(c.SettleTimeout)
 	var lastEnds int64 = -1
+	lastMembers := ""
 	lastChange := time.Now()
 	lastLog := time.Now()
 	for ctx.Err() == nil {
+		want := len(d.alive())
 		lag, err1 := obs.Lag(d.group, d.in)
 		ends, err2 := obs.Ends(d.outT, d.dlq)
-		if err := errors.Join(err1, err2); err != nil {
+		state, members, n, err3 := obs.Group(d.group)
+		if err := errors.Join(err1, err2, err3); err != nil {
 			d.logf("settle: %v", err)
 		} else {
-			if ends != lastEnds {
-				lastEnds, lastChange = ends, time.Now()
+			if ends != lastEnds || members != lastMembers {
+				lastEnds, lastMembers, lastChange = ends, members, time.Now()
 			}
-			if lag == 0 && time.Since(lastChange) >= c.Quiet {
-				d.logf("settled: lag 0, topic2+DLQ end offsets %d unchanged for %v", ends, c.Quiet)
+			stable := (state == "Stable" && n == want) || (want == 0 && n == 0)
+			if stable && lag == 0 && time.Since(lastChange) >= c.Quiet {
+				d.logf("settled: group %s with %d members, lag 0, topic2+DLQ end offsets %d unchanged for %v", state, n, ends, c.Quiet)
 				return
 			}
 			if time.Since(lastLog) >= 10*time.Second {
-				d.logf("settling: lag %d, topic2+DLQ end offsets %d", lag, ends)
+				d.logf("settling: group %s with %d members (want %d running), lag %d, topic2+DLQ end offsets %d", state, n, want, lag, ends)
 				lastLog = time.Now()
 			}
 		}
 		if time.Now().After(deadline) {
-			d.problem("results did not settle within %v after the last window closed (lag %d)", c.SettleTimeout, lag)
+			d.problem("results did not settle within %v after the last window closed (lag %d; group %s with %d members, %d aggregators running)", c.SettleTimeout, lag, state, n, want)
 			return
 		}
 		sleep(ctx, 500*time.Millisecond)
