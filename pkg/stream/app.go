@@ -295,7 +295,24 @@ func (a *App) run(parent context.Context) error {
 		closers = append(closers, func() error { <-acksDone; return nil })
 		return early(err)
 	}
-	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, client)
+	// The group's own requests to its coordinator (JoinGroup, SyncGroup,
+	// heartbeats, sarama's offset fetches) get a client of their own, as the
+	// Java consumer keeps a separate connection to the coordinator: a
+	// JoinGroup waits at the coordinator until the rebalance's join phase
+	// ends — up to the session timeout of a member that died — and Kafka
+	// answers a connection's requests one at a time, so on the consumer's
+	// connections every fetch, restore and high-watermark request to that
+	// broker waited behind it, and tasks that keep their partitions stalled
+	// for the whole rebalance.
+	gclient, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, sc) },
+		func(c sarama.Client) { _ = c.Close() })
+	if err != nil {
+		producer.AsyncClose()
+		closers = append(closers, func() error { <-acksDone; return nil })
+		return early(fmt.Errorf("stream: connect the group coordinator's client to %v: %w", a.cfg.brokers, err))
+	}
+	closers = append(closers, gclient.Close)
+	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, coordinatorSplit{Client: client, coord: gclient})
 	if err != nil {
 		producer.AsyncClose()
 		closers = append(closers, func() error { <-acksDone; return nil })

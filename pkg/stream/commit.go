@@ -586,3 +586,23 @@ func (a *App) commitTxn(sess sarama.ConsumerGroupSession, tasks []*task) {
 		a.fail(fmt.Errorf("stream: begin transaction: %w", err))
 	}
 }
+
+// coordinatorSplit is the client the consumer group is built on: the
+// consumer's client for everything (metadata, partition leaders, the
+// fetches of sarama's partition consumers), except that the group
+// coordinator is found, and talked to, through coord's connections. See Run
+// for why.
+type coordinatorSplit struct {
+	sarama.Client
+	coord sarama.Client
+}
+
+// Coordinator returns the group coordinator's broker on coord's connections.
+func (c coordinatorSplit) Coordinator(group string) (*sarama.Broker, error) {
+	return c.coord.Coordinator(group)
+}
+
+// RefreshCoordinator looks the group coordinator up again, on coord.
+func (c coordinatorSplit) RefreshCoordinator(group string) error {
+	return c.coord.RefreshCoordinator(group)
+}

@@ -1,0 +1,160 @@
+package window_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/require"
+
+	"github.com/emostream/emostream/pkg/stream"
+	"github.com/emostream/emostream/pkg/stream/kafkatest"
+	"github.com/emostream/emostream/pkg/window"
+)
+
+// TestIntegrationWindowsCloseDuringLongRebalance: under the cooperative
+// protocol a task that does not move keeps closing windows by the wall
+// clock while the group rebalances, also through a long join phase. Here
+// the join waits for a static member that stopped (static members do not
+// leave the group) until its session times out, as it waits for a SIGKILLed
+// member when a replacement with a new member id joins first: the result of
+// a window due during that wait must still arrive within 1 s of end + grace.
+func TestIntegrationWindowsCloseDuringLongRebalance(t *testing.T) {
+	brokers := kafkatest.RealBrokers(t)
+	in, out, late := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
+	kafkatest.CreateTopic(t, brokers, in, 2)
+	kafkatest.CreateTopic(t, brokers, out, 2)
+	kafkatest.CreateTopic(t, brokers, late, 1)
+	appID := kafkatest.UniqueName(t, "app")
+	const session = 6 * time.Second
+
+	start := func(extra ...stream.Opt) (stop func()) {
+		b := stream.NewBuilder()
+		src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
+			ms, _ := strconv.ParseInt(r.Value, 10, 64)
+			return time.UnixMilli(ms)
+		}))
+		window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
+			window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")).
+			To(out, window.WindowedSerde(stream.String()), stream.Int64())
+		top, err := b.Build()
+		require.NoError(t, err)
+		opts := append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
+			stream.CooperativeRebalancing(), stream.SessionTimeout(session), stream.HeartbeatInterval(500 * time.Millisecond),
+			stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, extra...)
+		app, err := stream.NewApp(top, opts...)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- app.Run(ctx) }()
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); require.NoError(t, <-errc) }) }
+		t.Cleanup(stop)
+		return stop
+	}
+
+	admin, err := sarama.NewClusterAdmin(brokers, kafkatest.SaramaConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	// owners waits until the group is stable with n members and returns the
+	// partition of in that each instance id ("" for a dynamic member) owns.
+	owners := func(n int) map[int32]string {
+		var got map[int32]string
+		require.Eventually(t, func() bool {
+			gs, err := admin.DescribeConsumerGroups([]string{appID})
+			if err != nil || len(gs) != 1 || gs[0].State != "Stable" || len(gs[0].Members) != n {
+				return false
+			}
+			got = map[int32]string{}
+			for _, m := range gs[0].Members {
+				asg, err := m.GetMemberAssignment()
+				if err != nil || asg == nil {
+					return false
+				}
+				id := ""
+				if m.GroupInstanceId != nil {
+					id = *m.GroupInstanceId
+				}
+				for _, p := range asg.Topics[in] {
+					got[p] = id
+				}
+			}
+			return len(got) == 2
+		}, 60*time.Second, 200*time.Millisecond)
+		return got
+	}
+
+	start()                                     // A, dynamic
+	stopB := start(stream.GroupInstanceID("b")) // B, static
+	// Until A and B each own one partition, unchanged for 3 s (the warm-up
+	// of B's copy and the probing rebalance that moves the task are over).
+	var pa int32 = -1
+	var since time.Time
+	var last map[int32]string
+	require.Eventually(t, func() bool {
+		own := owners(2)
+		if !maps.Equal(own, last) {
+			last, since = own, time.Now()
+		}
+		pa = -1
+		for p, id := range own {
+			if id == "" {
+				pa = p
+			}
+		}
+		return pa >= 0 && len(own) == 2 && own[1-pa] == "b" && time.Since(since) >= 3*time.Second
+	}, 90*time.Second, 500*time.Millisecond, "A and B each own one partition")
+
+	// B stops: as a static member it stays in the group until its session
+	// times out. A third instance joins at once: the join phase lasts until
+	// then, and A keeps its partition throughout.
+	stopB()
+	// A window due (end + grace) 2.5–4.5 s from now, on A's partition only.
+	ws := (time.Now().Add(500*time.Millisecond).UnixMilli()/2000 + 1) * 2000
+	due := time.UnixMilli(ws + 2000).Add(500 * time.Millisecond)
+	var recs []kafkatest.KV
+	for i := range 10 {
+		recs = append(recs, kafkatest.KV{Key: "k" + strconv.Itoa(i%2), Value: strconv.FormatInt(ws+int64(i*100), 10), Partition: &pa})
+	}
+	kafkatest.ProduceStrings(t, brokers, in, recs)
+	joined := time.Now()
+	start() // C, dynamic: a rebalance that waits for B's session to end
+	gs, err := admin.DescribeConsumerGroups([]string{appID})
+	require.NoError(t, err)
+	t.Logf("C started %v after B stopped; group %s", time.Since(joined), gs[0].State)
+
+	// The test is about a window due while the group rebalances.
+	stateAtDue := make(chan string, 1)
+	go func() {
+		time.Sleep(time.Until(due))
+		gs, err := admin.DescribeConsumerGroups([]string{appID})
+		if err != nil || len(gs) != 1 {
+			stateAtDue <- fmt.Sprint("describe: ", err)
+			return
+		}
+		stateAtDue <- gs[0].State
+	}()
+
+	got := kafkatest.ConsumeN(t, brokers, out, 2, 30*time.Second)
+	arrived := time.Now()
+	t.Logf("results arrived %v after end + grace (the rebalance started %v before it; B's session ends about %v after it)",
+		arrived.Sub(due).Round(time.Millisecond), due.Sub(joined).Round(time.Millisecond), joined.Add(session).Sub(due).Round(time.Millisecond))
+	for _, m := range got {
+		w, err := window.WindowedSerde(stream.String()).Deserialize([]byte(m.Key))
+		require.NoError(t, err)
+		t.Logf("result p%d@%d %s@%d = %q", m.Partition, m.Offset, w.Key, w.Start.UnixMilli(), m.Value)
+		require.Equal(t, ws, w.Start.UnixMilli())
+		n, err := stream.Int64().Deserialize([]byte(m.Value))
+		require.NoError(t, err)
+		require.Equal(t, int64(5), n)
+	}
+	require.Equal(t, "PreparingRebalance", <-stateAtDue, "the window must be due during the rebalance's join phase")
+	require.WithinDuration(t, due, arrived, time.Second, "a task that does not move must close its windows on time during a rebalance")
+}
