@@ -33,6 +33,12 @@ type App struct {
 	met *Metrics
 	ran sync.Once
 
+	// state is the App's State (state.go); stateMu orders its changes.
+	state   atomic.Int32
+	stateMu sync.Mutex
+	// assigned is the last assignment's active partitions (under mu).
+	assigned map[string][]int32
+
 	// hosts is where every task runs, as of the last assignment (hosts.go).
 	hosts hostMap
 	// globals are the global tables' stores of the current run.

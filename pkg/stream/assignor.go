@@ -438,6 +438,7 @@ func (b *taskBalancer) OnAssignment(asg *sarama.ConsumerGroupMemberAssignment, g
 		active = asg.Topics
 	}
 	b.a.assignedStandbys(parse(info.Standby), parse(info.Warmup), generation, active)
+	b.a.noteAssignment(active)
 	hosts := map[TaskID]string{}
 	for t, es := range decodeHosts(info.Hosts) {
 		hosts[t] = es[0]

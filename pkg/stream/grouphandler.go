@@ -42,6 +42,7 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 		return err // shutting down: no new tasks
 	}
 	a.life.phase.Store(phaseSetup)
+	a.refreshState()
 	a.sess.Store(&sessionRef{sess})
 	claims := sess.Claims()
 	// The committed offsets' metadata carries each task's last commit epoch
@@ -129,6 +130,7 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 	}
 	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
 	a.life.phase.Store(phaseProcessing)
+	a.refreshStateLocked()
 	a.life.bg.Add(1)
 	go func() {
 		defer a.life.bg.Done()
@@ -236,6 +238,7 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 	a.claims = nil
 	a.claimMu.Unlock()
 	a.life.phase.Store(phaseJoining)
+	a.refreshStateLocked()
 	// Tasks closed here that are assigned as standbys go on as such after
 	// the next assignment (assignedStandbys).
 	return nil

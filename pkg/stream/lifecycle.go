@@ -97,7 +97,17 @@ func (c *config) shutdownBudget() time.Duration {
 
 // runWithRestarts runs the runtime and replaces it after failures (see
 // RestartOnFailure).
-func (a *App) runWithRestarts(ctx context.Context) error {
+func (a *App) runWithRestarts(ctx context.Context) (err error) {
+	a.setState(StateRebalancing)
+	stopState := context.AfterFunc(ctx, func() { a.setState(StatePendingShutdown) })
+	defer func() {
+		stopState()
+		if err != nil {
+			a.setState(StateError)
+		} else {
+			a.setState(StateNotRunning)
+		}
+	}()
 	pol := a.cfg.restartPolicy()
 	backoff, quick := pol.backoff, 0
 	for attempt := 0; ; attempt++ {
@@ -157,7 +167,9 @@ func permanent(err error) bool {
 // resetRuntime clears what a failed runtime left, so the next one starts as
 // a fresh App would (the metrics and the options stay).
 func (a *App) resetRuntime() {
+	a.setState(StateRebalancing)
 	a.mu.Lock()
+	a.assigned = nil
 	a.tasks = map[TaskID]*task{}
 	a.byClaim = map[string]map[int32]*task{}
 	a.subParts = map[int]int32{}

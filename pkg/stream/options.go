@@ -17,6 +17,7 @@ type optFunc func(*config)
 func (f optFunc) apply(c *config) { f(c) }
 
 type config struct {
+	onState           func(old, new State)
 	brokers           []string
 	appID             string
 	sarama            func(*sarama.Config) // saramaFn, then security; see setSarama

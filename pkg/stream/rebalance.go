@@ -71,6 +71,8 @@ func (a *App) addTask(sess sarama.ConsumerGroupSession, topic string, partition 
 	b := &taskBuild{done: make(chan struct{})}
 	a.building[id] = b
 	a.mu.Unlock()
+	a.refreshState()
+	defer a.refreshState() // after the task is registered (or its build failed)
 	defer close(b.done)
 
 	claims := map[string][]int32{}

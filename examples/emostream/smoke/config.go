@@ -19,6 +19,10 @@ type Config struct {
 	// scenario.
 	Trials      int
 	FailoverOut string
+	// Kinds, if not empty, limits the failover scenario to these kinds
+	// (comma-separated: kill, scale-out, scale-in, rolling, rolling-static,
+	// kill-restart).
+	Kinds string
 	// Phase is how long the rebalance scenario keeps each group layout
 	// under load.
 	Phase time.Duration
@@ -199,6 +203,7 @@ Flags:
 	fs.IntVar(&c.KafkaPort, "kafka-port", 39192, "KAFKA_PORT of the driver's own broker")
 	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", 39193, "KAFKA_CONTROLLER_PORT of the driver's own broker")
 	fs.IntVar(&c.Trials, "trials", 0, "failover: trials of each kind (default 5)")
+	fs.StringVar(&c.Kinds, "kinds", "", "failover: only these kinds, comma-separated (kill, scale-out, scale-in, rolling, rolling-static, kill-restart; default all)")
 	fs.StringVar(&c.FailoverOut, "failover-out", "bench/results/failover.json", "failover: where to write the summary (empty: nowhere; relative to the current directory)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -98,9 +98,10 @@ func failoverDefaults(c *Config, set map[string]bool) {
 
 // arrival is one topic2 result as the driver's consumer received it.
 type arrival struct {
-	key  pair
-	due  time.Time // window_end + grace + 1 s
-	recv time.Time
+	key       pair
+	due       time.Time // window_end + grace + 1 s
+	recv      time.Time
+	partition int32 // of topic2
 }
 
 // resultTail follows topic2 from its end and notes when each result
@@ -143,7 +144,7 @@ func newResultTail(brokers []string, topic string, grace time.Duration) (*result
 				}
 				due := time.UnixMilli(res.WindowEnd).Add(grace + time.Second)
 				t.mu.Lock()
-				t.arrivals = append(t.arrivals, arrival{key: pair{res.WindowStart, res.EmojiType}, due: due, recv: now})
+				t.arrivals = append(t.arrivals, arrival{key: pair{res.WindowStart, res.EmojiType}, due: due, recv: now, partition: m.Partition})
 				t.mu.Unlock()
 			}
 		}()
@@ -175,6 +176,9 @@ type trialFigures struct {
 	Late, Repeats, Results int
 	// MaxLate is how late the latest one was (beyond its due time).
 	MaxLate time.Duration
+	// LateWindows lists the late results per window and topic2 partition,
+	// for the log.
+	LateWindows []string
 }
 
 // measureTrial judges the results of the windows due in (from, to]: from is
@@ -198,6 +202,10 @@ func measureTrial(all []arrival, from, to time.Time) trialFigures {
 			continue
 		}
 		if a.recv.After(a.due) {
+			w := fmt.Sprintf("window %s partition %d", time.UnixMilli(a.key.start).UTC().Format("15:04:05.000"), a.partition)
+			if !slices.Contains(f.LateWindows, w) {
+				f.LateWindows = append(f.LateWindows, w)
+			}
 			f.Late++
 			f.Recovery = max(f.Recovery, a.recv.Sub(from))
 			f.MaxLate = max(f.MaxLate, a.recv.Sub(a.due))
@@ -337,6 +345,9 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		figs[kind] = append(figs[kind], f)
 		d.logf("%s %d/%d: on time again after %.2fs; %d of %d results late (latest by %.2fs), %d repeated",
 			kind, trial, c.Trials, f.Recovery.Seconds(), f.Late, f.Results, f.MaxLate.Seconds(), f.Repeats)
+		if len(f.LateWindows) > 0 {
+			d.logf("%s %d/%d: late: %s (due = window end + grace + 1 s)", kind, trial, c.Trials, strings.Join(f.LateWindows, "; "))
+		}
 	}
 	stopFor := func(a *Child) {
 		d.mu.Lock()
@@ -356,8 +367,20 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		return i
 	}
 
+	want := func(kinds ...string) bool {
+		if c.Kinds == "" {
+			return true
+		}
+		for _, k := range kinds {
+			if slices.Contains(strings.Split(c.Kinds, ","), k) {
+				return true
+			}
+		}
+		return false
+	}
+
 	// kill: SIGKILL one of 2, measure, then replace it.
-	for trial := 1; trial <= c.Trials; trial++ {
+	for trial := 1; trial <= c.Trials && want(kindKill); trial++ {
 		i := oldest()
 		victim := live[i]
 		from := time.Now()
@@ -382,7 +405,7 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	}
 
 	// scale-out 2→3 and scale-in 3→2, alternately.
-	for trial := 1; trial <= c.Trials; trial++ {
+	for trial := 1; trial <= c.Trials && want(kindScaleOut, kindScaleIn); trial++ {
 		from := time.Now()
 		a, err := next("agg")
 		if err != nil {
@@ -419,6 +442,12 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		for trial := 1; trial <= c.Trials; trial++ {
 			from := time.Now()
 			for _, a := range live {
+				// As an operator does: the next instance is restarted once
+				// every instance reports RUNNING (its tasks created and
+				// restored), not merely once the group is stable — an
+				// instance stopped right after an assignment never starts
+				// the tasks it was just given.
+				d.waitRunning(ctx, live, groupTimeout)
 				old := d.waitMembers(ctx, len(live), nil, groupTimeout)
 				if err := a.Stop(60 * time.Second); err != nil {
 					d.problem("%v", err)
@@ -443,8 +472,13 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		}
 		return nil
 	}
-	if err := rolling(kindRolling); err != nil {
-		return nil, err
+	if want(kindRolling) {
+		if err := rolling(kindRolling); err != nil {
+			return nil, err
+		}
+	}
+	if !want(kindRollingStatic, kindKillRestart) {
+		return d.failoverSummary(ctx, obs, gen, stopLoad, figs, session, heartbeat)
 	}
 
 	// Static members: replace the dynamic ones.
@@ -463,8 +497,10 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	if !stable(3, "switching to 3 static members") || !sleep(ctx, quiet) {
 		return nil, ctx.Err()
 	}
-	if err := rolling(kindRollingStatic); err != nil {
-		return nil, err
+	if want(kindRollingStatic) {
+		if err := rolling(kindRollingStatic); err != nil {
+			return nil, err
+		}
 	}
 	// kill-restart: 2 static members, SIGKILL one and restart it at once.
 	stopFor(live[2])
@@ -472,7 +508,7 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 	if !stable(2, "stopping a static member") || !sleep(ctx, quiet) {
 		return nil, ctx.Err()
 	}
-	for trial := 1; trial <= c.Trials; trial++ {
+	for trial := 1; trial <= c.Trials && want(kindKillRestart); trial++ {
 		victim := live[trial%2]
 		old := d.waitMembers(ctx, 2, nil, groupTimeout)
 		from := time.Now()
@@ -490,12 +526,22 @@ func (d *driver) runFailover(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	// Summary.
+	return d.failoverSummary(ctx, obs, gen, stopLoad, figs, session, heartbeat)
+}
+
+// failoverSummary logs and writes the failover figures, stops the load and
+// verifies the topics.
+func (d *driver) failoverSummary(ctx context.Context, obs *Observer, gen *Generator, stopLoad func() GenStats,
+	figs map[string][]trialFigures, session, heartbeat time.Duration) (*Report, error) {
+	c := d.cfg
 	rep := FailoverReport{Date: time.Now().UTC().Format(time.RFC3339), Command: "make smoke-failover",
 		Rate: c.Rate, Partitions: c.Partitions, Window: c.Window.String(), Grace: c.Grace.String(),
 		SessionTimeout: session.String(), HeartbeatInterval: heartbeat.String(), StandbyReplicas: standbyFromEnv()}
 	var lines []string
 	for _, k := range failoverKinds {
+		if len(figs[k]) == 0 {
+			continue
+		}
 		s := summarize(k, figs[k])
 		rep.Kinds = append(rep.Kinds, s)
 		lines = append(lines, fmt.Sprintf("  %-15s trials %d  on time again after: median %.2fs, max %.2fs  late results %d, repeats %d (of %d; latest by %.2fs)",
@@ -555,4 +601,33 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// waitRunning waits until every one of cs has logged the stream state
+// RUNNING and kept it for half a second; a timeout is a problem of the run.
+func (d *driver) waitRunning(ctx context.Context, cs []*Child, timeout time.Duration) {
+	const hold = 500 * time.Millisecond
+	deadline := time.Now().Add(timeout)
+	var since time.Time
+	for ctx.Err() == nil {
+		all := true
+		for _, c := range cs {
+			if c.StreamState() != "RUNNING" {
+				all = false
+			}
+		}
+		switch {
+		case !all:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= hold:
+			return
+		}
+		if time.Now().After(deadline) {
+			d.problem("aggregators not all RUNNING within %v", timeout)
+			return
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
 }

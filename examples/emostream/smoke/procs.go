@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -177,4 +178,40 @@ func exitText(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
+}
+
+// StreamState returns the stream application state the child's current run
+// last logged (the "stream state" lines of stream.App: REBALANCING,
+// RUNNING, ...), or "" when it logged none since its last start.
+func (c *Child) StreamState() string {
+	raw, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		return ""
+	}
+	return lastStreamState(string(raw))
+}
+
+// lastStreamState finds the state of the last "stream state" line after the
+// last start marker of a child's log.
+func lastStreamState(log string) string {
+	if i := strings.LastIndex(log, "=== smoke: start #"); i >= 0 {
+		log = log[i:]
+	}
+	i := strings.LastIndex(log, `msg="stream state"`)
+	if i < 0 {
+		return ""
+	}
+	line := log[i:]
+	if j := strings.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	j := strings.Index(line, " to=")
+	if j < 0 {
+		return ""
+	}
+	state := line[j+len(" to="):]
+	if k := strings.IndexByte(state, ' '); k >= 0 {
+		state = state[:k]
+	}
+	return state
 }

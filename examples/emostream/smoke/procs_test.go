@@ -58,3 +58,25 @@ func TestChild(t *testing.T) {
 func writeQuit(dir string) error {
 	return writeFile(filepath.Join(dir, "quit"), func(w *bufio.Writer) {})
 }
+
+func TestLastStreamState(t *testing.T) {
+	log := `=== smoke: start #1 of agg-1 at 2026-12-02T07:59:34Z: emostream [aggregate]
+time=2026-12-02T07:59:35.000Z level=INFO msg="stream state" component=aggregator application_id=x from=CREATED to=REBALANCING
+time=2026-12-02T07:59:36.000Z level=INFO msg="stream state" component=aggregator application_id=x from=REBALANCING to=RUNNING
+=== smoke: agg-1 exited at 2026-12-02T07:59:43Z: exit status 0
+=== smoke: start #2 of agg-1 at 2026-12-02T07:59:43Z: emostream [aggregate]
+`
+	if got := lastStreamState(log); got != "" {
+		t.Fatalf("after a restart with no state line yet: got %q, want \"\"", got)
+	}
+	log += `time=2026-12-02T07:59:44.000Z level=INFO msg="stream state" component=aggregator application_id=x from=CREATED to=REBALANCING
+`
+	if got := lastStreamState(log); got != "REBALANCING" {
+		t.Fatalf("got %q, want REBALANCING", got)
+	}
+	log += `time=2026-12-02T07:59:45.000Z level=INFO msg="stream state" component=aggregator application_id=x from=REBALANCING to=RUNNING
+`
+	if got := lastStreamState(log); got != "RUNNING" {
+		t.Fatalf("got %q, want RUNNING", got)
+	}
+}
