@@ -7,6 +7,7 @@ package stream
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -210,13 +211,6 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 	// instance, or nobody at shutdown): nothing may be processed or
 	// punctuated after the commit that precedes that, or the next owner
 	// would find results of an epoch no commit covered.
-	a.mu.RLock()
-	for _, t := range a.tasks {
-		t.mu.Lock()
-		t.closing = true
-		t.mu.Unlock()
-	}
-	a.mu.RUnlock()
 	if !a.cfg.exactlyOnce && a.failure() == nil {
 		// A session that ended because the group no longer knows this
 		// member (sarama ends it quietly on such a heartbeat answer) must
@@ -224,6 +218,18 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 		if err := a.probeMembership(sess); err != nil {
 			a.markLost(err)
 		}
+	}
+	a.mu.RLock()
+	tasks := make([]*task, 0, len(a.tasks))
+	for _, t := range a.tasks {
+		tasks = append(tasks, t)
+	}
+	a.mu.RUnlock()
+	a.handOverPunctuations(tasks...)
+	for _, t := range tasks {
+		t.mu.Lock()
+		t.closing = true
+		t.mu.Unlock()
 	}
 	a.commit(sess)
 	a.sess.Store(nil)
@@ -356,4 +362,32 @@ func (a *App) processBatch(t *task, m *sarama.ConsumerMessage, msgs <-chan *sara
 		}
 	}
 	return n, last, nil
+}
+
+// handOverPunctuations runs the tasks' wall-clock punctuations once more
+// before a graceful hand-over's last commit (a revocation, the end of a
+// session, the shutdown): work the wall clock has made due — a window whose
+// end + grace just passed — is done by the owner that has the task's state
+// at hand, rather than a second or more later by the next owner after the
+// rebalance and the restore. Tasks of a lost membership, or of a runtime
+// that failed, do nothing. An error is logged: the next owner does the
+// work instead.
+func (a *App) handOverPunctuations(tasks ...*task) {
+	if a.failure() != nil {
+		return
+	}
+	now := time.Now()
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		wg.Go(func() {
+			t.mu.Lock()
+			err := t.punctuateAtHandOver(now)
+			t.mu.Unlock()
+			if err != nil && !errors.Is(err, errTaskLost) {
+				a.cfg.logger.Warn("wall-clock punctuation at hand-over failed; the next owner does its work",
+					slog.String("application_id", a.cfg.appID), slog.String("task", taskKey(t.id)), slog.Any("err", err))
+			}
+		})
+	}
+	wg.Wait()
 }

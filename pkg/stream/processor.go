@@ -148,7 +148,10 @@ const (
 	// StreamTime punctuations fire when the task's stream time (largest record
 	// timestamp seen) passes the next due time. They do not fire without input.
 	StreamTime PunctuationType = iota
-	// WallClockTime punctuations fire on the runtime's clock, with or without input.
+	// WallClockTime punctuations fire on the runtime's clock, with or without
+	// input, and once more, off their schedule, before a graceful hand-over
+	// of the task (a revocation or the shutdown) commits for the last time,
+	// so that work the wall clock made due is done by the current owner.
 	WallClockTime
 )
 

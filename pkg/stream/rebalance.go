@@ -130,6 +130,13 @@ func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
 		t.mu.Unlock()
 		return
 	}
+	t.mu.Unlock()
+	a.handOverPunctuations(t)
+	t.mu.Lock()
+	if t.closing || t.closed {
+		t.mu.Unlock()
+		return
+	}
 	t.closing = true
 	t.mu.Unlock()
 	// The last commit must land, or the next owner processes the task's

@@ -5,11 +5,14 @@ package stream
 // keeping them across reassignments.
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -141,11 +144,14 @@ func (a *App) restore(t *task, c *storeCore) error {
 	}
 	start := time.Now()
 	t.logger.Debug("restoring store", slog.String("store", c.name), slog.Int64("from", from), slog.Int64("to", hwm))
-	pc, err := a.consumer.ConsumePartition(c.changelog, c.partition, from)
+	pc, err := consumeAfterClose(ctx, a.consumer, c.changelog, c.partition, from)
 	if err != nil {
 		return err
 	}
-	defer pc.Close()
+	// The subscription ends in the background: sarama confirms it only
+	// after the broker consumer's next fetch round (up to
+	// Consumer.MaxWaitTime), time the task's start would wait for.
+	defer closeInBackground(pc)
 	timeout := time.NewTimer(a.cfg.restoreTimeout)
 	defer timeout.Stop()
 	// With transactions the changelog ends in commit markers, which a
@@ -244,4 +250,37 @@ func (a *App) lastStableOffset(topic string, partition int32) (int64, error) {
 		return 0, block.Err
 	}
 	return block.Offset, nil
+}
+
+// closeInBackground closes pc without waiting for sarama to confirm it,
+// draining what it still delivers (AsyncClose requires that).
+func closeInBackground(pc sarama.PartitionConsumer) {
+	pc.AsyncClose()
+	go func() {
+		for range pc.Messages() {
+		}
+	}()
+	go func() {
+		for range pc.Errors() {
+		}
+	}()
+}
+
+// consumeAfterClose is ConsumePartition, waiting (up to a second) while an
+// earlier consumer of the partition that closeInBackground closed has not
+// let go of it yet.
+func consumeAfterClose(ctx context.Context, c sarama.Consumer, topic string, partition int32, from int64) (sarama.PartitionConsumer, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		pc, err := c.ConsumePartition(topic, partition, from)
+		var cerr sarama.ConfigurationError
+		if err == nil || !errors.As(err, &cerr) || !strings.Contains(string(cerr), "already being consumed") || time.Now().After(deadline) {
+			return pc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

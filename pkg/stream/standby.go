@@ -242,7 +242,9 @@ func (a *App) followChangelog(ctx context.Context, c *standbyStore) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	defer pc.Close()
+	// Not waiting for sarama to confirm the end of the subscription (up to
+	// a fetch round): a promotion to an active task waits for this.
+	defer closeInBackground(pc)
 	applied := a.met.standby.WithLabelValues(c.name)
 	for {
 		select {

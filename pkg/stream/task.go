@@ -286,6 +286,17 @@ func (t *task) advanceStreamTime(ts time.Time) {
 
 // punctuate fires due punctuations of one type. The caller holds mu.
 func (t *task) punctuate(typ PunctuationType, now time.Time) error {
+	return t.firePunctuations(typ, now, false)
+}
+
+// punctuateAtHandOver fires every wall-clock punctuation once more, due or
+// not, before a graceful hand-over's last commit (see
+// App.handOverPunctuations). The caller holds mu.
+func (t *task) punctuateAtHandOver(now time.Time) error {
+	return t.firePunctuations(WallClockTime, now, true)
+}
+
+func (t *task) firePunctuations(typ PunctuationType, now time.Time, all bool) error {
 	if now.IsZero() || t.closed || t.closing || t.lost.Load() {
 		return nil
 	}
@@ -293,15 +304,16 @@ func (t *task) punctuate(typ PunctuationType, now time.Time) error {
 		if p.cancelled || p.typ != typ {
 			continue
 		}
-		if p.next.IsZero() {
+		switch {
+		case all:
+		case p.next.IsZero():
 			p.next = now.Add(p.interval)
 			continue
-		}
-		if now.Before(p.next) {
+		case now.Before(p.next):
 			continue
 		}
 		// Missed intervals are skipped: one call per catch-up, as Kafka Streams does.
-		for !now.Before(p.next) {
+		for !p.next.IsZero() && !now.Before(p.next) {
 			p.next = p.next.Add(p.interval)
 		}
 		saved := t.cur

@@ -158,3 +158,62 @@ func TestIntegrationWindowsCloseDuringLongRebalance(t *testing.T) {
 	require.Equal(t, "PreparingRebalance", <-stateAtDue, "the window must be due during the rebalance's join phase")
 	require.WithinDuration(t, due, arrived, time.Second, "a task that does not move must close its windows on time during a rebalance")
 }
+
+// TestIntegrationHandOverClosesDueWindows: a graceful stop hands its tasks
+// over only after one last wall-clock punctuation, so a window whose end +
+// grace has just passed is emitted by the stopping instance, not a second
+// or more later by the next owner. The regular punctuations are 30 s apart
+// here, so only the hand-over's can emit the window before the stop.
+func TestIntegrationHandOverClosesDueWindows(t *testing.T) {
+	for _, be := range kafkatest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			brokers := be.Brokers(t)
+			in, out, late := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
+			kafkatest.CreateTopic(t, brokers, in, 2)
+			kafkatest.CreateTopic(t, brokers, out, 2)
+			kafkatest.CreateTopic(t, brokers, late, 1)
+			b := stream.NewBuilder()
+			src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
+				ms, _ := strconv.ParseInt(r.Value, 10, 64)
+				return time.UnixMilli(ms)
+			}))
+			window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
+				window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts"),
+				window.CloseInterval(30*time.Second)).
+				To(out, window.WindowedSerde(stream.String()), stream.Int64())
+			top, err := b.Build()
+			require.NoError(t, err)
+			app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
+				stream.CooperativeRebalancing(), stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- app.Run(ctx) }()
+			require.Eventually(t, func() bool { return app.State() == stream.StateRunning }, 60*time.Second, 10*time.Millisecond)
+
+			ws := (time.Now().UnixMilli()/2000 + 1) * 2000
+			due := time.UnixMilli(ws + 2000).Add(500 * time.Millisecond)
+			var recs []kafkatest.KV
+			for i := range 6 {
+				recs = append(recs, kafkatest.KV{Key: []string{"a", "b", "c"}[i%3], Value: strconv.FormatInt(ws+int64(i*100), 10)})
+			}
+			kafkatest.ProduceStrings(t, brokers, in, recs)
+			time.Sleep(time.Until(due.Add(300 * time.Millisecond)))
+			cancel()
+			require.NoError(t, <-errc)
+
+			got := kafkatest.ConsumeN(t, brokers, out, 3, 10*time.Second)
+			counts := map[string]int64{}
+			for _, m := range got {
+				w, err := window.WindowedSerde(stream.String()).Deserialize([]byte(m.Key))
+				require.NoError(t, err)
+				require.Equal(t, ws, w.Start.UnixMilli())
+				n, err := stream.Int64().Deserialize([]byte(m.Value))
+				require.NoError(t, err)
+				counts[w.Key] = n
+			}
+			require.Equal(t, map[string]int64{"a": 2, "b": 2, "c": 2}, counts)
+		})
+	}
+}
