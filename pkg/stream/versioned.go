@@ -259,7 +259,23 @@ type version struct {
 	tomb  bool
 	value []byte
 	key   []byte // the entry's key
+	// tag is the entry's first byte: verValue, verTomb, verTombAlone or
+	// verValueAnchored (see put).
+	tag byte
 }
+
+// The kinds of version entries (their first byte). Kafka Streams' store
+// keeps a key's older versions as segment records valid from one
+// timestamp to the next version's, except a deletion written when nothing
+// came after it, whose record ends where it starts (a "degenerate" one)
+// and is never linked to versions put after it. Whether a deletion of the
+// latest value at its own time leaves a trace depends on that (see put).
+const (
+	verValue         byte = 0 // a value
+	verTomb          byte = 1 // a deletion valid until the next version
+	verTombAlone     byte = 2 // a deletion written as the latest version
+	verValueAnchored byte = 3 // a latest value that replaced a verTombAlone at its time
+)
 
 func decodeVersion(k, raw []byte) (version, error) {
 	_, ts, err := splitVersionKey(k)
@@ -270,10 +286,11 @@ func decodeVersion(k, raw []byte) (version, error) {
 	if err != nil {
 		return version{}, err
 	}
-	if len(env.value) == 0 || env.value[0] > 1 {
+	if len(env.value) == 0 || env.value[0] > verValueAnchored {
 		return version{}, fmt.Errorf("stream: corrupt versioned store value of %d bytes", len(env.value))
 	}
-	return version{ts: ts, tomb: env.value[0] == 1, value: env.value[1:], key: k}, nil
+	tag := env.value[0]
+	return version{ts: ts, tomb: tag == verTomb || tag == verTombAlone, value: env.value[1:], key: k, tag: tag}, nil
 }
 
 // versions returns the versions of the serialized key kb, oldest first.
@@ -368,28 +385,46 @@ func (s *versionedStore[K, V]) put(k K, v *V, ts int64) (stored bool, err error)
 	if err != nil {
 		return false, err
 	}
-	val := []byte{1}
-	if v != nil {
-		b, err := s.vs.Serialize(*v)
-		if err != nil {
-			return false, err
-		}
-		val = append([]byte{0}, b...)
-	}
 	p := versionPrefix(kb)
 	vs, err := s.versions(kb)
 	if err != nil {
 		return false, err
 	}
+	// The entry's kind (see verValue): a deletion is linked to the version
+	// after it, or alone when none comes after it; a value that replaces a
+	// lone deletion at its time as the latest version keeps that
+	// deletion's record (Kafka Streams leaves it in its segment).
+	n := len(vs)
+	last := n == 0 || ts >= vs[n-1].ts
+	tag := verValue
+	switch {
+	case v == nil && last:
+		tag = verTombAlone
+	case v == nil:
+		tag = verTomb
+	case n > 0 && vs[n-1].ts == ts && (vs[n-1].tag == verTombAlone || vs[n-1].tag == verValueAnchored):
+		tag = verValueAnchored
+	}
+	val := []byte{tag}
+	if v != nil {
+		b, err := s.vs.Serialize(*v)
+		if err != nil {
+			return false, err
+		}
+		val = append(val, b...)
+	}
 	// One position-tracked write per record (a put, or the deletion
 	// below): the cleanup writes without positions, so a redelivery makes
 	// the same sequence of tracked writes (see KeyValueStore).
-	if n := len(vs); v == nil && n > 0 && vs[n-1].ts == ts && !vs[n-1].tomb && (n == 1 || vs[n-2].tomb) {
+	if v == nil && n > 0 && vs[n-1].ts == ts && vs[n-1].tag == verValue && (n == 1 || vs[n-2].tag == verTombAlone) {
 		// A deletion at the very time of the latest value, which no
-		// earlier value ends at: Kafka Streams' store drops that value
-		// and keeps no trace of the deletion, so a later out-of-order put
-		// before ts becomes the latest value (its validity ends at no
-		// deletion). Reads see the same as with a deletion.
+		// earlier version's record ends at (there is none, or only a lone
+		// deletion): Kafka Streams' store drops that value and keeps no
+		// trace of the deletion, so a later out-of-order put before ts
+		// becomes the latest value (its validity ends at no deletion).
+		// Reads see the same as with a deletion. (With an earlier version
+		// ending at ts, that version's end is the trace: the deletion is
+		// stored below.)
 		if err := s.inner.Delete(vs[n-1].key); err != nil {
 			return false, err
 		}
@@ -470,7 +505,7 @@ func (s *versionedStore[K, V]) sweep() error {
 				return err
 			}
 		}
-		group = append(group, version{ts: v.ts, tomb: v.tomb, key: v.key})
+		group = append(group, version{ts: v.ts, tomb: v.tomb, key: v.key, tag: v.tag})
 	}
 	if err := it.Err(); err != nil {
 		return err

@@ -323,6 +323,21 @@ func TestVersionedDeletionAtTheLatestValuesTime(t *testing.T) {
 	require.NoError(t, tin.PipeAt("b", p("3"), time.UnixMilli(35)))
 	require.Equal(t, "s@none", join("b", 45))
 	require.Equal(t, "s@3", join("b", 36))
+	// A deletion put out of order before the latest value ends at it too
+	// (found by the cross-check, seed 1796201597536977331): the deletion at
+	// the latest value's time stays after an out-of-order value.
+	require.NoError(t, tin.PipeAt("c", p("8"), time.UnixMilli(45)))
+	require.NoError(t, tin.PipeAt("c", nil, time.UnixMilli(41)))
+	require.NoError(t, tin.PipeAt("c", nil, time.UnixMilli(45)))
+	require.NoError(t, tin.PipeAt("c", p("4"), time.UnixMilli(43)))
+	require.Equal(t, "s@none", join("c", 45))
+	require.Equal(t, "s@4", join("c", 44))
+	// A value that replaced a lone deletion at its time keeps it.
+	require.NoError(t, tin.PipeAt("d", nil, time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("d", p("5"), time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("d", nil, time.UnixMilli(40)))
+	require.NoError(t, tin.PipeAt("d", p("7"), time.UnixMilli(30)))
+	require.Equal(t, "s@none", join("d", 45))
 
 	// The store's stream time survives a restart although the only
 	// version with its timestamp is gone.

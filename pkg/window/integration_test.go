@@ -84,18 +84,24 @@ func runCountApp(t *testing.T, brokers []string, in, out, late string) {
 // startCountApp starts the windowed count of runCountApp as application
 // appID and returns a func that stops it gracefully.
 func startCountApp(t *testing.T, brokers []string, appID, in, out, late string) (stop func()) {
+	return startCountAppWith(t, brokers, appID, in, out, late, nil)
+}
+
+// startCountAppWith is startCountApp with more window options (after the
+// count's own) and App options (after brokers, id and a silent logger).
+func startCountAppWith(t *testing.T, brokers []string, appID, in, out, late string, wopts []window.Opt, sopts ...stream.Opt) (stop func()) {
 	b := stream.NewBuilder()
 	src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
 		ms, _ := strconv.ParseInt(r.Value, 10, 64)
 		return time.UnixMilli(ms)
 	}))
 	window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
-		window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")).
+		append([]window.Opt{window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")}, wopts...)...).
 		To(out, window.WindowedSerde(stream.String()), stream.Int64())
 	top, err := b.Build()
 	require.NoError(t, err)
-	app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(appID),
-		stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	app, err := stream.NewApp(top, append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
+		stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, sopts...)...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

@@ -1,10 +1,7 @@
 package window_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"strconv"
 	"sync"
@@ -36,26 +33,8 @@ func TestIntegrationWindowsCloseDuringLongRebalance(t *testing.T) {
 	const session = 6 * time.Second
 
 	start := func(extra ...stream.Opt) (stop func()) {
-		b := stream.NewBuilder()
-		src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
-			ms, _ := strconv.ParseInt(r.Value, 10, 64)
-			return time.UnixMilli(ms)
-		}))
-		window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
-			window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts")).
-			To(out, window.WindowedSerde(stream.String()), stream.Int64())
-		top, err := b.Build()
-		require.NoError(t, err)
-		opts := append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
-			stream.CooperativeRebalancing(), stream.SessionTimeout(session), stream.HeartbeatInterval(500 * time.Millisecond),
-			stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, extra...)
-		app, err := stream.NewApp(top, opts...)
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		errc := make(chan error, 1)
-		go func() { errc <- app.Run(ctx) }()
-		var once sync.Once
-		stop = func() { once.Do(func() { cancel(); require.NoError(t, <-errc) }) }
+		stop = startCountAppWith(t, brokers, appID, in, out, late, nil, append([]stream.Opt{stream.CooperativeRebalancing(),
+			stream.SessionTimeout(session), stream.HeartbeatInterval(500 * time.Millisecond)}, extra...)...)
 		t.Cleanup(stop)
 		return stop
 	}
@@ -172,25 +151,20 @@ func TestIntegrationHandOverClosesDueWindows(t *testing.T) {
 			kafkatest.CreateTopic(t, brokers, in, 2)
 			kafkatest.CreateTopic(t, brokers, out, 2)
 			kafkatest.CreateTopic(t, brokers, late, 1)
-			b := stream.NewBuilder()
-			src := stream.Source(b, in, stream.String(), stream.String(), stream.WithTimestampExtractor(func(r stream.Record[string, string]) time.Time {
-				ms, _ := strconv.ParseInt(r.Value, 10, 64)
-				return time.UnixMilli(ms)
-			}))
-			window.Count(stream.GroupByKey(src), window.OfSizeAndGrace(2*time.Second, 500*time.Millisecond),
-				window.Emit(window.OnWindowClose), window.LateRecordsTo(late), window.Named("counts"),
-				window.CloseInterval(30*time.Second)).
-				To(out, window.WindowedSerde(stream.String()), stream.Int64())
-			top, err := b.Build()
-			require.NoError(t, err)
-			app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
-				stream.CooperativeRebalancing(), stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			errc := make(chan error, 1)
-			go func() { errc <- app.Run(ctx) }()
-			require.Eventually(t, func() bool { return app.State() == stream.StateRunning }, 60*time.Second, 10*time.Millisecond)
+			running := make(chan struct{})
+			var once sync.Once
+			stop := startCountAppWith(t, brokers, kafkatest.UniqueName(t, "app"), in, out, late,
+				[]window.Opt{window.CloseInterval(30 * time.Second)}, stream.CooperativeRebalancing(),
+				stream.OnStateChange(func(_, now stream.State) {
+					if now == stream.StateRunning {
+						once.Do(func() { close(running) })
+					}
+				}))
+			select {
+			case <-running:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the app did not reach RUNNING within 60 s")
+			}
 
 			ws := (time.Now().UnixMilli()/2000 + 1) * 2000
 			due := time.UnixMilli(ws + 2000).Add(500 * time.Millisecond)
@@ -200,8 +174,7 @@ func TestIntegrationHandOverClosesDueWindows(t *testing.T) {
 			}
 			kafkatest.ProduceStrings(t, brokers, in, recs)
 			time.Sleep(time.Until(due.Add(300 * time.Millisecond)))
-			cancel()
-			require.NoError(t, <-errc)
+			stop()
 
 			got := kafkatest.ConsumeN(t, brokers, out, 3, 10*time.Second)
 			counts := map[string]int64{}
