@@ -125,13 +125,7 @@ const revokeCommitAttempts = 20
 // ones get a checkpoint). The other tasks are not touched. Called by each
 // of the task's revoked claims; the first does the work.
 func (a *App) revokeTask(sess sarama.ConsumerGroupSession, t *task) {
-	t.mu.Lock()
-	if t.closing || t.closed {
-		t.mu.Unlock()
-		return
-	}
-	t.mu.Unlock()
-	a.handOverPunctuations(t)
+	a.handOverPunctuations(t) // a no-op for a task already closing
 	t.mu.Lock()
 	if t.closing || t.closed {
 		t.mu.Unlock()
