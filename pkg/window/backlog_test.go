@@ -23,10 +23,7 @@ func TestIntegrationWallClockWaitsForBacklog(t *testing.T) {
 	for _, be := range kafkatest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			brokers := be.Brokers(t)
-			in, out, late := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
-			kafkatest.CreateTopic(t, brokers, in, 2)
-			kafkatest.CreateTopic(t, brokers, out, 2)
-			kafkatest.CreateTopic(t, brokers, late, 1)
+			in, out, late := countTopics(t, brokers)
 			appID := kafkatest.UniqueName(t, "app")
 			// A first run processes a record per key and commits.
 			stop := startCountApp(t, brokers, appID, in, out, late)

@@ -24,10 +24,7 @@ func TestIntegrationTumblingEmitFinalOnTime(t *testing.T) {
 	for _, be := range kafkatest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			brokers := be.Brokers(t)
-			in, out, late := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
-			kafkatest.CreateTopic(t, brokers, in, 2)
-			kafkatest.CreateTopic(t, brokers, out, 2)
-			kafkatest.CreateTopic(t, brokers, late, 1)
+			in, out, late := countTopics(t, brokers)
 			const grace = 500 * time.Millisecond
 			runCountApp(t, brokers, in, out, late)
 
@@ -79,6 +76,16 @@ func TestIntegrationTumblingEmitFinalOnTime(t *testing.T) {
 // is the record value in ms, with late records to late.
 func runCountApp(t *testing.T, brokers []string, in, out, late string) {
 	t.Cleanup(startCountApp(t, brokers, kafkatest.UniqueName(t, "app"), in, out, late))
+}
+
+// countTopics creates the count app's topics under unique names: input and
+// output with 2 partitions, the late records' with 1.
+func countTopics(t *testing.T, brokers []string) (in, out, late string) {
+	in, out, late = kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
+	kafkatest.CreateTopic(t, brokers, in, 2)
+	kafkatest.CreateTopic(t, brokers, out, 2)
+	kafkatest.CreateTopic(t, brokers, late, 1)
+	return in, out, late
 }
 
 // startCountApp starts the windowed count of runCountApp as application

@@ -25,10 +25,7 @@ import (
 // a window due during that wait must still arrive within 1 s of end + grace.
 func TestIntegrationWindowsCloseDuringLongRebalance(t *testing.T) {
 	brokers := kafkatest.RealBrokers(t)
-	in, out, late := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
-	kafkatest.CreateTopic(t, brokers, in, 2)
-	kafkatest.CreateTopic(t, brokers, out, 2)
-	kafkatest.CreateTopic(t, brokers, late, 1)
+	in, out, late := countTopics(t, brokers)
 	appID := kafkatest.UniqueName(t, "app")
 	const session = 6 * time.Second
 
@@ -147,10 +144,7 @@ func TestIntegrationHandOverClosesDueWindows(t *testing.T) {
 	for _, be := range kafkatest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			brokers := be.Brokers(t)
-			in, out, late := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out"), kafkatest.UniqueName(t, "late")
-			kafkatest.CreateTopic(t, brokers, in, 2)
-			kafkatest.CreateTopic(t, brokers, out, 2)
-			kafkatest.CreateTopic(t, brokers, late, 1)
+			in, out, late := countTopics(t, brokers)
 			running := make(chan struct{})
 			var once sync.Once
 			stop := startCountAppWith(t, brokers, kafkatest.UniqueName(t, "app"), in, out, late,
