@@ -85,6 +85,10 @@ func (s *pebbleStore) WriteBatch(ops []Op) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	// Pending writes are older than ops: they go first.
+	if err := s.commitPending(); err != nil {
+		return err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, op := range ops {
