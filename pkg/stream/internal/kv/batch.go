@@ -55,7 +55,7 @@ func (s *memStore) WriteBatch(ops []Op) error {
 		if k == nil {
 			k = []byte{}
 		}
-		items[i] = memItem{pfx: keyPrefix(k), key: k}
+		items[i] = item(k, nil)
 		if !op.Delete {
 			items[i].value = cloneBytes(op.Value)
 			if items[i].value == nil {

@@ -467,8 +467,21 @@ func TestCloseWhileIterating(t *testing.T) {
 // memory backend, especially around short keys and zero bytes.
 func TestMemLessMatchesBytesCompare(t *testing.T) {
 	var keys [][]byte
-	for _, s := range []string{"", "\x00", "\x00\x00", "a", "a\x00", "a\x00\x01", "a\x01", "abcdefgh", "abcdefgh\x00", "abcdefg", "abcdefgi", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00"} {
+	for _, s := range []string{"", "\x00", "\x00\x00", "a", "a\x00", "a\x00\x01", "a\x01", "abcdefgh", "abcdefgh\x00", "abcdefg", "abcdefgi", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00",
+		"abcdefghijklmnop", "abcdefghijklmnop\x00", "abcdefghijklmno", "abcdefghijklmnoq", "abcdefgh\x00\x00\x00\x00\x00\x00\x00\x00",
+		"abcdefgh\x00\x00\x00\x00\x00\x00\x00", "abcdefghijklmnopq", "abcdefghijklmnopr", "abcdefghijklmnoo\xff"} {
 		keys = append(keys, []byte(s))
+	}
+	// Every prefix of two keys that differ only after 16 bytes, and of keys
+	// that differ in each of the first 17 bytes.
+	long := []byte("0123456789abcdefXYZ")
+	for i := range long {
+		keys = append(keys, long[:i])
+		for _, d := range []byte{0, 1, 0xff} {
+			k := bytes.Clone(long[:i+1])
+			k[i] = d
+			keys = append(keys, k)
+		}
 	}
 	for _, a := range keys {
 		for _, b := range keys {
