@@ -348,12 +348,12 @@ func (s *pebbleStore) write(key, value []byte) error {
 		s.pend.m = make(map[string][]byte)
 	}
 	if old, ok := s.pend.m[string(key)]; ok {
-		s.pend.bytes += len(value) - len(old)
-		s.pend.m[string(key)] = value
+		s.pend.bytes -= len(old)
 	} else {
-		s.pend.bytes += len(key) + len(value) + pendingEntryOverhead
-		s.pend.m[string(key)] = value
+		s.pend.bytes += len(key) + pendingEntryOverhead
 	}
+	s.pend.bytes += len(value)
+	s.pend.m[string(key)] = value
 	s.writes.Add(1)
 	if s.pend.bytes > maxPendingBytes {
 		return s.commitPendingLocked()
