@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -371,7 +370,7 @@ func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
 		if v == nil {
 			return nil, false, nil
 		}
-		return bytes.Clone(v), true, nil
+		return cloneBytes(v), true, nil
 	}
 	return s.getPebble(key)
 }
@@ -395,11 +394,7 @@ func (s *pebbleStore) getPebble(key []byte) ([]byte, bool, error) {
 // Put writes without syncing (see pendingWrites): durability comes from the
 // Kafka changelog, and Flush syncs the WAL at commit points.
 func (s *pebbleStore) Put(key, value []byte) error {
-	v := bytes.Clone(value)
-	if v == nil {
-		v = []byte{}
-	}
-	return s.PutOwned(key, v)
+	return s.PutOwned(key, cloneBytes(value))
 }
 
 // GetShared returns a pending write's own slice, or Pebble's value as a copy
