@@ -93,8 +93,7 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 	if o.name == "" {
 		o.name = b.NewName("KSTREAM-WINDOWED-AGGREGATE")
 	}
-	minRet := w.maxSize() + w.GracePeriod() + 5*time.Minute
-	if o.retention < minRet {
+	if minRet := w.minRetention(); o.retention < minRet {
 		o.retention = minRet
 	}
 	wall := o.emit != OnWindowUpdate
@@ -127,6 +126,7 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 			session: session, sliding: sliding, merge: merger, out: out, tombstones: tombstones && o.emit == OnWindowUpdate,
 			final: o.emit != OnWindowUpdate, lead: lead,
 			init: initializer, agg: aggregator, first: first, closedTo: math.MinInt64, persisted: math.MinInt64, durable: math.MinInt64,
+			committedClose: math.MinInt64, purgedTo: math.MinInt64,
 		}
 	}, stores...)
 }
@@ -173,7 +173,17 @@ type aggProcessor[K, V, A, O any] struct {
 	closedTo  int64
 	persisted int64
 	durable   int64
-	eos       bool
+	// closeMarks are the close watermarks persisted in commit epochs not
+	// known to be committed yet, oldest first; committedClose is the
+	// largest one a commit covered. Input replayed after a crash was
+	// processed after the last commit, so it only touches windows that
+	// end after committedClose: purge keeps every later window, however
+	// short the retention. purgedTo is the end up to which windows were
+	// purged.
+	closeMarks     []closeMark
+	committedClose int64
+	purgedTo       int64
+	eos            bool
 	// reemit: the results of uncommitted epochs are still to be emitted
 	// again (at the first Process or punctuation: Init may not forward).
 	reemit bool
@@ -598,22 +608,53 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 		if err := p.index.Put(metaKey, bound); err != nil {
 			return err
 		}
-		oldPersisted := p.persisted
 		p.persisted = bound
-		if err := p.purge(oldPersisted, bound); err != nil {
+		p.markClose(ctx.CommitEpoch(), bound)
+		if err := p.purge(ctx.CommittedEpoch(), bound); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// purge deletes windows whose end is older than the retention.
-func (p *aggProcessor[K, V, A, O]) purge(prevBound, bound int64) error {
-	ret := p.o.retention.Milliseconds()
-	cutoff := bound - ret
+// closeMark is a close watermark persisted while a commit epoch was current.
+type closeMark struct {
+	epoch uint64
+	bound int64
+}
+
+// markClose records that the close watermark reached bound in epoch.
+func (p *aggProcessor[K, V, A, O]) markClose(epoch uint64, bound int64) {
+	if n := len(p.closeMarks); n > 0 && p.closeMarks[n-1].epoch == epoch {
+		p.closeMarks[n-1].bound = max(p.closeMarks[n-1].bound, bound)
+		return
+	}
+	p.closeMarks = append(p.closeMarks, closeMark{epoch, bound})
+}
+
+// purge deletes the windows that ended more than the retention before the
+// close watermark bound, and only those whose close a successful commit
+// covered (end <= committedClose, updated from the marks of the epochs up
+// to committed): input replayed after a crash was processed after the last
+// commit, so it finds every window it was counted in, and an emitted result
+// that may not have reached Kafka can still be emitted again.
+func (p *aggProcessor[K, V, A, O]) purge(committed uint64, bound int64) error {
+	n := 0
+	for _, m := range p.closeMarks {
+		if m.epoch > committed {
+			break
+		}
+		p.committedClose = max(p.committedClose, m.bound)
+		n++
+	}
+	p.closeMarks = p.closeMarks[n:]
+	cutoff := min(bound-p.o.retention.Milliseconds(), p.committedClose)
+	if cutoff <= p.purgedTo {
+		return nil
+	}
 	from := timeBound(math.MinInt64)
-	if prevBound != math.MinInt64 {
-		from = timeBound(prevBound - ret + 1)
+	if p.purgedTo != math.MinInt64 {
+		from = timeBound(p.purgedTo + 1)
 	}
 	expired, err := p.scanIndex(from, timeBound(cutoff+1), false)
 	if err != nil {
@@ -631,6 +672,7 @@ func (p *aggProcessor[K, V, A, O]) purge(prevBound, bound int64) error {
 			return err
 		}
 	}
+	p.purgedTo = cutoff
 	return nil
 }
 

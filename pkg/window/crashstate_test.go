@@ -199,3 +199,70 @@ func TestCrashLostIndexEntryBelowWatermark(t *testing.T) {
 	require.Equal(t, []string{"a@0=1"}, windowResults(t, out), "the window's result is written once the replay finds it")
 	require.Empty(t, lateOffsets(d), "the replayed record was counted before the crash: not late")
 }
+
+// TestShortRetentionCrashReplay: with the default retention (size + grace,
+// here 100 ms) windows expire soon after they close, yet input replayed
+// after a crash must find every window it was counted in. Purges wait until
+// a commit covered the window's close: without that wait the replay below
+// finds windows whose deletion reached the changelog before the crash, and
+// reports records as late that were counted (and emitted) before it.
+func TestShortRetentionCrashReplay(t *testing.T) {
+	for _, emit := range []EmitStrategy{OnWindowUpdate, OnWindowClose, UntilWindowCloses} {
+		t.Run(emit.String(), func(t *testing.T) {
+			b := stream.NewBuilder()
+			src := stream.Source(b, "in", stream.String(), stream.String())
+			counts := Count(stream.GroupByKey(src), OfSizeAndGrace(100*time.Millisecond, 0), Named("c"), Emit(emit), LateRecordsTo("late"))
+			counts.To("out", WindowedSerde(stream.String()), stream.Int64())
+			top, err := b.Build()
+			require.NoError(t, err)
+			// No record cache: every store write reaches its changelog at
+			// once, so the crash keeps every purge made before it.
+			d, err := streamtest.New(top, stream.StartTime(time.UnixMilli(0)), stream.CacheMaxBytes(0))
+			require.NoError(t, err)
+			defer d.Close()
+			require.NoError(t, d.CommitManually())
+			in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+			out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+
+			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(50)))
+			require.NoError(t, d.Commit())
+			// Ten windows, each closed by the next record: far more than the
+			// retention behind stream time, none covered by a commit.
+			for ts := int64(150); ts <= 1050; ts += 100 {
+				require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(ts)))
+			}
+			before := windowResults(t, out)
+			require.NotEmpty(t, before)
+			require.NoError(t, d.Crash())
+			// Stream time moves on: every window up to [1000, 1100) closes.
+			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(1250)))
+			after := windowResults(t, out)
+
+			require.Empty(t, lateOffsets(d), "replayed records were counted before the crash: none is late")
+			// Every window's results are the value 1, written before the
+			// crash or after it (at-least-once may write a result again),
+			// and each window up to [1000, 1100) has one.
+			seen := map[string]bool{}
+			for _, r := range append(before, after...) {
+				require.True(t, strings.HasSuffix(r, "=1"), "window result %s: each window holds one record (%v then %v)", r, before, after)
+				seen[strings.TrimSuffix(r, "=1")] = true
+			}
+			for start := int64(0); start <= 1000; start += 100 {
+				require.True(t, seen["a@"+strconv.FormatInt(start, 10)], "window a@%d has no result (%v then %v)", start, before, after)
+			}
+
+			// Once a commit covers the closes, the expired windows go: the
+			// store holds only what the retention keeps.
+			require.NoError(t, d.Commit())
+			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(1450)))
+			q := QueryWindowStore[string, int64](d.StoreHost(), "c", stream.String())
+			kept, err := q.Fetch("a", time.UnixMilli(0), time.UnixMilli(2000))
+			require.NoError(t, err)
+			var starts []int64
+			for _, w := range kept {
+				starts = append(starts, w.Key.Start.UnixMilli())
+			}
+			require.Equal(t, []int64{1200, 1400}, starts, "windows kept after the purge")
+		})
+	}
+}

@@ -77,8 +77,8 @@ import (
 //     forwards no tombstones and is compared with Kafka's output without its
 //     null lines.
 //   - Retention: for tumbling and hopping windows with emit=close and for
-//     sliding windows, Kafka's window store is given our retention (size +
-//     grace + 5 min; 2*diff + grace + 5 min): with its default Kafka Streams
+//     sliding windows, Kafka's window store is given a longer retention (size
+//     + grace + 5 min; 2*diff + grace + 5 min): with its default Kafka Streams
 //     hides stored windows from its own fetches after a jump of stream time,
 //     and emitStrategy(onWindowClose) then never emits them; ours keeps and
 //     emits them. Sessions use Kafka's default retention (gap + grace), which
@@ -278,9 +278,10 @@ func (c refCase) config() string {
 	return s
 }
 
-// kafkaRetention is the retention Kafka's store gets for c: ours (size +
-// grace + 5 min for time windows, 2 * diff + grace + 5 min for sliding
-// windows) for time windows with emit=close and for sliding windows, where
+// kafkaRetention is the retention Kafka's store gets for c: size + grace +
+// 5 min for time windows with emit=close (ours keeps windows from size +
+// grace after their close, and only until they are emitted and a commit
+// covered that) and ours (2 * diff + grace + 5 min) for sliding windows, where
 // Kafka Streams' default would hide windows after a jump of stream time (see
 // TestMatchesKafkaStreams); otherwise its default (0).
 func kafkaRetention(c refCase) int64 {

@@ -95,10 +95,12 @@ func LateRecordsTo(topic string) Opt { return optFunc(func(o *options) { o.lateT
 // LateRecordsTo is required: late data is never dropped silently by default.
 func DropLateRecords() Opt { return optFunc(func(o *options) { o.dropLate = true }) }
 
-// Retention is how long after its end a window's state is kept, for
-// interactive queries and to recognise input replayed after a crash (default
-// and minimum: size + grace + 5 minutes). Keep it longer than the
-// application's CommitInterval.
+// Retention is how long after its close a window's state is kept, for
+// interactive queries. Default and minimum: Kafka Streams' default, size +
+// grace, for time windows; size + grace + 5 minutes for sliding windows (2 *
+// difference) and sessions (gap). Whatever the retention, a window is purged
+// only once a commit covered its close, so input replayed after a crash
+// always finds the windows it was counted in.
 func Retention(d time.Duration) Opt { return optFunc(func(o *options) { o.retention = d }) }
 
 // StoreOptions passes options (such as stream.Persistent()) to the

@@ -107,19 +107,35 @@ func TestHoppingOnUpdate(t *testing.T) {
 }
 
 func TestQueryWindowStore(t *testing.T) {
-	top := countTopology(t, window.OfSize(2*time.Second))
-	d, err := streamtest.New(top, stream.Partitions(3))
-	require.NoError(t, err)
-	defer d.Close()
-	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
-	for _, r := range []struct {
-		k  string
-		ts int64
-	}{{"a", 100}, {"a", 2100}, {"a", 2200}, {"b", 2300}, {"a", 4100}} {
-		require.NoError(t, in.PipeAt(r.k, "", ms(r.ts)))
+	pipe := func(t *testing.T, opts ...window.Opt) *streamtest.Driver {
+		top := countTopology(t, window.OfSize(2*time.Second), opts...)
+		d, err := streamtest.New(top, stream.Partitions(3))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = d.Close() })
+		in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+		for _, r := range []struct {
+			k  string
+			ts int64
+		}{{"a", 100}, {"a", 2100}, {"a", 2200}, {"b", 2300}, {"a", 4100}, {"a", 5900}} {
+			require.NoError(t, in.PipeAt(r.k, "", ms(r.ts)))
+		}
+		return d
 	}
+	// The default retention is Kafka Streams' (size + grace), counted from
+	// the window's close: at stream time 5900 the window [0, 2000), closed
+	// at 2000, is gone (purged from 4000 on, once a commit covered its
+	// close); [2000, 4000) is kept until 6000.
+	d := pipe(t)
 	q := window.QueryWindowStore[string, int64](d.StoreHost(), "counts", stream.String())
 	got, err := q.Fetch("a", ms(0), ms(2000))
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, int64(2000), got[0].Key.Start.UnixMilli())
+
+	// A longer retention keeps it.
+	d = pipe(t, window.Retention(time.Minute))
+	q = window.QueryWindowStore[string, int64](d.StoreHost(), "counts", stream.String())
+	got, err = q.Fetch("a", ms(0), ms(2000))
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	require.Equal(t, int64(1), got[0].Value)

@@ -49,6 +49,8 @@ type Windows interface {
 	windowsFor(dst [][2]int64, ts int64) [][2]int64
 	// maxSize is the largest window size, for retention and fetches.
 	maxSize() time.Duration
+	// minRetention is the default and smallest retention (see Retention).
+	minRetention() time.Duration
 	// advanceMs is the step of window boundaries, used to persist the close
 	// watermark only when a decision can change.
 	advanceMs() int64
@@ -88,6 +90,11 @@ func (w TimeWindows) Advance() time.Duration { return w.advance }
 func (w TimeWindows) GracePeriod() time.Duration { return w.grace }
 
 func (w TimeWindows) maxSize() time.Duration { return w.size }
+
+// minRetention is Kafka Streams' default for time windows, size + grace: a
+// window is kept until one retention after its close (and after a commit
+// covered the close, see aggProcessor.purge).
+func (w TimeWindows) minRetention() time.Duration { return w.size + w.grace }
 
 // closeBound: a time window [start, end) closes when the clock reaches end + grace.
 func (w TimeWindows) closeBound(now int64) int64 { return now - w.grace.Milliseconds() }
@@ -182,6 +189,11 @@ func (w SessionWindows) suppressLead() int64 { return 1 }
 
 func (w SessionWindows) windowsFor(dst [][2]int64, _ int64) [][2]int64 { return dst }
 func (w SessionWindows) maxSize() time.Duration                        { return w.gap }
+
+// minRetention keeps closed sessions 5 minutes longer than Kafka Streams'
+// default (gap + grace), as before: merges read the session store, and a
+// shorter retention for sessions is not cross-checked yet.
+func (w SessionWindows) minRetention() time.Duration { return w.gap + w.grace + 5*time.Minute }
 
 // Late decisions can change at every millisecond.
 func (w SessionWindows) advanceMs() int64 { return 1 }
