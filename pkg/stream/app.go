@@ -21,6 +21,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 )
 
 // App runs a Topology over Kafka (Kafka Streams' KafkaStreams). Start as many
@@ -66,6 +67,9 @@ type App struct {
 	// through it, see coordClient) do not wait behind a fetch's long poll.
 	pclient  sarama.Client
 	producer sarama.AsyncProducer
+	// sendBuf is the ProducerBufferBytes budget of the current run (nil
+	// when unbounded).
+	sendBuf  *semaphore.Weighted
 	consumer sarama.Consumer
 
 	partMu    sync.Mutex
@@ -106,7 +110,22 @@ type ackCtx struct {
 	t     *task
 	store *storeCore
 	topic string
+	// buf and weight: the ProducerBufferBytes budget the record holds
+	// until its acknowledgement (nil when unbounded).
+	buf    *semaphore.Weighted
+	weight int64
 }
+
+// release returns the record's share of the producer buffer.
+func (ac *ackCtx) release() {
+	if ac.buf != nil {
+		ac.buf.Release(ac.weight)
+	}
+}
+
+// recordOverhead is what a produced record costs beyond its key, value and
+// headers (sarama's message struct, batch framing), for ProducerBufferBytes.
+const recordOverhead = 128
 
 // NewApp prepares an App; nothing connects until Run.
 func NewApp(top *Topology, opts ...Opt) (*App, error) {
@@ -292,6 +311,10 @@ func (a *App) run(parent context.Context) error {
 			return early(fmt.Errorf("stream: begin transaction: %w", err))
 		}
 	}
+	a.sendBuf = nil
+	if a.cfg.bufferBytes > 0 {
+		a.sendBuf = semaphore.NewWeighted(a.cfg.bufferBytes)
+	}
 	acksDone := make(chan struct{})
 	go a.handleAcks(acksDone)
 	// Global tables are read to their end before any task starts.
@@ -448,6 +471,7 @@ func (a *App) handleAcks(done chan struct{}) {
 				continue
 			}
 			ac := m.Metadata.(*ackCtx)
+			ac.release()
 			if ac.store != nil {
 				ac.store.acked(m.Offset)
 				ac.store.inflight.Done()
@@ -462,6 +486,7 @@ func (a *App) handleAcks(done chan struct{}) {
 			}
 			a.fail(fmt.Errorf("stream: produce to %s failed, records could be lost so the application stops: %w", pe.Msg.Topic, pe.Err))
 			ac := pe.Msg.Metadata.(*ackCtx)
+			ac.release()
 			if ac.store != nil {
 				ac.store.inflight.Done()
 			}
@@ -506,7 +531,21 @@ func (a *App) send(t *task, r *outRecord) error {
 			p = partitionFor(r.key, n)
 		}
 	}
-	m := &sarama.ProducerMessage{Topic: r.topic, Partition: p, Timestamp: r.timestamp, Metadata: &ackCtx{t: t, store: r.store, topic: r.topic}}
+	ac := &ackCtx{t: t, store: r.store, topic: r.topic}
+	m := &sarama.ProducerMessage{Topic: r.topic, Partition: p, Timestamp: r.timestamp, Metadata: ac}
+	if buf := a.sendBuf; buf != nil {
+		w := int64(len(r.key) + len(r.value) + recordOverhead)
+		for _, h := range r.headers {
+			w += int64(len(h.Key) + len(h.Value))
+		}
+		// Acknowledgements (or errors) always come: the producer returns
+		// every record it was given. Waiting here is the back-pressure.
+		w = min(w, a.cfg.bufferBytes)
+		if err := buf.Acquire(context.Background(), w); err != nil {
+			return err
+		}
+		ac.buf, ac.weight = buf, w
+	}
 	if r.key != nil {
 		m.Key = sarama.ByteEncoder(r.key)
 	}

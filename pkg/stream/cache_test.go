@@ -31,6 +31,11 @@ func TestIntegrationRecordCache(t *testing.T) {
 				// A budget too small for all keys flushes early, but never
 				// loses an update: the count below still restores exactly.
 				{"tiny budget", []stream.Opt{stream.CacheMaxBytes(200)}, func(n, keys int) (int64, int64) { return int64(keys) + 1, int64(n) }},
+				// A producer buffer of one byte: one record in flight at a
+				// time, each send waits for the previous acknowledgement.
+				// A budget an acknowledgement failed to return would stop
+				// the app at its second record.
+				{"producer buffer of one record", []stream.Opt{stream.CacheMaxBytes(0), stream.ProducerBufferBytes(1)}, func(n, keys int) (int64, int64) { return int64(n), int64(n) }},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")

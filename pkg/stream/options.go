@@ -39,6 +39,7 @@ type config struct {
 	restoreTimeout    time.Duration
 	exactlyOnce       bool
 	cacheMaxBytes     int64
+	bufferBytes       int64         // ProducerBufferBytes; 0: unbounded
 	shutdownTimeout   time.Duration // see lifecycle.go
 	restart           restartPolicy
 	group             groupConfig  // SessionTimeout, HeartbeatInterval, RebalanceTimeout, GroupInstanceID
@@ -55,6 +56,7 @@ func defaultConfig() config {
 		startTime:         time.Unix(0, 0).UTC(),
 		restoreTimeout:    5 * time.Minute,
 		cacheMaxBytes:     DefaultCacheMaxBytes,
+		bufferBytes:       DefaultProducerBufferBytes,
 		group:             defaultGroupConfig(),
 		warmup:            defaultWarmupConfig(),
 	}
@@ -173,6 +175,20 @@ const DefaultCacheMaxBytes = 10 << 20
 // cover state that is not in the changelog, so the no-double-count guarantee
 // is unchanged. 0 turns the cache off (one changelog record per write).
 func CacheMaxBytes(n int64) Opt { return optFunc(func(c *config) { c.cacheMaxBytes = max(n, 0) }) }
+
+// DefaultProducerBufferBytes is the default [ProducerBufferBytes], the Java
+// producer's buffer.memory default.
+const DefaultProducerBufferBytes = 32 << 20
+
+// ProducerBufferBytes bounds what an App has handed to its producer and
+// Kafka has not acknowledged yet — results, changelog writes, dead letters
+// — counting each record's key, value and headers (the Java producer's
+// buffer.memory; default [DefaultProducerBufferBytes]). A task that would
+// exceed it waits for acknowledgements, as a Java producer's send blocks.
+// The bound keeps memory in check when a task emits much at once (a window
+// of a million keys closing) and keeps short what a graceful shutdown must
+// wait for. 0 removes it.
+func ProducerBufferBytes(n int64) Opt { return optFunc(func(c *config) { c.bufferBytes = max(n, 0) }) }
 
 // ExactlyOnce turns on Kafka transactions (Kafka Streams' exactly_once_v2):
 // the records a commit interval produced — outputs, changelog writes,
