@@ -77,8 +77,8 @@ import (
 //     forwards no tombstones and is compared with Kafka's output without its
 //     null lines.
 //   - Retention: for tumbling and hopping windows with emit=close and for
-//     sliding windows, Kafka's window store is given a longer retention (size
-//     + grace + 5 min; 2*diff + grace + 5 min): with its default Kafka Streams
+//     sliding windows, Kafka's window store is given a longer retention
+//     (size + grace + 5 min; 2*diff + grace + 5 min): with its default Kafka Streams
 //     hides stored windows from its own fetches after a jump of stream time,
 //     and emitStrategy(onWindowClose) then never emits them; ours keeps and
 //     emits them. Sessions use Kafka's default retention (gap + grace), which
