@@ -88,6 +88,20 @@ func wallCloseTopology(t *testing.T) *stream.Topology {
 	return top
 }
 
+// crashDriver starts top in a streamtest driver in the crash model
+// (CommitManually) at time 0, with the input "in" and output "out" of the
+// count topologies here.
+func crashDriver(t *testing.T, top *stream.Topology, opts ...stream.Opt) (*streamtest.Driver, *streamtest.InputTopic[string, string], *streamtest.OutputTopic[Windowed[string], int64]) {
+	t.Helper()
+	d, err := streamtest.New(top, append([]stream.Opt{stream.StartTime(time.UnixMilli(0))}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	require.NoError(t, d.CommitManually())
+	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+	return d, in, out
+}
+
 // windowResults reads "out" as "key@start=count" strings.
 func windowResults(t *testing.T, out *streamtest.OutputTopic[Windowed[string], int64]) []string {
 	t.Helper()
@@ -120,12 +134,7 @@ func lateOffsets(d *streamtest.Driver) []string {
 // never write a second, different count for the window (make smoke
 // CLUSTER=3 saw 🎉 41, then 42 for one window, the 42nd record in the DLQ).
 func TestCrashAfterWallClockCloseKeepsDecision(t *testing.T) {
-	d, err := streamtest.New(wallCloseTopology(t), stream.StartTime(time.UnixMilli(0)))
-	require.NoError(t, err)
-	defer d.Close()
-	require.NoError(t, d.CommitManually())
-	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
-	out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+	d, in, out := crashDriver(t, wallCloseTopology(t))
 
 	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
 	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(900)))
@@ -180,13 +189,8 @@ func TestCrashLostIndexEntryBelowWatermark(t *testing.T) {
 	stream.Process(ctl, "erase", func() stream.Processor[string, string, string, string] { return &flushingEraser{} }, "c-index")
 	top, err := b.Build()
 	require.NoError(t, err)
-	d, err := streamtest.New(top, stream.StartTime(time.UnixMilli(0)))
-	require.NoError(t, err)
-	defer d.Close()
-	require.NoError(t, d.CommitManually())
-	in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+	d, in, out := crashDriver(t, top)
 	ctlIn := streamtest.NewInputTopic(d, "ctl", stream.String(), stream.String())
-	out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
 
 	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
 	require.NoError(t, ctlIn.PipeAt("a", "", time.UnixMilli(100))) // value durable, entry gone
@@ -217,12 +221,7 @@ func TestShortRetentionCrashReplay(t *testing.T) {
 			require.NoError(t, err)
 			// No record cache: every store write reaches its changelog at
 			// once, so the crash keeps every purge made before it.
-			d, err := streamtest.New(top, stream.StartTime(time.UnixMilli(0)), stream.CacheMaxBytes(0))
-			require.NoError(t, err)
-			defer d.Close()
-			require.NoError(t, d.CommitManually())
-			in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
-			out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+			d, in, out := crashDriver(t, top, stream.CacheMaxBytes(0))
 
 			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(50)))
 			require.NoError(t, d.Commit())
