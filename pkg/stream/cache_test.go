@@ -95,3 +95,58 @@ func TestIntegrationRecordCache(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationProducerBufferExactlyOnce: under transactions a one-byte
+// producer buffer (one record in flight at a time) still processes every
+// record and commits: sends that wait for acknowledgements never block the
+// transaction's commit.
+func TestIntegrationProducerBufferExactlyOnce(t *testing.T) {
+	for _, be := range kafkatest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			brokers := be.Brokers(t)
+			in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
+			appID := kafkatest.UniqueName(t, "app")
+			kafkatest.CreateTopic(t, brokers, in, 2)
+			kafkatest.CreateTopic(t, brokers, out, 1)
+			const n, keys = 1000, 5
+			var recs []kafkatest.KV
+			want := map[string]int64{}
+			for i := range n {
+				k := fmt.Sprintf("k%d", i%keys)
+				recs = append(recs, kafkatest.KV{Key: k, Value: "x"})
+				want[k]++
+			}
+			kafkatest.ProduceStrings(t, brokers, in, recs)
+			b := stream.NewBuilder()
+			src := stream.Source(b, in, stream.String(), stream.String())
+			stream.Count(stream.GroupByKey(src), stream.Materialized[string, int64]{StoreName: "counts"}).
+				ToStream().To(out, stream.String(), stream.Int64())
+			top, err := b.Build()
+			require.NoError(t, err)
+			app, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(appID),
+				stream.ExactlyOnce(), stream.CommitInterval(100*time.Millisecond),
+				stream.CacheMaxBytes(0), stream.ProducerBufferBytes(1))
+			q := stream.QueryStore[string, int64](app, "counts", stream.String())
+			got := func() map[string]int64 {
+				m := map[string]int64{}
+				for k := range want {
+					if v, ok, err := q.Get(k); err == nil && ok {
+						m[k] = v
+					}
+				}
+				return m
+			}
+			require.Eventually(t, func() bool { return fmt.Sprint(got()) == fmt.Sprint(want) }, 60*time.Second, 20*time.Millisecond)
+			require.NoError(t, stop())
+			// Without a record cache every update is a result: n of them,
+			// committed, the last of each key its count.
+			last := map[string]int64{}
+			for _, m := range kafkatest.ConsumeN(t, brokers, out, n, 30*time.Second) {
+				v, err := stream.Int64().Deserialize([]byte(m.Value))
+				require.NoError(t, err)
+				last[m.Key] = v
+			}
+			require.Equal(t, want, last)
+		})
+	}
+}
