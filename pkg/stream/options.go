@@ -187,7 +187,8 @@ const DefaultProducerBufferBytes = 32 << 20
 // exceed it waits for acknowledgements, as a Java producer's send blocks.
 // The bound keeps memory in check when a task emits much at once (a window
 // of a million keys closing) and keeps short what a graceful shutdown must
-// wait for. 0 removes it.
+// wait for. 0 removes it. Not applied with [ExactlyOnce] yet (see
+// docs/design.md, "Producer buffer").
 func ProducerBufferBytes(n int64) Opt { return optFunc(func(c *config) { c.bufferBytes = max(n, 0) }) }
 
 // ExactlyOnce turns on Kafka transactions (Kafka Streams' exactly_once_v2):
