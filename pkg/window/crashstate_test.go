@@ -75,13 +75,14 @@ func TestRedeliveryRestoresLostIndexEntry(t *testing.T) {
 	}
 }
 
-// wallCloseTopology counts per key in 2-second windows without grace, closed
-// on the wall clock (OnWindowClose), late records to "late".
-func wallCloseTopology(t *testing.T) *stream.Topology {
+// lateCountTopology counts per key from "in" to "out" in windows of size
+// without grace (aggregation "c"), emitting as emit says, late records to
+// "late".
+func lateCountTopology(t *testing.T, size time.Duration, emit EmitStrategy) *stream.Topology {
 	t.Helper()
 	b := stream.NewBuilder()
 	src := stream.Source(b, "in", stream.String(), stream.String())
-	counts := Count(stream.GroupByKey(src), OfSizeAndGrace(2*time.Second, 0), Named("c"), Emit(OnWindowClose), LateRecordsTo("late"))
+	counts := Count(stream.GroupByKey(src), OfSizeAndGrace(size, 0), Named("c"), Emit(emit), LateRecordsTo("late"))
 	counts.To("out", WindowedSerde(stream.String()), stream.Int64())
 	top, err := b.Build()
 	require.NoError(t, err)
@@ -134,7 +135,7 @@ func lateOffsets(d *streamtest.Driver) []string {
 // never write a second, different count for the window (make smoke
 // CLUSTER=3 saw 🎉 41, then 42 for one window, the 42nd record in the DLQ).
 func TestCrashAfterWallClockCloseKeepsDecision(t *testing.T) {
-	d, in, out := crashDriver(t, wallCloseTopology(t))
+	d, in, out := crashDriver(t, lateCountTopology(t, 2*time.Second, OnWindowClose))
 
 	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
 	require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(900)))
@@ -213,12 +214,7 @@ func TestCrashLostIndexEntryBelowWatermark(t *testing.T) {
 func TestShortRetentionCrashReplay(t *testing.T) {
 	for _, emit := range []EmitStrategy{OnWindowUpdate, OnWindowClose, UntilWindowCloses} {
 		t.Run(emit.String(), func(t *testing.T) {
-			b := stream.NewBuilder()
-			src := stream.Source(b, "in", stream.String(), stream.String())
-			counts := Count(stream.GroupByKey(src), OfSizeAndGrace(100*time.Millisecond, 0), Named("c"), Emit(emit), LateRecordsTo("late"))
-			counts.To("out", WindowedSerde(stream.String()), stream.Int64())
-			top, err := b.Build()
-			require.NoError(t, err)
+			top := lateCountTopology(t, 100*time.Millisecond, emit)
 			// No record cache: every store write reaches its changelog at
 			// once, so the crash keeps every purge made before it.
 			d, in, out := crashDriver(t, top, stream.CacheMaxBytes(0))
