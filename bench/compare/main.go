@@ -69,6 +69,9 @@ type config struct {
 	ksCache    string
 	javaOpts   []string
 	cpuprofile bool
+	// memprofile: ours writes a heap profile (profile with .heap for
+	// .pprof) when it is told to stop, MEMPROFILE=1.
+	memprofile bool
 	// oursStore is our window store's kind: memory or disk (bench-scale);
 	// disk stores live under stateRoot/<application id>.
 	oursStore string
@@ -135,6 +138,7 @@ func loadConfig() (*config, error) {
 	c.ksCache = os.Getenv("KSTREAMS_CACHE_BYTES")
 	c.javaOpts = strings.Fields(os.Getenv("KSTREAMS_JAVA_OPTS"))
 	c.cpuprofile = envOr("CPUPROFILE", "1") != "0"
+	c.memprofile = envOr("MEMPROFILE", "0") == "1"
 	c.oursStore = "memory"
 	c.profile = "ours-cpu.pprof"
 	c.warmup = geti("WARMUP", 200_000)
@@ -433,6 +437,9 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 			"-commit", fmt.Sprintf("%dms", cfg.commitMs)}
 		if cfg.cpuprofile {
 			args = append(args, "-cpuprofile", profile)
+		}
+		if cfg.memprofile {
+			args = append(args, "-memprofile", strings.TrimSuffix(profile, ".pprof")+".heap")
 		}
 		if cfg.oursStore != "memory" {
 			args = append(args, "-store", cfg.oursStore, "-state-dir", filepath.Join(cfg.stateRoot, appID))

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ func main() {
 	guarantee := flag.String("guarantee", "at_least_once", "at_least_once or exactly_once_v2 (stream.ExactlyOnce)")
 	commit := flag.Duration("commit", time.Second, "commit interval (stream.CommitInterval)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := flag.String("memprofile", "", "write a heap profile (live objects) to this file when SIGTERM/SIGINT arrives, before shutting down")
 	store := flag.String("store", "memory", "window store: memory, or disk (stream.Persistent(): pebble under -state-dir)")
 	stateDir := flag.String("state-dir", "", "state directory for -store disk (stream.StateDir; empty: the runtime's default)")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
@@ -104,14 +106,42 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// The heap profile is written before the App is told to stop, so it
+	// shows the state the run built.
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		if *memprofile != "" {
+			if err := writeHeapProfile(*memprofile); err != nil {
+				logger.Error("bench: heap profile", "err", err)
+			}
+		}
+		stop()
+	}()
 	logger.Info("bench: starting", "input", cfg.InputTopic, "output", cfg.OutputTopic, "guarantee", *guarantee, "commit", *commit, "store", *store)
 	if err := app.Run(ctx); err != nil {
 		logger.Error("bench: app failed", "err", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+// writeHeapProfile writes the live heap after a garbage collection, so it
+// shows what the state at the end of the run holds.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func envOr(k, def string) string {

@@ -35,7 +35,7 @@ func FuzzEnvelopeRewrite(f *testing.F) {
 		if !bytes.Equal(v, e.value) || applied != (p.dedup() && e.applied(p)) {
 			t.Fatalf("scanEnvelope(%x, %+v) = %x, %v; decode gives %x, applied %v", raw, p, v, applied, e.value, e.applied(p))
 		}
-		got, err := rewriteEnvelope(raw, p, value)
+		got, err := rewriteEnvelope(nil, raw, p, value)
 		if err != nil {
 			t.Fatal(err)
 		}

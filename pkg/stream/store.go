@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -188,7 +189,22 @@ func (c *storeCore) acked(off int64) {
 	}
 }
 
+// write writes value under key (nil: deletes key) and sends it to the
+// changelog now or at the next flush. The store keeps value; key is copied.
 func (c *storeCore) write(key, value []byte) error {
+	if value == nil {
+		return c.writeKV(bytes.Clone(key), nil)
+	}
+	kv := make([]byte, len(key)+len(value))
+	copy(kv, key)
+	copy(kv[len(key):], value)
+	return c.writeKV(kv[:len(key)], kv[len(key):])
+}
+
+// writeKV is write for a key the store may keep, never modified: the
+// backend and the record cache share it, and value when it follows key in
+// one array (see kv.Store.PutOwned).
+func (c *storeCore) writeKV(key, value []byte) error {
 	if c.closed.Load() {
 		return ErrStoreClosed
 	}
@@ -203,8 +219,7 @@ func (c *storeCore) write(key, value []byte) error {
 	}
 	rc := c.task.env.recordCache()
 	if rc == nil {
-		// The producer keeps the key until it is sent; callers may reuse theirs.
-		c.task.sendChangelog(c, bytes.Clone(key), value)
+		c.task.sendChangelog(c, key, value)
 		return nil
 	}
 	if c.dirty == nil {
@@ -216,9 +231,9 @@ func (c *storeCore) write(key, value []byte) error {
 		d.v = value
 	} else {
 		delta += int64(len(key)) + cacheEntryOverhead
-		// One copy of the key serves as the map's key and, at the flush,
-		// as the changelog record's key: it is never modified.
-		kc := bytes.Clone(key)
+		// The key serves as the map's key and, at the flush, as the
+		// changelog record's key: it is never modified.
+		kc := key
 		if kc == nil {
 			kc = []byte{}
 		}
@@ -301,11 +316,11 @@ func (s *kvStore[K, V]) Put(key K, v V) error {
 	if err != nil {
 		return err
 	}
-	enc, err := rewriteEnvelope(nil, writePosition{}, vb)
+	kv, err := rewriteEnvelope(kb, nil, writePosition{}, vb)
 	if err != nil {
 		return err
 	}
-	return s.core.write(kb, enc)
+	return s.core.writeKV(kv[:len(kb)], kv[len(kb):])
 }
 
 func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V, bool, error) {
@@ -351,11 +366,11 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	if !found {
 		raw = nil
 	}
-	enc, err := rewriteEnvelope(raw, pos, vb)
+	kv, err := rewriteEnvelope(kb, raw, pos, vb)
 	if err != nil {
 		return zero, false, err
 	}
-	if err := s.core.write(kb, enc); err != nil {
+	if err := s.core.writeKV(kv[:len(kb)], kv[len(kb):]); err != nil {
 		return zero, false, err
 	}
 	return nv, true, nil
@@ -561,14 +576,16 @@ func scanEnvelope(raw []byte, p writePosition) (value []byte, applied bool, err 
 
 // rewriteEnvelope encodes value with the positions of raw (nil: none), p
 // replacing the one of its origin (or added; p without a position changes
-// nothing), into a new buffer.
-func rewriteEnvelope(raw []byte, p writePosition, value []byte) ([]byte, error) {
+// nothing), into a new buffer that starts with prefix (the store key, so
+// key and value are one allocation) and has no spare capacity.
+func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte, error) {
 	var n uint64
-	size := 2 + len(value) + len(raw)
+	size := len(prefix) + 1 + len(value)
 	if raw != nil {
-		if _, err := eachPosition(raw, func(origin []byte, _ int64, _ uint64) {
+		if _, err := eachPosition(raw, func(origin []byte, off int64, sub uint64) {
 			if !p.dedup() || string(origin) != p.origin {
 				n++
+				size += positionSize(origin, off, sub)
 			}
 		}); err != nil {
 			return nil, err
@@ -576,9 +593,11 @@ func rewriteEnvelope(raw []byte, p writePosition, value []byte) ([]byte, error) 
 	}
 	if p.dedup() {
 		n++
-		size += len(p.origin) + 3*binary.MaxVarintLen64
+		size += uvarintSize(uint64(len(p.origin))) + len(p.origin) + uvarintSize(uint64(p.offset)) + uvarintSize(p.sub)
 	}
+	size += uvarintSize(n)
 	b := make([]byte, 0, size)
+	b = append(b, prefix...)
 	b = append(b, envelopeVersion)
 	b = binary.AppendUvarint(b, n)
 	if raw != nil {
@@ -595,6 +614,16 @@ func rewriteEnvelope(raw []byte, p writePosition, value []byte) ([]byte, error) 
 		b = binary.AppendUvarint(b, p.sub)
 	}
 	return append(b, value...), nil
+}
+
+// positionSize is the encoded size of a position (appendPosition).
+func positionSize(origin []byte, off int64, sub uint64) int {
+	return uvarintSize(uint64(len(origin))) + len(origin) + uvarintSize(uint64(off)) + uvarintSize(sub)
+}
+
+// uvarintSize is the length of binary.AppendUvarint's encoding of x.
+func uvarintSize(x uint64) int {
+	return (bits.Len64(x|1) + 6) / 7
 }
 
 func appendPosition(b, origin []byte, off int64, sub uint64) []byte {

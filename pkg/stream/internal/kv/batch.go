@@ -47,21 +47,19 @@ var (
 	_ Batcher = (*pebbleStore)(nil)
 )
 
-// WriteBatch copies every key and value before taking the lock once.
+// WriteBatch copies every key and value (one allocation each pair) before
+// taking the lock once.
 func (s *memStore) WriteBatch(ops []Op) error {
 	items := make([]memItem, len(ops))
 	for i, op := range ops {
-		k := cloneBytes(op.Key)
-		if k == nil {
-			k = []byte{}
+		if op.Delete {
+			items[i] = probe(op.Key)
+			continue
 		}
-		items[i] = item(k, nil)
-		if !op.Delete {
-			items[i].value = cloneBytes(op.Value)
-			if items[i].value == nil {
-				items[i].value = []byte{}
-			}
-		}
+		kv := make([]byte, len(op.Key)+len(op.Value))
+		copy(kv, op.Key)
+		copy(kv[len(op.Key):], op.Value)
+		items[i] = kvItem(kv, len(op.Key))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -31,8 +31,10 @@ type Store interface {
 	// GetShared is Get without the copy where the backend can avoid one:
 	// the caller must not modify the returned value.
 	GetShared(key []byte) ([]byte, bool, error)
-	// PutOwned is Put that may keep value itself instead of a copy: the
-	// caller must not modify value afterwards. key is copied as by Put.
+	// PutOwned is Put that may keep key and value themselves instead of
+	// copies: the caller must not modify either afterwards. When value
+	// directly follows key in one array (key = b[:n], value = b[n:]), the
+	// memory backend keeps that array as the entry's only allocation.
 	PutOwned(key, value []byte) error
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(key []byte) error

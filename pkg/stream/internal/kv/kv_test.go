@@ -593,41 +593,41 @@ func TestPebbleLoggerReceivesPebbleLogs(t *testing.T) {
 // GetShared followed by PutOwned (a read-modify-write) stores the key from
 // the lookup: the stored key must never alias the caller's buffer, and a
 // PutOwned of another key, or one after other writes, must still be right.
-func TestMemoryGetSharedThenPutOwned(t *testing.T) {
+// TestMemoryPutOwnedOneArray checks that the memory store keeps a key and
+// the value that follows it in one array as that array (no copy), copies
+// them into one array otherwise, and reads every form back right.
+func TestMemoryPutOwnedOneArray(t *testing.T) {
 	s := closeLater(t, NewMemory())
-	buf := []byte("k1")
-	_, found, err := s.GetShared(buf)
-	require.NoError(t, err)
-	require.False(t, found)
-	require.NoError(t, s.PutOwned(buf, []byte("a")))
-	buf[1] = '9' // the caller reuses its buffer
-	v, found, err := s.Get([]byte("k1"))
+	kv := []byte("k1value1")
+	require.NoError(t, s.PutOwned(kv[:2], kv[2:]))
+	v, found, err := s.GetShared([]byte("k1"))
 	require.NoError(t, err)
 	require.True(t, found)
-	require.Equal(t, "a", string(v))
-	_, found, err = s.Get([]byte("k9"))
-	require.NoError(t, err)
-	require.False(t, found)
+	require.Equal(t, "value1", string(v))
+	require.Same(t, &kv[2], &v[0], "the value is the caller's array, not a copy")
 
-	// Lookup of k1, then a write of k2 and a PutOwned of k1.
-	_, found, err = s.GetShared([]byte("k1"))
+	// Not adjacent (the key's capacity ends before the value): copied.
+	kv2 := []byte("k2value2")
+	require.NoError(t, s.PutOwned(kv2[:2:2], kv2[2:]))
+	v, found, err = s.GetShared([]byte("k2"))
 	require.NoError(t, err)
 	require.True(t, found)
-	require.NoError(t, s.PutOwned([]byte("k2"), []byte("b")))
+	require.Equal(t, "value2", string(v))
+	require.NotSame(t, &kv2[2], &v[0])
+
+	// Separate arrays, an empty value, an empty key.
+	require.NoError(t, s.PutOwned([]byte("k3"), []byte("v3")))
+	require.NoError(t, s.PutOwned([]byte("k4"), []byte{}))
+	require.NoError(t, s.PutOwned([]byte{}, []byte("v0")))
+	v, found, err = s.Get([]byte("k4"))
+	require.NoError(t, err)
+	require.True(t, found)
+	require.NotNil(t, v)
+	require.Empty(t, v)
+
+	// Overwrite and delete.
 	require.NoError(t, s.PutOwned([]byte("k1"), []byte("c")))
-
-	// Lookup of k3 (missing), then k1 deleted and k3 put.
-	_, found, err = s.GetShared([]byte("k3"))
-	require.NoError(t, err)
-	require.False(t, found)
-	require.NoError(t, s.Delete([]byte("k1")))
-	require.NoError(t, s.PutOwned([]byte("k3"), []byte("d")))
-	// Lookup of k2, k2 deleted, then k2 put again.
-	_, found, err = s.GetShared([]byte("k2"))
-	require.NoError(t, err)
-	require.True(t, found)
 	require.NoError(t, s.Delete([]byte("k2")))
-	require.NoError(t, s.PutOwned([]byte("k2"), []byte("e")))
 
 	it, err := s.Range(nil, nil)
 	require.NoError(t, err)
@@ -637,8 +637,8 @@ func TestMemoryGetSharedThenPutOwned(t *testing.T) {
 	}
 	require.NoError(t, it.Err())
 	require.NoError(t, it.Close())
-	require.Equal(t, []string{"k2=e", "k3=d"}, got)
-	require.EqualValues(t, 2, s.ApproximateLen())
+	require.Equal(t, []string{"=v0", "k1=c", "k3=v3", "k4="}, got)
+	require.EqualValues(t, 4, s.ApproximateLen())
 }
 
 // TestModel runs a seeded random mix of every Store operation against each

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -20,24 +21,66 @@ const memChunk = 64
 
 // memItem caches the first 16 key bytes as two big-endian integers.
 // Comparing those inline settles most comparisons without dereferencing the
-// key slices, which in a large tree would be a cache miss per comparison.
-// Sixteen, not eight: window keys begin with 8 bytes that thousands of keys
-// share (a close index's window end; a key's bytes followed by the window
-// start), and with 8 bytes every such comparison went to the slices
-// (bytes.Compare was a tenth of the CPU at 10,000 keys per window, issue #14).
+// key, which in a large tree would be a cache miss per comparison. Sixteen,
+// not eight: window keys begin with 8 bytes that thousands of keys share (a
+// close index's window end; a key's bytes followed by the window start), and
+// with 8 bytes every such comparison went to the key bytes (bytes.Compare was
+// a tenth of the CPU at 10,000 keys per window, issue #14).
+//
+// The key and the value are one allocation, the value right after the key,
+// and the item holds one pointer to it and the two lengths: 32 bytes instead
+// of the 64 of two slice headers, one object for the allocator and the
+// garbage collector instead of two (at 1,000,000 windows per store, the tree
+// nodes and the key and value objects were most of the heap).
 type memItem struct {
 	pfx, pfx2  uint64
-	key, value []byte
+	p          *byte // the key's first byte, the value following it
+	klen, vlen uint32
 }
 
-// item builds a tree item for key and value; both slices are kept.
-func item(key, value []byte) memItem {
-	p1, p2 := keyPrefix(key)
-	return memItem{pfx: p1, pfx2: p2, key: key, value: value}
+// key returns the item's key. The bytes are never modified.
+func (x memItem) key() []byte { return unsafe.Slice(x.p, x.klen) }
+
+// value returns the item's value, a non-nil slice (an empty value read back
+// is present), never modified. Slicing the whole allocation, not adding
+// klen to the pointer, keeps a zero-length value from pointing past the
+// end of the allocation.
+func (x memItem) value() []byte {
+	n := int(x.klen) + int(x.vlen)
+	return unsafe.Slice(x.p, n)[x.klen:n:n]
+}
+
+// kvItem builds a tree item for the adjacent key and value kv[:klen] and
+// kv[klen:]; kv is kept.
+func kvItem(kv []byte, klen int) memItem {
+	if kv == nil {
+		kv = []byte{}
+	}
+	p1, p2 := keyPrefix(kv[:klen])
+	return memItem{pfx: p1, pfx2: p2, p: unsafe.SliceData(kv), klen: uint32(klen), vlen: uint32(len(kv) - klen)}
+}
+
+// joined returns key and value as one slice, key first: the arrays
+// themselves when value already follows key in one array (as from
+// kv[:n] and kv[n:]), else a copy.
+func joined(key, value []byte) []byte {
+	if len(value) == 0 {
+		return key
+	}
+	if cap(key)-len(key) >= len(value) && unsafe.SliceData(key[len(key):cap(key)]) == unsafe.SliceData(value) {
+		return key[:len(key)+len(value)]
+	}
+	b := make([]byte, len(key)+len(value))
+	copy(b, key)
+	copy(b[len(key):], value)
+	return b
 }
 
 // probe builds a search item for key; the slice is not retained.
-func probe(key []byte) memItem { return item(key, nil) }
+func probe(key []byte) memItem {
+	p1, p2 := keyPrefix(key)
+	return memItem{pfx: p1, pfx2: p2, p: unsafe.SliceData(key), klen: uint32(len(key))}
+}
 
 // keyPrefix returns the first 16 bytes of key, zero-padded, as two
 // big-endian integers: if two padded prefixes differ, the first differing
@@ -60,27 +103,23 @@ func memLess(a, b memItem) bool {
 	if a.pfx2 != b.pfx2 {
 		return a.pfx2 < b.pfx2
 	}
-	return bytes.Compare(a.key, b.key) < 0
+	if a.klen <= 16 && b.klen <= 16 {
+		// Both keys are in their prefixes (zero-padded): the shorter one
+		// sorts first.
+		return a.klen < b.klen
+	}
+	return bytes.Compare(a.key(), b.key()) < 0
 }
 
 var _ Store = (*memStore)(nil)
 
 // memStore is the in-memory Store. Items are immutable once inserted (an
-// overwrite replaces the item), which lets iterators hand out the stored
-// slices without copying.
+// overwrite replaces the item), which lets iterators and GetShared hand out
+// the stored slices without copying.
 type memStore struct {
 	mu     sync.RWMutex
 	tree   *btree.BTreeG[memItem] // nil once closed
 	closed atomic.Bool            // shared with iterators so they can stop after Close
-
-	// memo is the key GetShared looked up last, as a slice that is never
-	// modified (the stored key, or a copy when the key was missing), so
-	// the PutOwned of the same key that usually follows (a read-modify-
-	// write) can store it with one tree descent instead of a lookup and
-	// an insert. A stored key's bytes never change, so reusing the slice
-	// is right whatever was written in between; memo only has to match.
-	memoMu sync.Mutex
-	memo   []byte
 }
 
 // NewMemory returns an empty in-memory Store backed by a B-tree. Range
@@ -102,24 +141,20 @@ func (s *memStore) Get(key []byte) ([]byte, bool, error) {
 	}
 	// Stored values are shared with open iterators, so the caller gets its
 	// own copy to mutate.
-	return cloneBytes(it.value), true, nil
+	return cloneBytes(it.value()), true, nil
 }
 
 func (s *memStore) Put(key, value []byte) error {
 	// Copy outside the lock to keep the critical section short for readers.
-	k, v := cloneBytes(key), cloneBytes(value)
-	if k == nil {
-		k = []byte{}
-	}
-	if v == nil {
-		v = []byte{}
-	}
+	kv := make([]byte, len(key)+len(value))
+	copy(kv, key)
+	copy(kv[len(key):], value)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tree == nil {
 		return ErrClosed
 	}
-	s.tree.ReplaceOrInsert(item(k, v))
+	s.tree.ReplaceOrInsert(kvItem(kv, len(key)))
 	return nil
 }
 
@@ -132,60 +167,23 @@ func (s *memStore) GetShared(key []byte) ([]byte, bool, error) {
 		return nil, false, ErrClosed
 	}
 	it, ok := s.tree.Get(probe(key))
-	k := it.key
 	if !ok {
-		// PutOwned would copy the key anyway.
-		k = cloneBytes(key)
-		if k == nil {
-			k = []byte{}
-		}
+		return nil, false, nil
 	}
-	s.memoMu.Lock()
-	s.memo = k
-	s.memoMu.Unlock()
-	return it.value, ok, nil
+	return it.value(), true, nil
 }
 
-// takeMemo returns the memo if it equals key (and forgets it), else nil.
-func (s *memStore) takeMemo(key []byte) []byte {
-	s.memoMu.Lock()
-	defer s.memoMu.Unlock()
-	m := s.memo
-	s.memo = nil
-	if m == nil || !bytes.Equal(m, key) {
-		return nil
-	}
-	return m
-}
-
-// PutOwned keeps value without copying it, and reuses the stored key slice
-// when the key exists, so overwriting a key allocates nothing. Right after
-// a GetShared of the same key it takes the key from there and descends the
-// tree once.
+// PutOwned keeps key and value without copying them when value directly
+// follows key in one array (key = b[:n], value = b[n:]); otherwise it
+// copies them into one allocation. Either way the tree is descended once.
 func (s *memStore) PutOwned(key, value []byte) error {
-	if value == nil {
-		value = []byte{}
-	}
-	k := s.takeMemo(key)
+	kv := joined(key, value)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tree == nil {
 		return ErrClosed
 	}
-	if k != nil {
-		s.tree.ReplaceOrInsert(item(k, value))
-		return nil
-	}
-	if it, ok := s.tree.Get(probe(key)); ok {
-		it.value = value
-		s.tree.ReplaceOrInsert(it)
-		return nil
-	}
-	k = cloneBytes(key)
-	if k == nil {
-		k = []byte{}
-	}
-	s.tree.ReplaceOrInsert(item(k, value))
+	s.tree.ReplaceOrInsert(kvItem(kv, len(key)))
 	return nil
 }
 
@@ -299,7 +297,7 @@ func (it *memIter) fill() {
 	it.buf = it.buf[:0]
 	full := false
 	visit := func(x memItem) bool {
-		if it.to != nil && bytes.Compare(x.key, it.to) >= 0 {
+		if it.to != nil && bytes.Compare(x.key(), it.to) >= 0 {
 			return false
 		}
 		it.buf = append(it.buf, x)
@@ -320,12 +318,12 @@ func (it *memIter) fill() {
 	}
 	// last+0x00 is the smallest key strictly greater than last, so the next
 	// descent starts right after it without re-visiting it.
-	last := it.buf[len(it.buf)-1].key
+	last := it.buf[len(it.buf)-1].key()
 	it.resume = append(append(make([]byte, 0, len(last)+1), last...), 0)
 }
 
-func (it *memIter) Key() []byte   { return it.cur.key }
-func (it *memIter) Value() []byte { return it.cur.value }
+func (it *memIter) Key() []byte   { return it.cur.key() }
+func (it *memIter) Value() []byte { return it.cur.value() }
 func (it *memIter) Err() error    { return it.err }
 
 func (it *memIter) Close() error {

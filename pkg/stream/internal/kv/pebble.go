@@ -338,6 +338,16 @@ func (s *pebbleStore) commitPendingLocked() error {
 // write records a write of key (value nil: a deletion) among the pending
 // ones, committing them when they exceed maxPendingBytes. value is kept.
 func (s *pebbleStore) write(key, value []byte) error {
+	return s.writeKey(key, value, false)
+}
+
+// writeOwned is write for a key the store may keep (the caller never
+// modifies it): a new pending key's map entry uses its bytes.
+func (s *pebbleStore) writeOwned(key, value []byte) error {
+	return s.writeKey(key, value, true)
+}
+
+func (s *pebbleStore) writeKey(key, value []byte, owned bool) error {
 	if s.db == nil {
 		return ErrClosed
 	}
@@ -348,11 +358,15 @@ func (s *pebbleStore) write(key, value []byte) error {
 	}
 	if old, ok := s.pend.m[string(key)]; ok {
 		s.pend.bytes -= len(old)
+		s.pend.m[string(key)] = value
 	} else {
 		s.pend.bytes += len(key) + pendingEntryOverhead
+		if !owned {
+			key = cloneBytes(key)
+		}
+		s.pend.m[unsafe.String(unsafe.SliceData(key), len(key))] = value
 	}
 	s.pend.bytes += len(value)
-	s.pend.m[string(key)] = value
 	s.writes.Add(1)
 	if s.pend.bytes > maxPendingBytes {
 		return s.commitPendingLocked()
@@ -394,7 +408,7 @@ func (s *pebbleStore) getPebble(key []byte) ([]byte, bool, error) {
 // Put writes without syncing (see pendingWrites): durability comes from the
 // Kafka changelog, and Flush syncs the WAL at commit points.
 func (s *pebbleStore) Put(key, value []byte) error {
-	return s.PutOwned(key, cloneBytes(value))
+	return s.PutOwned(cloneBytes(key), cloneBytes(value))
 }
 
 // GetShared returns a pending write's own slice, or Pebble's value as a copy
@@ -411,14 +425,15 @@ func (s *pebbleStore) GetShared(key []byte) ([]byte, bool, error) {
 	return s.getPebble(key)
 }
 
-// PutOwned is Put that keeps value until it is committed to Pebble.
+// PutOwned is Put that keeps key and value until they are committed to
+// Pebble.
 func (s *pebbleStore) PutOwned(key, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.write(key, value)
+	return s.writeOwned(key, value)
 }
 
 // Delete writes a tombstone without syncing, for the same reason as Put.
