@@ -156,18 +156,18 @@ type storeCore struct {
 	// dirty holds the changelog writes not sent yet (the record cache): the
 	// latest value per key, nil for a deletion. Several writes of one key
 	// between two commits become one changelog record.
-	dirty      map[string]*dirtyValue
+	//
+	// A map key is the written key's own bytes (unsafe.String): keys
+	// reach the record cache owned and never modified (writeKV), so the
+	// map keeps no copy and, at the flush, hands the same bytes to the
+	// changelog record.
+	dirty      map[string][]byte
 	dirtyBytes int64
 	// inflight counts this store's changelog records sent to Kafka and not
 	// acknowledged yet (App only; a LocalRunner has no changelog). Added to
 	// and waited on under the task's lock.
 	inflight sync.WaitGroup
 }
-
-// dirtyValue is a held-back changelog value (nil: a deletion) and its key
-// (the bytes of the map's key). A pointer, so rewriting a key already in
-// the cache looks it up without allocating.
-type dirtyValue struct{ key, v []byte }
 
 // cacheEntryOverhead approximates a dirty entry's bookkeeping beyond its key
 // and value bytes (map slot, string and slice headers).
@@ -223,22 +223,15 @@ func (c *storeCore) writeKV(key, value []byte) error {
 		return nil
 	}
 	if c.dirty == nil {
-		c.dirty = map[string]*dirtyValue{}
+		c.dirty = map[string][]byte{}
 	}
 	delta := int64(len(value))
-	if d, ok := c.dirty[string(key)]; ok {
-		delta -= int64(len(d.v))
-		d.v = value
+	if old, ok := c.dirty[string(key)]; ok {
+		delta -= int64(len(old))
 	} else {
 		delta += int64(len(key)) + cacheEntryOverhead
-		// The key serves as the map's key and, at the flush, as the
-		// changelog record's key: it is never modified.
-		kc := key
-		if kc == nil {
-			kc = []byte{}
-		}
-		c.dirty[unsafe.String(unsafe.SliceData(kc), len(kc))] = &dirtyValue{key: kc, v: value}
 	}
+	c.dirty[unsafe.String(unsafe.SliceData(key), len(key))] = value
 	c.dirtyBytes += delta
 	if rc.used.Add(delta) > rc.max {
 		// The whole task, in order (see task.flushStores), not this store
@@ -255,8 +248,12 @@ func (c *storeCore) flush() {
 	if len(c.dirty) == 0 {
 		return
 	}
-	for _, d := range c.dirty {
-		c.task.sendChangelog(c, d.key, d.v)
+	for k, v := range c.dirty {
+		key := []byte{} // an empty key stays a key, not a null one
+		if k != "" {
+			key = unsafe.Slice(unsafe.StringData(k), len(k))
+		}
+		c.task.sendChangelog(c, key, v)
 	}
 	clear(c.dirty)
 	c.task.env.recordCache().used.Add(-c.dirtyBytes)
