@@ -56,10 +56,7 @@ func (s *memStore) WriteBatch(ops []Op) error {
 			items[i] = probe(op.Key)
 			continue
 		}
-		kv := make([]byte, len(op.Key)+len(op.Value))
-		copy(kv, op.Key)
-		copy(kv[len(op.Key):], op.Value)
-		items[i] = kvItem(kv, len(op.Key))
+		items[i] = kvItem(concat(op.Key, op.Value), len(op.Key))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -590,9 +590,6 @@ func TestPebbleLoggerReceivesPebbleLogs(t *testing.T) {
 	require.Contains(t, buf.String(), "level=ERROR msg=\"boom 7\" app=mine")
 }
 
-// GetShared followed by PutOwned (a read-modify-write) stores the key from
-// the lookup: the stored key must never alias the caller's buffer, and a
-// PutOwned of another key, or one after other writes, must still be right.
 // TestMemoryPutOwnedOneArray checks that the memory store keeps a key and
 // the value that follows it in one array as that array (no copy), copies
 // them into one array otherwise, and reads every form back right.

@@ -70,6 +70,11 @@ func joined(key, value []byte) []byte {
 	if cap(key)-len(key) >= len(value) && unsafe.SliceData(key[len(key):cap(key)]) == unsafe.SliceData(value) {
 		return key[:len(key)+len(value)]
 	}
+	return concat(key, value)
+}
+
+// concat returns a new array holding key followed by value.
+func concat(key, value []byte) []byte {
 	b := make([]byte, len(key)+len(value))
 	copy(b, key)
 	copy(b[len(key):], value)
@@ -146,9 +151,7 @@ func (s *memStore) Get(key []byte) ([]byte, bool, error) {
 
 func (s *memStore) Put(key, value []byte) error {
 	// Copy outside the lock to keep the critical section short for readers.
-	kv := make([]byte, len(key)+len(value))
-	copy(kv, key)
-	copy(kv[len(key):], value)
+	kv := concat(key, value)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tree == nil {

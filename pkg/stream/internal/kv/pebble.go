@@ -358,14 +358,15 @@ func (s *pebbleStore) writeKey(key, value []byte, owned bool) error {
 	}
 	if old, ok := s.pend.m[string(key)]; ok {
 		s.pend.bytes -= len(old)
-		s.pend.m[string(key)] = value
 	} else {
 		s.pend.bytes += len(key) + pendingEntryOverhead
-		if !owned {
-			key = cloneBytes(key)
-		}
-		s.pend.m[unsafe.String(unsafe.SliceData(key), len(key))] = value
 	}
+	if !owned {
+		key = cloneBytes(key)
+	}
+	// The map takes the key's bytes as they are (an assignment to an
+	// existing key stores the new key too): they are never modified.
+	s.pend.m[unsafe.String(unsafe.SliceData(key), len(key))] = value
 	s.pend.bytes += len(value)
 	s.writes.Add(1)
 	if s.pend.bytes > maxPendingBytes {
