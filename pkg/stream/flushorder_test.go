@@ -2,8 +2,11 @@ package stream
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/emostream/emostream/pkg/stream/internal/kv"
 
 	"github.com/stretchr/testify/require"
 )
@@ -113,5 +116,117 @@ func TestFlushSendsStoresInDeclarationOrder(t *testing.T) {
 	require.Len(t, seen, 80)
 	for _, w := range env.waits {
 		require.Equal(t, "first", w, "only an earlier store is waited for")
+	}
+}
+
+// reusedKeySerde serializes a []byte key as the slice itself, as a raw-bytes
+// serde does, so a processor that reuses one key buffer hands the store the
+// same array on every write.
+type reusedKeySerde struct{}
+
+func (reusedKeySerde) Serialize(b []byte) ([]byte, error)   { return b, nil }
+func (reusedKeySerde) Deserialize(b []byte) ([]byte, error) { return append([]byte(nil), b...), nil }
+
+// reusingWriter writes every record through one key buffer it overwrites each
+// time, and deletes the keys whose value is "delete".
+type reusingWriter struct {
+	s   KeyValueStore[[]byte, string]
+	buf []byte
+}
+
+func (p *reusingWriter) Init(ctx ProcessorContext[string, string]) error {
+	var err error
+	p.s, err = GetKeyValueStore[[]byte, string](ctx, "kv")
+	return err
+}
+
+func (p *reusingWriter) Process(_ ProcessorContext[string, string], rec Record[string, string]) error {
+	p.buf = append(p.buf[:0], rec.Key...)
+	if rec.Value == "delete" {
+		return p.s.Delete(p.buf)
+	}
+	return p.s.Put(p.buf, rec.Value)
+}
+
+func (p *reusingWriter) Close() error { return nil }
+
+// pebbleEnv is an ackingEnv whose stores are Pebble stores under dir.
+type pebbleEnv struct {
+	*ackingEnv
+	dir string
+}
+
+func (e *pebbleEnv) openBackend(t *task, spec *storeSpec, _ string) (kv.Store, int64, error) {
+	s, _, err := kv.OpenPebble(filepath.Join(e.dir, fmt.Sprintf("%s-%d", spec.name, t.id.Partition)))
+	return s, 0, err
+}
+
+// TestStoreKeepsNoCallerKeyBuffer: a store and its record cache keep their
+// own key bytes (the store layer writes key and value into one array the
+// backend then keeps), so a key buffer the caller overwrites after each
+// write changes neither the stored keys and values nor the changelog
+// records sent later from the record cache; in memory and in Pebble.
+func TestStoreKeepsNoCallerKeyBuffer(t *testing.T) {
+	for _, persistent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("persistent=%v", persistent), func(t *testing.T) {
+			b := NewBuilder()
+			b.AddStore(KeyValueStoreBuilder("kv", Serde[[]byte](reusedKeySerde{}), String()))
+			src := Source(b, "in", String(), String())
+			Process(src, "w", func() Processor[string, string, string, string] { return &reusingWriter{} }, "kv")
+			top, err := b.Build()
+			require.NoError(t, err)
+			l, err := NewLocalRunner(top)
+			require.NoError(t, err)
+			var env taskEnv = &ackingEnv{LocalRunner: l, rc: &recordCache{max: 1 << 20}, unacked: map[*storeCore]int{}}
+			acking := env.(*ackingEnv)
+			if persistent {
+				env = &pebbleEnv{ackingEnv: acking, dir: t.TempDir()}
+			}
+			task, err := newTask(top, top.subs[0], 0, env, taskStart{})
+			require.NoError(t, err)
+			core := task.stores["kv"]
+			t.Cleanup(func() { _ = core.backend.Close() })
+			task.mu.Lock()
+			defer task.mu.Unlock()
+			want, written := map[string]string{}, map[string]bool{}
+			for i := range 300 {
+				k := fmt.Sprintf("key-%02d-%s", i%50, "padding-beyond-sixteen-bytes"[:i%29])
+				v := fmt.Sprintf("v%d", i)
+				if i%7 == 3 {
+					v = "delete"
+					delete(want, k)
+				} else {
+					want[k] = v
+				}
+				written[k] = true
+				r := &inRecord{topic: "in", offset: int64(i), key: []byte(k), value: []byte(v), timestamp: time.UnixMilli(int64(i))}
+				require.NoError(t, task.process(r))
+			}
+			require.NoError(t, task.err)
+
+			it, err := core.backend.Range(nil, nil)
+			require.NoError(t, err)
+			got := map[string]string{}
+			for it.Next() {
+				v, _, err := scanEnvelope(it.Value(), writePosition{})
+				require.NoError(t, err)
+				got[string(it.Key())] = string(v)
+			}
+			require.NoError(t, it.Err())
+			require.NoError(t, it.Close())
+			require.Equal(t, want, got, "the stored keys and values")
+
+			task.flushStores() // the record cache's changelog records go out now
+			require.NoError(t, task.err)
+			sent := map[string]bool{}
+			for _, s := range acking.sent {
+				sent[s] = true
+			}
+			wantSent := map[string]bool{}
+			for k := range written {
+				wantSent["kv/"+k] = true
+			}
+			require.Equal(t, wantSent, sent, "one changelog record per key written, under its own key")
+		})
 	}
 }
