@@ -144,7 +144,7 @@ func TestFirstRecordLate(t *testing.T) {
 				}
 			}
 			require.Empty(t, counted, "records of 2026-03-01 were counted in %s; the app logs:\n%s", out, logs)
-			require.EqualValues(t, 2, nDLQ, "want both emojis in %s", dlq)
+			require.EqualValues(t, 2, nDLQ, "want both emojis in %s (%s holds %d); the app logs:\n%s", dlq, in, endOffsets(t, brokers, in), logs)
 
 			got := map[string]wire.Event{}
 			for _, m := range kafkatest.ConsumeN(t, brokers, dlq, 2, 10*time.Second) {
