@@ -118,6 +118,19 @@ func (a *App) closeBackends() {
 // once (see kv.WriteBatch).
 const restoreBatch = 1024
 
+// A restore into a store that ingests runs (kv.Ingester: Pebble) collects up
+// to restoreRun records or restoreRunBytes of keys and values and hands them
+// over at once: sorted into a table instead of inserted one by one into
+// Pebble's memtable and flushed again, a run costs less than half the CPU
+// (BenchmarkRestoreRun). Shorter runs, as at the end of a restore, are
+// written as a batch when under restoreRunMin records. (Variables so tests
+// can make runs short.)
+var (
+	restoreRun      = 128 << 10
+	restoreRunBytes = 16 << 20
+	restoreRunMin   = 4096
+)
+
 // restore brings a store up to date with its changelog partition.
 func (a *App) restore(t *task, c *storeCore) error {
 	// A shutdown stops a restore at once (the next owner goes on from the
@@ -167,7 +180,33 @@ func (a *App) restore(t *task, c *storeCore) error {
 	got := false
 	n, idleTicks := 0, 0
 	var ops []kv.Op
-	for c.restoredTo < hwm {
+	_, ingest := c.backend.(kv.Ingester)
+	limit := restoreBatch
+	if ingest {
+		limit = restoreRun
+	}
+	// ops holds the records read up to offset pending - 1, not written yet;
+	// c.restoredTo moves only once they are.
+	pending, opBytes := c.restoredTo, 0
+	write := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		var err error
+		if ingest && len(ops) >= restoreRunMin {
+			err = kv.Ingest(c.backend, ops)
+		} else {
+			err = kv.WriteBatch(c.backend, ops)
+		}
+		if err != nil {
+			return err
+		}
+		c.restoredTo = pending
+		n += len(ops)
+		ops, opBytes = ops[:0], 0
+		return nil
+	}
+	for pending < hwm {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stream: restoring %s/%d stopped at offset %d of %d: %w", c.changelog, c.partition, c.restoredTo, hwm, ctx.Err())
@@ -189,39 +228,45 @@ func (a *App) restore(t *task, c *storeCore) error {
 			// Nothing read at all although offsets lie ahead: give the
 			// consumer a few more seconds before believing they are only
 			// markers and aborted records.
-			if idleTicks++; n == 0 && hwm-from > 1 && idleTicks < 5 {
+			if idleTicks++; n+len(ops) == 0 && hwm-from > 1 && idleTicks < 5 {
 				continue
 			}
 			if lso, err := a.lastStableOffset(c.changelog, c.partition); err == nil && lso >= hwm {
-				c.restoredTo = hwm
+				pending = hwm
 			}
 		case m := <-pc.Messages():
 			got = true
-			// Apply what the consumer has buffered as one batch (one lock
-			// or one Pebble commit for up to restoreBatch records).
-			ops = append(ops[:0], kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
-			last := m.Offset
+			// Take what the consumer has buffered: one lock or one Pebble
+			// commit per batch, one table per run.
+			ops = append(ops, kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
+			opBytes += len(m.Key) + len(m.Value)
+			pending = m.Offset + 1
 		more:
-			for len(ops) < restoreBatch && last+1 < hwm {
+			for len(ops) < limit && opBytes < restoreRunBytes && pending < hwm {
 				select {
 				case m := <-pc.Messages():
 					ops = append(ops, kv.Op{Key: m.Key, Value: m.Value, Delete: m.Value == nil})
-					last = m.Offset
+					opBytes += len(m.Key) + len(m.Value)
+					pending = m.Offset + 1
 				default:
 					break more
 				}
 			}
-			if err := kv.WriteBatch(c.backend, ops); err != nil {
-				return err
+			if !ingest || len(ops) >= limit || opBytes >= restoreRunBytes || pending >= hwm {
+				if err := write(); err != nil {
+					return err
+				}
 			}
-			c.restoredTo = last + 1
-			n += len(ops)
 		case e := <-pc.Errors():
 			return e
 		case <-timeout.C:
 			return fmt.Errorf("stream: restoring %s/%d timed out at offset %d of %d", c.changelog, c.partition, c.restoredTo, hwm)
 		}
 	}
+	if err := write(); err != nil {
+		return err
+	}
+	c.restoredTo = max(c.restoredTo, pending)
 	a.met.restored.WithLabelValues(c.name).Add(float64(n))
 	t.logger.Info("store restored", slog.String("store", c.name), slog.Int64("from", from), slog.Int("records", n), slog.Duration("took", time.Since(start)))
 	return nil

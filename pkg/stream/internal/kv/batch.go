@@ -84,6 +84,16 @@ func (s *pebbleStore) WriteBatch(ops []Op) error {
 	if err := s.commitPending(); err != nil {
 		return err
 	}
+	if err := s.writeBatchLocked(ops); err != nil {
+		return err
+	}
+	s.writes.Add(uint64(len(ops)))
+	return nil
+}
+
+// writeBatchLocked commits ops as one batch; s.mu is held (shared) and
+// the pending writes are committed.
+func (s *pebbleStore) writeBatchLocked(ops []Op) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, op := range ops {
@@ -97,9 +107,5 @@ func (s *pebbleStore) WriteBatch(ops []Op) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return err
-	}
-	s.writes.Add(uint64(len(ops)))
-	return nil
+	return b.Commit(pebble.NoSync)
 }

@@ -98,6 +98,9 @@ var _ Store = (*pebbleStore)(nil)
 type pebbleStore struct {
 	mu sync.RWMutex
 	db *pebble.DB // nil once closed
+	// opts are the options db was opened with (Ingest writes tables with
+	// them).
+	opts *pebble.Options
 	// pend holds the writes not yet handed to Pebble (see pendingWrites).
 	pend   pendingWrites
 	lock   *pebble.Lock
@@ -182,6 +185,15 @@ func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err err
 	// lookups still skip most L0 files through the bloom filters.
 	popts.MemTableSize = memTableSize
 	popts.L0CompactionThreshold = l0CompactionThreshold
+	// Ingest writes its tables with these options (bloom filters,
+	// compression), so they must be complete before Open copies them.
+	popts.EnsureDefaults()
+	if clean {
+		// A crash in the middle of an Ingest can leave its table behind.
+		if err := removeIngestFiles(fs, dir); err != nil {
+			return nil, false, err
+		}
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, false, fmt.Errorf("kv: open pebble %s: %w", dir, err)
@@ -201,6 +213,7 @@ func OpenPebble(dir string, opts ...PebbleOpt) (store Store, clean bool, err err
 	}
 	return &pebbleStore{
 		db:         db,
+		opts:       popts,
 		lock:       lock,
 		fs:         fs,
 		dir:        dir,
