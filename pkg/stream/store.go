@@ -432,12 +432,14 @@ func (i *kvIter[K, V]) Next() bool {
 	if i.k, i.err = i.s.ks.Deserialize(i.it.Key()); i.err != nil {
 		return false
 	}
-	env, err := decodeEnvelope(i.it.Value())
+	// Only the user value is wanted: skip the positions without
+	// collecting them.
+	value, err := eachPosition(i.it.Value(), func([]byte, int64, uint64) {})
 	if err != nil {
 		i.err = err
 		return false
 	}
-	i.v, i.err = i.s.vs.Deserialize(env.value)
+	i.v, i.err = i.s.vs.Deserialize(value)
 	return i.err == nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/btree"
+
 	"github.com/emostream/emostream/pkg/stream"
 )
 
@@ -16,11 +18,19 @@ import (
 // before every index key (those are at least 16 bytes).
 var metaKey = []byte{0}
 
-// States of a window in the index store. A window that was emitted (or
-// closed) carries the commit epoch (ProcessorContext.CommitEpoch) in which that
-// happened, so a restarted task re-emits only what no commit covered.
+// States of a window. A window that was emitted (or closed) carries the
+// commit epoch (ProcessorContext.CommitEpoch) in which that happened, so a
+// restarted task re-emits only what no commit covered; that state is kept in
+// the index store (and its changelog). An open window has no entry there:
+// it is in the processor's in-memory set of open windows, which Init derives
+// from the window store (every window without an index entry is open). A
+// restore so reads each window once, from the window store's changelog,
+// instead of once more for its index entry, and a new window costs no index
+// write.
 const (
-	// windowOpen: takes records, no final result emitted yet.
+	// windowOpen: takes records, no final result emitted yet. Index stores
+	// written before the open set existed hold open windows with this
+	// state; they are read as open.
 	windowOpen int64 = 0
 	// A positive state is a closed window, closed (and, with an emit-final
 	// strategy, emitted) in epoch state. A negative state is a window
@@ -165,6 +175,9 @@ type aggProcessor[K, V, A, O any] struct {
 	main  stream.KeyValueStore[[]byte, timed[A]]
 	index stream.KeyValueStore[[]byte, int64]
 	keys  stream.KeyValueStore[[]byte, int64]
+	// open holds the index keys (see indexKey) of the open windows that
+	// have no entry in the index store; a window is in one of the two.
+	open *btree.BTreeG[string]
 	// closedTo is the close watermark: every window with end <= closedTo is
 	// closed. persisted is the value last written to the index store.
 	// durable is a watermark known to be in the index's changelog, with
@@ -253,6 +266,9 @@ func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K],
 		return err
 	} else if found {
 		p.closedTo, p.persisted, p.durable = wm, wm, wm
+	}
+	if err := p.loadOpen(); err != nil {
+		return err
 	}
 	p.eos = ctx.ExactlyOnceEnabled()
 	if p.final && !p.eos {
@@ -424,6 +440,7 @@ func (p *aggProcessor[K, V, A, O]) updated(ctx stream.ProcessorContext[Windowed[
 			return nil
 		}
 		p.forward(ctx, k, start, end, v)
+		p.open.Delete(string(ik))
 		return p.index.Put(ik, -p.epoch(ctx))
 	}
 	return nil
@@ -499,7 +516,7 @@ func (p *aggProcessor[K, V, A, O]) checkpoint(ctx stream.ProcessorContext[Window
 // closed.
 func (p *aggProcessor[K, V, A, O]) ensureClosed(ctx stream.ProcessorContext[Windowed[K], O], kb []byte, start, end int64) error {
 	ik := indexKey(kb, start, end)
-	_, found, err := p.index.Get(ik)
+	found, err := p.indexed(ik)
 	if err != nil || found {
 		return err
 	}
@@ -511,22 +528,108 @@ func (p *aggProcessor[K, V, A, O]) ensureClosed(ctx stream.ProcessorContext[Wind
 	return p.index.Put(ik, p.epoch(ctx))
 }
 
-// ensureIndexed marks the window [start, end] of key kb open in the index
-// unless the index has an entry for it.
+// ensureIndexed marks the window [start, end] of key kb open unless the
+// index (store or open set) has an entry for it.
 func (p *aggProcessor[K, V, A, O]) ensureIndexed(kb []byte, start, end int64) error {
-	_, found, err := p.index.Get(indexKey(kb, start, end))
+	found, err := p.indexed(indexKey(kb, start, end))
 	if err != nil || found {
 		return err
 	}
 	return p.markOpen(kb, start, end)
 }
 
-// markOpen records a new open window in the close-time index.
+// indexed reports whether the window of index key ik is in the open set or
+// has an entry in the index store.
+func (p *aggProcessor[K, V, A, O]) indexed(ik []byte) (bool, error) {
+	if p.open.Has(string(ik)) {
+		return true, nil
+	}
+	_, found, err := p.index.Get(ik)
+	return found, err
+}
+
+// markOpen adds a new open window to the open set.
 func (p *aggProcessor[K, V, A, O]) markOpen(kb []byte, start, end int64) error {
 	if p.nextDueKnown && end < p.nextDue {
 		p.nextDue = end
 	}
-	return p.index.Put(indexKey(kb, start, end), windowOpen)
+	p.open.ReplaceOrInsert(string(indexKey(kb, start, end)))
+	return nil
+}
+
+// setState records a new state for the window of index entry e (no longer
+// open: in the index store, out of the open set).
+func (p *aggProcessor[K, V, A, O]) setState(e indexEntry, state int64) error {
+	if e.inOpen {
+		p.open.Delete(string(e.key))
+	}
+	return p.index.Put(e.key, state)
+}
+
+// unindex removes the window of index key ik from the open set, or else
+// its entry from the index store.
+func (p *aggProcessor[K, V, A, O]) unindex(ik []byte) error {
+	if _, ok := p.open.Delete(string(ik)); ok {
+		return nil
+	}
+	return p.index.Delete(ik)
+}
+
+// loadOpen fills the open set at Init: every window of the window store
+// without an entry in the index store is open.
+func (p *aggProcessor[K, V, A, O]) loadOpen() error {
+	p.open = btree.NewG(32, func(a, b string) bool { return a < b })
+	// Entries ending after the watermark are rare (windows emitted early by
+	// UntilWindowCloses, or written before the open set): when there are
+	// none, the windows ending after it, most of the store, are open without
+	// a lookup.
+	after := timeBound(math.MinInt64)
+	if p.closedTo != math.MinInt64 {
+		after = timeBound(p.closedTo + 1)
+	}
+	late, err := p.scanStored(after, timeBound(math.MaxInt64))
+	if err != nil {
+		return err
+	}
+	it, err := p.main.All()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var ik []byte
+	for it.Next() {
+		kb, start, end, err := decodeWindowKey(it.Key())
+		if err != nil {
+			return err
+		}
+		ik = appendIndexKey(ik[:0], kb, start, end)
+		if end > p.closedTo && late == 0 {
+			p.open.ReplaceOrInsert(string(ik))
+			continue
+		}
+		if _, found, err := p.index.Get(ik); err != nil {
+			return err
+		} else if !found {
+			p.open.ReplaceOrInsert(string(ik))
+		}
+	}
+	return it.Err()
+}
+
+// scanStored counts the window entries of the index store in [from, to).
+func (p *aggProcessor[K, V, A, O]) scanStored(from, to []byte) (int, error) {
+	it, err := p.index.Range(from, to)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for it.Next() {
+		if len(it.Key()) >= 16 {
+			n++
+		}
+	}
+	return n, it.Err()
 }
 
 // closeUpTo closes every window with end <= bound, in (end, key) order,
@@ -549,7 +652,7 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 		if len(due) > 0 {
 			// Settle the latest due window (index keys start with the end,
 			// so it is the last): one checkpoint covers them all.
-			_, _, last, err := decodeIndexKey(due[len(due)-1].Key)
+			_, _, last, err := decodeIndexKey(due[len(due)-1].key)
 			if err != nil {
 				return err
 			}
@@ -560,27 +663,27 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 		if p.session && p.o.emit == OnWindowClose {
 			// Kafka Streams emits closed sessions from its time-ordered
 			// session store, keyed by end, start, key.
-			slices.SortStableFunc(due, func(a, b stream.KeyValue[[]byte, int64]) int {
-				ka, sa, ea, _ := decodeIndexKey(a.Key)
-				kb, sb, eb, _ := decodeIndexKey(b.Key)
+			slices.SortStableFunc(due, func(a, b indexEntry) int {
+				ka, sa, ea, _ := decodeIndexKey(a.key)
+				kb, sb, eb, _ := decodeIndexKey(b.key)
 				return cmp.Or(cmp.Compare(ea, eb), cmp.Compare(sa, sb), bytes.Compare(ka, kb))
 			})
 		}
 		for _, e := range due {
-			_, _, end, err := decodeIndexKey(e.Key)
+			_, _, end, err := decodeIndexKey(e.key)
 			if err != nil {
 				return err
 			}
-			state := e.Value
+			state := e.state
 			switch {
 			case state == windowOpen:
 				state = p.epoch(ctx)
 				if p.final {
-					if err := p.emitFinal(ctx, e.Key); err != nil {
+					if err := p.emitFinal(ctx, e.key); err != nil {
 						return err
 					}
 					if p.justEmitted != nil {
-						p.justEmitted[string(e.Key)] = true
+						p.justEmitted[string(e.key)] = true
 					}
 				}
 				if end > bound {
@@ -589,8 +692,8 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			case end <= bound:
 				state = -state // emitted earlier, closed now
 			}
-			if state != e.Value {
-				if err := p.index.Put(e.Key, state); err != nil {
+			if state != e.state {
+				if err := p.setState(e, state); err != nil {
 					return err
 				}
 			}
@@ -661,14 +764,20 @@ func (p *aggProcessor[K, V, A, O]) purge(committed uint64, bound int64) error {
 		return err
 	}
 	for _, e := range expired {
-		kb, start, end, err := decodeIndexKey(e.Key)
+		kb, start, end, err := decodeIndexKey(e.key)
 		if err != nil {
 			return err
 		}
 		if err := p.main.Delete(encodeWindowKey(kb, start, end)); err != nil {
 			return err
 		}
-		if err := p.index.Delete(e.Key); err != nil {
+		if e.inOpen {
+			// Rare: windows are closed before they expire. The store may
+			// hold a stale entry too (a session merged back into its own
+			// key), so both go.
+			p.open.Delete(string(e.key))
+		}
+		if err := p.index.Delete(e.key); err != nil {
 			return err
 		}
 	}
@@ -679,7 +788,14 @@ func (p *aggProcessor[K, V, A, O]) purge(committed uint64, bound int64) error {
 // firstOpenEnd returns the smallest end after bound of a window that is not
 // closed yet (math.MaxInt64 if there is none).
 func (p *aggProcessor[K, V, A, O]) firstOpenEnd(bound int64) (int64, error) {
-	it, err := p.index.Range(timeBound(bound+1), timeBound(math.MaxInt64))
+	first := int64(math.MaxInt64)
+	p.open.AscendGreaterOrEqual(string(timeBound(bound+1)), func(ik string) bool {
+		first = getTime([]byte(ik[:8]))
+		return false
+	})
+	// The index store holds windows emitted but open (and, if written before
+	// the open set, open ones) after bound.
+	it, err := p.index.Range(timeBound(bound+1), timeBound(first))
 	if err != nil {
 		return 0, err
 	}
@@ -692,17 +808,30 @@ func (p *aggProcessor[K, V, A, O]) firstOpenEnd(bound int64) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		return end, nil
+		return min(end, first), nil
 	}
-	return math.MaxInt64, it.Err()
+	return first, it.Err()
+}
+
+// indexEntry is a window of the index: its index key, its state, and
+// whether it is in the open set (else in the index store).
+type indexEntry struct {
+	key    []byte
+	state  int64
+	inOpen bool
 }
 
 // scanIndex returns the index entries in [from, to); notClosed keeps only
 // windows not closed yet (open, or emitted but open).
-func (p *aggProcessor[K, V, A, O]) scanIndex(from, to []byte, notClosed bool) ([]stream.KeyValue[[]byte, int64], error) {
+func (p *aggProcessor[K, V, A, O]) scanIndex(from, to []byte, notClosed bool) ([]indexEntry, error) {
 	if string(from) >= string(to) {
 		return nil, nil
 	}
+	var open []indexEntry
+	p.open.AscendRange(string(from), string(to), func(ik string) bool {
+		open = append(open, indexEntry{key: []byte(ik), state: windowOpen, inOpen: true})
+		return true
+	})
 	// Range is inclusive; to is an 8-byte time bound and index keys are longer,
 	// so no key equals it.
 	it, err := p.index.Range(from, to)
@@ -710,14 +839,40 @@ func (p *aggProcessor[K, V, A, O]) scanIndex(from, to []byte, notClosed bool) ([
 		return nil, err
 	}
 	defer it.Close()
-	var out []stream.KeyValue[[]byte, int64]
+	var stored []indexEntry
 	for it.Next() {
 		if len(it.Key()) < 16 || (notClosed && it.Value() > 0) {
 			continue
 		}
-		out = append(out, stream.KeyValue[[]byte, int64]{Key: it.Key(), Value: it.Value()})
+		stored = append(stored, indexEntry{key: it.Key(), state: it.Value()})
 	}
-	return out, it.Err()
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	if len(stored) == 0 {
+		return open, nil
+	}
+	if len(open) == 0 {
+		return stored, nil
+	}
+	// Both in index key order: merge. A window in both (only after an
+	// inconsistent crash) is taken as open, as a new window is.
+	out := make([]indexEntry, 0, len(open)+len(stored))
+	i, j := 0, 0
+	for i < len(open) || j < len(stored) {
+		switch {
+		case j == len(stored) || (i < len(open) && bytes.Compare(open[i].key, stored[j].key) < 0):
+			out = append(out, open[i])
+			i++
+		case i == len(open) || bytes.Compare(open[i].key, stored[j].key) > 0:
+			out = append(out, stored[j])
+			j++
+		default:
+			out = append(out, open[i])
+			i, j = i+1, j+1
+		}
+	}
+	return out, nil
 }
 
 func (p *aggProcessor[K, V, A, O]) emitFinal(ctx stream.ProcessorContext[Windowed[K], O], ik []byte) error {
@@ -779,18 +934,18 @@ func (p *aggProcessor[K, V, A, O]) reemitUncommitted(ctx stream.ProcessorContext
 		return err
 	}
 	for _, e := range all {
-		state := e.Value
+		state := e.state
 		if state == windowOpen {
 			// A window the watermark closed whose close mark a crash lost
 			// (the watermark reached the changelog first): emitted, maybe
 			// again, now.
-			if _, _, end, err := decodeIndexKey(e.Key); err != nil {
+			if _, _, end, err := decodeIndexKey(e.key); err != nil {
 				return err
 			} else if end <= p.closedTo {
-				if err := p.emitFinal(ctx, e.Key); err != nil {
+				if err := p.emitFinal(ctx, e.key); err != nil {
 					return err
 				}
-				if err := p.index.Put(e.Key, p.epoch(ctx)); err != nil {
+				if err := p.setState(e, p.epoch(ctx)); err != nil {
 					return err
 				}
 			}
@@ -799,14 +954,14 @@ func (p *aggProcessor[K, V, A, O]) reemitUncommitted(ctx stream.ProcessorContext
 		if max(state, -state) <= committed {
 			continue
 		}
-		if err := p.emitFinal(ctx, e.Key); err != nil {
+		if err := p.emitFinal(ctx, e.key); err != nil {
 			return err
 		}
 		now := p.epoch(ctx)
 		if state < 0 {
 			now = -now
 		}
-		if err := p.index.Put(e.Key, now); err != nil {
+		if err := p.setState(e, now); err != nil {
 			return err
 		}
 	}

@@ -72,11 +72,14 @@ func decodeWindowKey(b []byte) (kb []byte, start, end int64, err error) {
 // buffer (time, then the serialized windowed key), so emit-final results come
 // out in the same order even when one key is a prefix of another.
 func indexKey(kb []byte, start, end int64) []byte {
-	b := make([]byte, 8+len(kb)+8)
-	putTime(b, end)
-	copy(b[8:], kb)
-	binary.BigEndian.PutUint64(b[8+len(kb):], uint64(start))
-	return b
+	return appendIndexKey(make([]byte, 0, 8+len(kb)+8), kb, start, end)
+}
+
+// appendIndexKey appends the index key of the window to b.
+func appendIndexKey(b, kb []byte, start, end int64) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(end)^(1<<63))
+	b = append(b, kb...)
+	return binary.BigEndian.AppendUint64(b, uint64(start))
 }
 
 func decodeIndexKey(b []byte) (kb []byte, start, end int64, err error) {

@@ -154,7 +154,7 @@ func (p *aggProcessor[K, V, A, O]) processSession(ctx stream.ProcessorContext[Wi
 			if err := p.main.Delete(encodeWindowKey(kb, s.start, s.end)); err != nil {
 				return err
 			}
-			if err := p.index.Delete(indexKey(kb, s.start, s.end)); err != nil {
+			if err := p.unindex(indexKey(kb, s.start, s.end)); err != nil {
 				return err
 			}
 			if err := p.retract(ctx, rec.Key, s); err != nil {

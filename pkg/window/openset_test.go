@@ -1,0 +1,70 @@
+package window
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/emostream/emostream/pkg/stream"
+	"github.com/emostream/emostream/pkg/stream/streamtest"
+)
+
+// indexEntries returns the window entries of the aggregation "c"'s index
+// store (its close watermark left out), by key and start.
+func indexEntries(t *testing.T, d *streamtest.Driver) map[string]int64 {
+	t.Helper()
+	it, err := stream.QueryStore[[]byte, int64](d.StoreHost(), "c-index", rawSerde{}).All()
+	require.NoError(t, err)
+	defer it.Close()
+	got := map[string]int64{}
+	for it.Next() {
+		if len(it.Key()) < 16 {
+			continue
+		}
+		kb, start, _, err := decodeIndexKey(it.Key())
+		require.NoError(t, err)
+		got[string(kb)+"@"+time.UnixMilli(start).UTC().Format("05.000")] = it.Value()
+	}
+	require.NoError(t, it.Err())
+	return got
+}
+
+// TestOpenWindowsOnlyInMemory: an open window has no entry in the index
+// store (so none in its changelog, which a restore reads); a closed one
+// has. After a crash, the restarted task finds the open windows in the
+// window store and closes and emits them as if nothing happened, and a
+// clean restart does the same.
+func TestOpenWindowsOnlyInMemory(t *testing.T) {
+	for _, restart := range []string{"crash", "clean"} {
+		t.Run(restart, func(t *testing.T) {
+			d, in, out := crashDriver(t, lateCountTopology(t, 2*time.Second, OnWindowClose))
+			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
+			require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(200)))
+			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2300))) // closes [0, 2 s)
+			require.Equal(t, []string{"a@0=1", "b@0=1"}, windowResults(t, out))
+			require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(2400)))
+			require.NoError(t, d.Commit())
+			// Closed: a and b at 0 s. Open, not in the store: a and b at 2 s.
+			entries := indexEntries(t, d)
+			require.Len(t, entries, 2, "%v", entries)
+			require.Contains(t, entries, "a@00.000")
+			require.Contains(t, entries, "b@00.000")
+
+			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
+			if restart == "crash" {
+				require.NoError(t, d.Crash())
+			} else {
+				require.NoError(t, d.Commit())
+				require.NoError(t, d.Restart())
+			}
+			require.Empty(t, windowResults(t, out), "nothing is emitted again: the closed windows' emission was committed")
+			require.NoError(t, in.PipeAt("c", "x", time.UnixMilli(4100))) // closes [2 s, 4 s)
+			require.Equal(t, []string{"a@2000=2", "b@2000=1"}, windowResults(t, out))
+			require.Empty(t, lateOffsets(d))
+			entries = indexEntries(t, d)
+			require.Len(t, entries, 4, "%v", entries)
+			require.NotContains(t, entries, "c@04.000", "c's window is open")
+		})
+	}
+}
