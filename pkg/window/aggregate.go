@@ -200,6 +200,9 @@ type aggProcessor[K, V, A, O any] struct {
 	// reemit: the results of uncommitted epochs are still to be emitted
 	// again (at the first Process or punctuation: Init may not forward).
 	reemit bool
+	// noDueScan: a scan for due windows' values read too much (see
+	// loadDue); closes read point by point.
+	noDueScan bool
 
 	// Per-record scratch, reused so the hot path allocates less: the
 	// windows of the record, its window key (stores copy keys they keep),
@@ -669,7 +672,13 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 				return cmp.Or(cmp.Compare(ea, eb), cmp.Compare(sa, sb), bytes.Compare(ka, kb))
 			})
 		}
-		for _, e := range due {
+		var vals []dueValue[A]
+		if p.final {
+			if vals, err = p.loadDue(due); err != nil {
+				return err
+			}
+		}
+		for i, e := range due {
 			_, _, end, err := decodeIndexKey(e.key)
 			if err != nil {
 				return err
@@ -679,7 +688,13 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			case state == windowOpen:
 				state = p.epoch(ctx)
 				if p.final {
-					if err := p.emitFinal(ctx, e.key); err != nil {
+					var err error
+					if vals != nil {
+						err = p.emitLoaded(ctx, e.key, vals[i].v, vals[i].found)
+					} else {
+						err = p.emitFinal(ctx, e.key)
+					}
+					if err != nil {
 						return err
 					}
 					if p.justEmitted != nil {
@@ -875,12 +890,81 @@ func (p *aggProcessor[K, V, A, O]) scanIndex(from, to []byte, notClosed bool) ([
 	return out, nil
 }
 
+// dueValue is a due window's value as loadDue read it.
+type dueValue[A any] struct {
+	v     timed[A]
+	found bool
+}
+
+// Closes of at least loadDueMin windows read their values with one range
+// scan of the window store instead of a point read per window (a Pebble
+// point read sets up an iterator of its own: 6 µs per window at the close
+// of 1,000,000 windows). A scan that would read more than loadDueSpread
+// times the due windows (the store holds many other windows between them)
+// stops, and the task reads point by point from then on.
+const (
+	loadDueMin    = 1024
+	loadDueSpread = 4
+)
+
+// loadDue reads the values of the due windows with one range scan of the
+// window store, in due's order, or returns nil when the close is small or
+// the scan would read too much (emitFinal then reads each window).
+func (p *aggProcessor[K, V, A, O]) loadDue(due []indexEntry) ([]dueValue[A], error) {
+	n := len(due)
+	if n < loadDueMin || p.noDueScan {
+		return nil, nil
+	}
+	keys := make([][]byte, n)
+	ord := make([]int32, n)
+	for i, e := range due {
+		kb, start, end, err := decodeIndexKey(e.key)
+		if err != nil {
+			return nil, err
+		}
+		keys[i], ord[i] = encodeWindowKey(kb, start, end), int32(i)
+	}
+	slices.SortFunc(ord, func(a, b int32) int { return bytes.Compare(keys[a], keys[b]) })
+	it, err := p.main.Range(keys[ord[0]], keys[ord[n-1]])
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	vals := make([]dueValue[A], n)
+	j, read := 0, 0
+	for j < n && it.Next() {
+		if read++; read > loadDueSpread*n {
+			p.noDueScan = true
+			return nil, nil
+		}
+		k := it.Key()
+		for j < n && bytes.Compare(keys[ord[j]], k) < 0 {
+			j++ // not in the store
+		}
+		if j < n && bytes.Equal(keys[ord[j]], k) {
+			vals[ord[j]] = dueValue[A]{v: it.Value(), found: true}
+			j++
+		}
+	}
+	return vals, it.Err()
+}
+
 func (p *aggProcessor[K, V, A, O]) emitFinal(ctx stream.ProcessorContext[Windowed[K], O], ik []byte) error {
 	kb, start, end, err := decodeIndexKey(ik)
 	if err != nil {
 		return err
 	}
 	v, found, err := p.main.Get(encodeWindowKey(kb, start, end))
+	if err != nil {
+		return err
+	}
+	return p.emitLoaded(ctx, ik, v, found)
+}
+
+// emitLoaded forwards the final result of the window of index key ik,
+// whose value v was read from the store (found: it was there).
+func (p *aggProcessor[K, V, A, O]) emitLoaded(ctx stream.ProcessorContext[Windowed[K], O], ik []byte, v timed[A], found bool) error {
+	kb, start, end, err := decodeIndexKey(ik)
 	if err != nil {
 		return err
 	}

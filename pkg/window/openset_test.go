@@ -1,6 +1,9 @@
 package window
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +69,69 @@ func TestOpenWindowsOnlyInMemory(t *testing.T) {
 			require.Len(t, entries, 4, "%v", entries)
 			require.NotContains(t, entries, "c@04.000", "c's window is open")
 		})
+	}
+}
+
+// TestLargeCloseReadsInOrder: a close of more than loadDueMin windows reads
+// their values with one scan of the window store (keys of several lengths,
+// so the store's order is not the emission order), and one whose windows
+// lie between many retained ones reads them point by point; on both stores,
+// every window is emitted once, with its count, in Kafka Streams' order
+// (window end, then the serialized key).
+func TestLargeCloseReadsInOrder(t *testing.T) {
+	for _, persistent := range []bool{false, true} {
+		for _, retained := range []int{0, 6} {
+			t.Run(fmt.Sprintf("persistent=%v/retained=%d", persistent, retained), func(t *testing.T) {
+				b := stream.NewBuilder()
+				src := stream.Source(b, "in", stream.String(), stream.String())
+				opts := []Opt{Named("c"), Emit(OnWindowClose), DropLateRecords(), Retention(time.Hour)}
+				if persistent {
+					opts = append(opts, StoreOptions(stream.Persistent()))
+				}
+				counts := Count(stream.GroupByKey(src), OfSizeAndGrace(time.Second, 0), opts...)
+				counts.To("out", WindowedSerde(stream.String()), stream.Int64())
+				top, err := b.Build()
+				require.NoError(t, err)
+				d, err := streamtest.New(top, stream.StartTime(time.UnixMilli(0)), stream.StateDir(t.TempDir()))
+				require.NoError(t, err)
+				defer d.Close()
+				in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+				out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+
+				const keys = 1500
+				key := func(i int) string { return fmt.Sprintf("k%d", i*7919%keys) } // 2 to 5 bytes
+				// retained earlier windows per key, closed and kept (an hour's
+				// retention), so the last close's windows lie between them.
+				for w := range retained {
+					for i := range keys {
+						require.NoError(t, in.PipeAt(key(i), "x", time.UnixMilli(int64(w)*1000+500)))
+					}
+				}
+				last := int64(retained) * 1000
+				var want []string
+				for i := range keys {
+					n := 1 + i%3
+					for range n {
+						require.NoError(t, in.PipeAt(key(i), "x", time.UnixMilli(last+100)))
+					}
+					want = append(want, fmt.Sprintf("%s@%d=%d", key(i), last, n))
+				}
+				// Same-start windows: by key bytes.
+				slices.SortFunc(want, func(a, b string) int {
+					return strings.Compare(a[:strings.IndexByte(a, '@')], b[:strings.IndexByte(b, '@')])
+				})
+				require.NoError(t, in.PipeAt("zz", "x", time.UnixMilli(last+1000))) // closes the last window
+				recs, err := out.ReadRecords()
+				require.NoError(t, err)
+				var got []string
+				for _, r := range recs {
+					if r.Key.Start.UnixMilli() == last {
+						got = append(got, fmt.Sprintf("%s@%d=%d", r.Key.Key, last, r.Value))
+					}
+				}
+				require.Equal(t, want, got)
+				require.Zero(t, d.DroppedRecords()[reasonValueMissing])
+			})
+		}
 	}
 }
