@@ -161,6 +161,12 @@ func NewApp(top *Topology, opts ...Opt) (*App, error) {
 // registry of your choice.
 func (a *App) Collector() prometheus.Collector { return a.met }
 
+// restoreFetchBytes is how much the restore consumer asks for per partition
+// and fetch (sarama's and the Java consumer's default: 1 MiB). A restore of
+// 1,000,000 changelog records took 1.66-1.69 s with 4 MiB against 2.03-2.27 s
+// with 1 MiB (bench-scale's restore run, alternating).
+const restoreFetchBytes = 4 << 20
+
 func (a *App) saramaConfig() *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_6_0_0
@@ -282,7 +288,22 @@ func (a *App) run(parent context.Context) error {
 	if err != nil {
 		return early(err)
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
+	// Restores, standbys and global tables read with a client of their own,
+	// as Kafka Streams has a restore consumer: their fetches do not queue
+	// behind the group consumer's long polls on the same connection, and
+	// they fetch more per partition (restoreFetchBytes) unless the
+	// application set its own size.
+	rsc := a.saramaConfig()
+	if rsc.Consumer.Fetch.Default == sarama.NewConfig().Consumer.Fetch.Default {
+		rsc.Consumer.Fetch.Default = restoreFetchBytes
+	}
+	rclient, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, rsc) },
+		func(c sarama.Client) { _ = c.Close() })
+	if err != nil {
+		return early(fmt.Errorf("stream: connect the restore consumer to %v: %w", a.cfg.brokers, err))
+	}
+	closers = append(closers, rclient.Close)
+	consumer, err := sarama.NewConsumerFromClient(rclient)
 	if err != nil {
 		return early(fmt.Errorf("stream: restore consumer: %w", err))
 	}

@@ -182,8 +182,18 @@ func (a *App) restore(t *task, c *storeCore) error {
 	var ops []kv.Op
 	_, ingest := c.backend.(kv.Ingester)
 	limit := restoreBatch
+	var w *runWriter
 	if ingest {
 		limit = restoreRun
+		// Runs are written by a goroutine of their own while the next one
+		// is read: the consumer's channel keeps draining during a table
+		// write, so sarama never stalls this partition's fetches (nor,
+		// waiting for it, the other partitions' of the same broker).
+		w = startRunWriter(c.backend)
+		defer func() {
+			w.stop()
+			c.restoredTo = max(c.restoredTo, w.to)
+		}()
 	}
 	// ops holds the records read up to offset pending - 1, not written yet;
 	// c.restoredTo moves only once they are.
@@ -192,13 +202,15 @@ func (a *App) restore(t *task, c *storeCore) error {
 		if len(ops) == 0 {
 			return nil
 		}
-		var err error
-		if ingest && len(ops) >= restoreRunMin {
-			err = kv.Ingest(c.backend, ops)
-		} else {
-			err = kv.WriteBatch(c.backend, ops)
+		if w != nil {
+			if err := w.write(ops, pending); err != nil {
+				return err
+			}
+			n += len(ops)
+			ops, opBytes = w.buffer(), 0
+			return nil
 		}
-		if err != nil {
+		if err := kv.WriteBatch(c.backend, ops); err != nil {
 			return err
 		}
 		c.restoredTo = pending
@@ -266,6 +278,11 @@ func (a *App) restore(t *task, c *storeCore) error {
 	if err := write(); err != nil {
 		return err
 	}
+	if w != nil {
+		if err := w.stop(); err != nil {
+			return err
+		}
+	}
 	c.restoredTo = max(c.restoredTo, pending)
 	a.met.restored.WithLabelValues(c.name).Add(float64(n))
 	t.logger.Info("store restored", slog.String("store", c.name), slog.Int64("from", from), slog.Int("records", n), slog.Duration("took", time.Since(start)))
@@ -328,4 +345,91 @@ func consumeAfterClose(ctx context.Context, c sarama.Consumer, topic string, par
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// runWriter writes a restore's runs to a store in order, one at a time, in a
+// goroutine of its own: a run is handed over (write) and the reader goes on
+// collecting the next while the table is built.
+type runWriter struct {
+	runs   chan restoreRunOps
+	free   chan []kv.Op
+	failed chan struct{} // closed once err is set
+	done   chan struct{}
+	// Set by the goroutine; read only after done is closed.
+	err     error
+	to      int64 // the next changelog offset not written yet (0: none)
+	stopped bool
+}
+
+type restoreRunOps struct {
+	ops []kv.Op
+	to  int64 // the next offset after the run
+}
+
+func startRunWriter(b kv.Store) *runWriter {
+	w := &runWriter{runs: make(chan restoreRunOps), free: make(chan []kv.Op, 1), failed: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for r := range w.runs {
+			if w.err != nil {
+				continue // drain: the reader learns of the error at its next write
+			}
+			var err error
+			if len(r.ops) >= restoreRunMin {
+				err = kv.Ingest(b, r.ops)
+			} else {
+				err = kv.WriteBatch(b, r.ops)
+			}
+			if err != nil {
+				w.err = err
+				close(w.failed)
+				continue
+			}
+			w.to = r.to
+			clear(r.ops) // the run's keys and values may be collected
+			select {
+			case w.free <- r.ops[:0]:
+			default:
+			}
+		}
+	}()
+	return w
+}
+
+// write hands ops (the records before offset to) over; it waits while the
+// previous run is still being written, and returns the error of an earlier
+// run that failed instead.
+func (w *runWriter) write(ops []kv.Op, to int64) error {
+	select {
+	case <-w.failed:
+		return w.err
+	default:
+	}
+	select {
+	case w.runs <- restoreRunOps{ops, to}:
+		return nil
+	case <-w.failed:
+		return w.err
+	}
+}
+
+// buffer returns an empty slice for the next run, reusing a written one's.
+func (w *runWriter) buffer() []kv.Op {
+	select {
+	case b := <-w.free:
+		return b
+	default:
+		return nil
+	}
+}
+
+// stop waits until every run handed over is written and returns the first
+// error. It may be called more than once.
+func (w *runWriter) stop() error {
+	if !w.stopped {
+		w.stopped = true
+		close(w.runs)
+	}
+	<-w.done
+	return w.err
 }
