@@ -450,13 +450,15 @@ func runRestore(ctx context.Context, cfg *config, br *broker, d *dataset, bins m
 		return r
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.restored == 0 {
+	r.seconds = w.last.Sub(w.first).Seconds()
+	r.records, r.restored = w.records, w.restored
+	w.mu.Unlock()
+	if r.restored == 0 {
 		r.err = "no store restore in the log"
 		return r
 	}
-	r.seconds = w.last.Sub(w.first).Seconds()
-	r.records, r.restored = w.records, w.restored
+	// Stopped before its state is deleted (else its stores fail to close).
+	p.stop()
 	_ = os.RemoveAll(restoreDir)
 	return r
 }

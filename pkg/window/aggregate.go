@@ -556,9 +556,17 @@ func (p *aggProcessor[K, V, A, O]) markOpen(kb []byte, start, end int64) error {
 	if p.nextDueKnown && end < p.nextDue {
 		p.nextDue = end
 	}
-	p.open.ReplaceOrInsert(string(indexKey(kb, start, end)))
+	ik := indexKey(kb, start, end)
+	p.open.ReplaceOrInsert(string(ik))
+	if writeOpenEntries {
+		return p.index.Put(ik, windowOpen)
+	}
 	return nil
 }
+
+// writeOpenEntries makes markOpen also write an open window's index entry, as
+// the code before the open set did (tests: index stores of that format).
+var writeOpenEntries = false
 
 // setState records a new state for the window of index entry e (no longer
 // open: in the index store, out of the open set).

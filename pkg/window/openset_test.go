@@ -135,3 +135,64 @@ func TestLargeCloseReadsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestOldIndexFormatReadAsOpen: index stores written before the open set
+// existed hold an entry of state windowOpen for every open window. A task
+// that restarts on such a store (crash or clean) reads those windows as
+// open: each is closed and emitted once, at its time, with every record it
+// holds, none reported late, and the results are the same as a run that
+// never used the old format.
+func TestOldIndexFormatReadAsOpen(t *testing.T) {
+	run := func(t *testing.T, oldFormat bool, restart string) ([]string, []string) {
+		writeOpenEntries = oldFormat
+		defer func() { writeOpenEntries = false }()
+		d, in, out := crashDriver(t, lateCountTopology(t, 2*time.Second, OnWindowClose))
+		var got []string
+		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
+		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(200)))
+		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2300))) // closes [0, 2 s)
+		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(2400)))
+		require.NoError(t, in.PipeAt("c", "x", time.UnixMilli(3900)))
+		require.NoError(t, d.Commit())
+		if oldFormat {
+			entries := indexEntries(t, d)
+			require.Equal(t, map[string]int64{"a@02.000": windowOpen, "b@02.000": windowOpen, "c@02.000": windowOpen},
+				filterState(entries, windowOpen), "the old format: an entry per open window")
+		}
+		got = append(got, windowResults(t, out)...)
+		writeOpenEntries = false // the restarted task is the current code
+		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
+		if restart == "crash" {
+			require.NoError(t, d.Crash())
+		} else {
+			require.NoError(t, d.Commit())
+			require.NoError(t, d.Restart())
+		}
+		got = append(got, windowResults(t, out)...)
+		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(3950)))
+		require.NoError(t, in.PipeAt("d", "x", time.UnixMilli(6100))) // closes [2 s, 4 s) and [4 s, 6 s)
+		got = append(got, windowResults(t, out)...)
+		require.NoError(t, d.Commit())
+		return got, lateOffsets(d)
+	}
+	for _, restart := range []string{"crash", "clean"} {
+		t.Run(restart, func(t *testing.T) {
+			want, wantLate := run(t, false, restart)
+			require.Equal(t, []string{"a@0=1", "b@0=1", "a@2000=2", "b@2000=2", "c@2000=1"}, want)
+			require.Empty(t, wantLate)
+			got, late := run(t, true, restart)
+			require.Equal(t, want, got, "old index format after a %s", restart)
+			require.Empty(t, late)
+		})
+	}
+}
+
+func filterState(entries map[string]int64, state int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range entries {
+		if v == state {
+			out[k] = v
+		}
+	}
+	return out
+}
