@@ -160,7 +160,7 @@ func TestOldIndexFormatReadAsOpen(t *testing.T) {
 				filterState(entries, windowOpen), "the old format: an entry per open window")
 		}
 		got = append(got, windowResults(t, out)...)
-		writeOpenEntries = false // the restarted task is the current code
+		writeOpenEntries = false                                      // the restarted task is the current code
 		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
 		if restart == "crash" {
 			require.NoError(t, d.Crash())
