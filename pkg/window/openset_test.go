@@ -33,6 +33,18 @@ func indexEntries(t *testing.T, d *streamtest.Driver) map[string]int64 {
 	return got
 }
 
+// restartDriver restarts d's tasks: "crash" without a commit (what was
+// processed since the last one is processed again), "clean" after one.
+func restartDriver(t *testing.T, d *streamtest.Driver, restart string) {
+	t.Helper()
+	if restart == "crash" {
+		require.NoError(t, d.Crash())
+		return
+	}
+	require.NoError(t, d.Commit())
+	require.NoError(t, d.Restart())
+}
+
 // TestOpenWindowsOnlyInMemory: an open window has no entry in the index
 // store (so none in its changelog, which a restore reads); a closed one
 // has. After a crash, the restarted task finds the open windows in the
@@ -55,12 +67,7 @@ func TestOpenWindowsOnlyInMemory(t *testing.T) {
 			require.Contains(t, entries, "b@00.000")
 
 			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
-			if restart == "crash" {
-				require.NoError(t, d.Crash())
-			} else {
-				require.NoError(t, d.Commit())
-				require.NoError(t, d.Restart())
-			}
+			restartDriver(t, d, restart)
 			require.Empty(t, windowResults(t, out), "nothing is emitted again: the closed windows' emission was committed")
 			require.NoError(t, in.PipeAt("c", "x", time.UnixMilli(4100))) // closes [2 s, 4 s)
 			require.Equal(t, []string{"a@2000=2", "b@2000=1"}, windowResults(t, out))
@@ -162,12 +169,7 @@ func TestOldIndexFormatReadAsOpen(t *testing.T) {
 		got = append(got, windowResults(t, out)...)
 		writeOpenEntries = false                                      // the restarted task is the current code
 		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
-		if restart == "crash" {
-			require.NoError(t, d.Crash())
-		} else {
-			require.NoError(t, d.Commit())
-			require.NoError(t, d.Restart())
-		}
+		restartDriver(t, d, restart)
 		got = append(got, windowResults(t, out)...)
 		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(3950)))
 		require.NoError(t, in.PipeAt("d", "x", time.UnixMilli(6100))) // closes [2 s, 4 s) and [4 s, 6 s)
