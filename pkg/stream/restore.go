@@ -361,6 +361,7 @@ type runWriter struct {
 	stopped bool
 }
 
+// restoreRunOps is one run handed to a runWriter.
 type restoreRunOps struct {
 	ops []kv.Op
 	to  int64 // the next offset after the run
