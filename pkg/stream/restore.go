@@ -186,9 +186,11 @@ func (a *App) restore(t *task, c *storeCore) error {
 	if ingest {
 		limit = restoreRun
 		// Runs are written by a goroutine of their own while the next one
-		// is read: the consumer's channel keeps draining during a table
-		// write, so sarama never stalls this partition's fetches (nor,
-		// waiting for it, the other partitions' of the same broker).
+		// is read: the consumer's channel drains during a table write, so
+		// sarama does not hold this partition's fetches (nor, waiting for
+		// it, the other partitions' of the same broker) for the write. The
+		// reader waits only when the next run is full before the previous
+		// one is written.
 		w = startRunWriter(c.backend)
 		defer func() {
 			w.stop()
