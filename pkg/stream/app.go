@@ -293,11 +293,13 @@ func (a *App) run(parent context.Context) error {
 	// behind the group consumer's long polls on the same connection, and
 	// they fetch more per partition (restoreFetchBytes) unless the
 	// application set its own size.
-	rsc := a.saramaConfig()
+	// A copy of the same configuration (the application's callback is not
+	// run again; the clients share its pointers, as the other clients do).
+	rsc := *sc
 	if rsc.Consumer.Fetch.Default == sarama.NewConfig().Consumer.Fetch.Default {
 		rsc.Consumer.Fetch.Default = restoreFetchBytes
 	}
-	rclient, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, rsc) },
+	rclient, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, &rsc) },
 		func(c sarama.Client) { _ = c.Close() })
 	if err != nil {
 		return early(fmt.Errorf("stream: connect the restore consumer to %v: %w", a.cfg.brokers, err))

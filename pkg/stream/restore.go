@@ -357,9 +357,10 @@ type runWriter struct {
 	free   chan []kv.Op
 	failed chan struct{} // closed once err is set
 	done   chan struct{}
-	// Set by the goroutine; read only after done is closed.
-	err     error
-	to      int64 // the next changelog offset not written yet (0: none)
+	// Set by the goroutine; read only after failed or done is closed.
+	err error
+	to  int64 // the next changelog offset not written yet (0: none)
+	// stopped: runs is closed (the reader's own field).
 	stopped bool
 }
 
