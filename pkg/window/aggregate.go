@@ -3,6 +3,7 @@ package window
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -18,7 +19,19 @@ import (
 // before every index key (those are at least 16 bytes).
 var metaKey = []byte{0}
 
-// States of a window. A window that was emitted (or closed) carries the
+// markKey is the index store key of the close mark of a commit epoch: the
+// close watermark the task had reached when it last persisted one in that
+// epoch (see closeMark). Ten bytes, so it is no index key either.
+func markKey(epoch uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{0, 'm'}, epoch)
+}
+
+// isMarkKey reports whether k is a markKey.
+func isMarkKey(k []byte) bool { return len(k) == 10 && k[0] == 0 && k[1] == 'm' }
+
+// States of a window of the index store, for session and sliding windows
+// (tumbling and hopping windows keep none: see aggProcessor.derived). A
+// window that was emitted (or closed) carries the
 // commit epoch (ProcessorContext.CommitEpoch) in which that happened, so a
 // restarted task re-emits only what no commit covered; that state is kept in
 // the index store (and its changelog). An open window has no entry there:
@@ -134,7 +147,7 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 		return &aggProcessor[K, V, A, O]{
 			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
 			session: session, sliding: sliding, merge: merger, out: out, tombstones: tombstones && o.emit == OnWindowUpdate,
-			final: o.emit != OnWindowUpdate, lead: lead,
+			final: o.emit != OnWindowUpdate, lead: lead, derived: !session && !sliding && !legacyIndexFormat,
 			init: initializer, agg: aggregator, first: first, closedTo: math.MinInt64, persisted: math.MinInt64, durable: math.MinInt64,
 			committedClose: math.MinInt64, purgedTo: math.MinInt64,
 		}
@@ -175,6 +188,26 @@ type aggProcessor[K, V, A, O any] struct {
 	main  stream.KeyValueStore[[]byte, timed[A]]
 	index stream.KeyValueStore[[]byte, int64]
 	keys  stream.KeyValueStore[[]byte, int64]
+	// derived: the windows are tumbling or hopping, and their state follows
+	// from the watermarks alone, so the index store holds no entry per
+	// window, only the close watermark (metaKey) and the close marks of the
+	// epochs (markKey). A window of the store is open if its end is after
+	// closedTo, else closed, and then emitted (with an emit-final strategy)
+	// in the first epoch whose close mark reached its end: a restarted task
+	// re-emits the closed windows above the last committed epoch's mark.
+	// Closed windows wait for their purge in expiry. Kafka Streams' window
+	// store keeps no per-window emission state either; this takes the
+	// close entry and its tombstone off each window's changelog writes.
+	// Session and sliding windows (their ends are not on a grid, and
+	// UntilWindowCloses emits them while open) keep the index.
+	derived bool
+	expiry  expiryQueue
+	// keptMark is the epoch of the close mark kept in the index store as the
+	// last committed one (0: none); the marks of older epochs are deleted.
+	keptMark uint64
+	// legacy: the index store holds window entries written before derived
+	// state (converted at the first Process or punctuation).
+	legacy bool
 	// open holds the index keys (see indexKey) of the open windows that
 	// have no entry in the index store; a window is in one of the two.
 	open *btree.BTreeG[string]
@@ -198,7 +231,8 @@ type aggProcessor[K, V, A, O any] struct {
 	purgedTo       int64
 	eos            bool
 	// reemit: the results of uncommitted epochs are still to be emitted
-	// again (at the first Process or punctuation: Init may not forward).
+	// again, and with derived state the close marks to be read (at the
+	// first Process or punctuation: Init may not forward).
 	reemit bool
 	// noDueScan: a scan for due windows' values read too much (see
 	// loadDue); closes read point by point.
@@ -270,11 +304,17 @@ func (p *aggProcessor[K, V, A, O]) Init(ctx stream.ProcessorContext[Windowed[K],
 	} else if found {
 		p.closedTo, p.persisted, p.durable = wm, wm, wm
 	}
-	if err := p.loadOpen(); err != nil {
+	if p.derived {
+		if err := p.loadDerived(); err != nil {
+			return err
+		}
+	} else if err := p.loadOpen(); err != nil {
 		return err
 	}
 	p.eos = ctx.ExactlyOnceEnabled()
-	if p.final && !p.eos {
+	if p.derived {
+		p.reemit = true // startDerived
+	} else if p.final && !p.eos {
 		// Results emitted before a crash may not have reached Kafka: emit
 		// again those of windows emitted in an epoch no commit covered.
 		// Their values cannot have changed. A graceful hand-over commits
@@ -381,6 +421,8 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 				late++
 			} else if err != nil {
 				return err
+			} else if p.derived {
+				// Closed by the watermark, hence emitted or about to be.
 			} else if err := p.ensureClosed(ctx, kb, win[0], win[1]); err != nil {
 				return err
 			}
@@ -395,7 +437,8 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 			if err := p.markOpen(kb, win[0], win[1]); err != nil {
 				return err
 			}
-		} else if !applied {
+		} else if !applied && !p.derived {
+			// (With derived state a stored window is open by its end alone.)
 			// A redelivered record the window already holds: the crash may
 			// have come after the window's value reached its changelog but
 			// before its index entry did. Without the entry the window
@@ -568,6 +611,10 @@ func (p *aggProcessor[K, V, A, O]) markOpen(kb []byte, start, end int64) error {
 // the code before the open set did (tests: index stores of that format).
 var writeOpenEntries = false
 
+// legacyIndexFormat makes time windows keep an index entry per closed window,
+// as the code before derived state did (tests: index stores of that format).
+var legacyIndexFormat = false
+
 // setState records a new state for the window of index entry e (no longer
 // open: in the index store, out of the open set).
 func (p *aggProcessor[K, V, A, O]) setState(e indexEntry, state int64) error {
@@ -651,6 +698,7 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 		return nil
 	}
 	emitTo := bound + p.lead
+	closed := false // a window of the store was closed
 	if !p.nextDueKnown || emitTo >= p.nextDue {
 		from := timeBound(math.MinInt64)
 		if p.closedTo != math.MinInt64 {
@@ -715,11 +763,31 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			case end <= bound:
 				state = -state // emitted earlier, closed now
 			}
+			if p.derived {
+				// Time windows: emitTo == bound, so every due window is
+				// closed now; the watermark and the close mark record it.
+				p.open.Delete(string(e.key))
+				kb, start, _, _ := decodeIndexKey(e.key)
+				p.expiry.add(kb, start, end)
+				continue
+			}
 			if state != e.state {
 				if err := p.setState(e, state); err != nil {
 					return err
 				}
 			}
+		}
+		closed = len(due) > 0
+		if p.derived {
+			// Due windows come by end: trim each end's bucket once.
+			prev := int64(math.MinInt64)
+			for _, e := range due {
+				if _, _, end, _ := decodeIndexKey(e.key); end != prev {
+					p.expiry.trim(prev)
+					prev = end
+				}
+			}
+			p.expiry.trim(prev)
 		}
 		if p.nextDue, err = p.firstOpenEnd(bound); err != nil {
 			return err
@@ -728,14 +796,22 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 	}
 	p.closedTo = bound
 	// Late decisions change only when the watermark crosses a window end, and
-	// ends are multiples of the advance: persist at most once per step.
+	// starts are multiples of the advance: persist at most once per step.
+	// With derived state a window is closed by the persisted watermark
+	// alone, so a close of stored windows persists it too.
 	adv := p.w.advanceMs()
-	if floorDiv(bound, adv) != floorDiv(p.persisted, adv) || p.persisted == math.MinInt64 {
+	if floorDiv(bound, adv) != floorDiv(p.persisted, adv) || p.persisted == math.MinInt64 || (p.derived && closed) {
 		if err := p.index.Put(metaKey, bound); err != nil {
 			return err
 		}
 		p.persisted = bound
-		p.markClose(ctx.CommitEpoch(), bound)
+		epoch := ctx.CommitEpoch()
+		p.markClose(epoch, bound)
+		if p.derived {
+			if err := p.index.Put(markKey(epoch), bound); err != nil {
+				return err
+			}
+		}
 		if err := p.purge(ctx.CommittedEpoch(), bound); err != nil {
 			return err
 		}
@@ -773,9 +849,23 @@ func (p *aggProcessor[K, V, A, O]) purge(committed uint64, bound int64) error {
 		p.committedClose = max(p.committedClose, m.bound)
 		n++
 	}
+	if p.derived && n > 0 {
+		if err := p.pruneMarks(p.closeMarks[:n]); err != nil {
+			return err
+		}
+	}
 	p.closeMarks = p.closeMarks[n:]
 	cutoff := min(bound-p.o.retention.Milliseconds(), p.committedClose)
 	if cutoff <= p.purgedTo {
+		return nil
+	}
+	if p.derived {
+		if err := p.expiry.popUpTo(cutoff, func(kb []byte, start, end int64) error {
+			return p.main.Delete(encodeWindowKey(kb, start, end))
+		}); err != nil {
+			return err
+		}
+		p.purgedTo = cutoff
 		return nil
 	}
 	from := timeBound(math.MinInt64)
@@ -816,6 +906,9 @@ func (p *aggProcessor[K, V, A, O]) firstOpenEnd(bound int64) (int64, error) {
 		first = getTime([]byte(ik[:8]))
 		return false
 	})
+	if p.derived {
+		return first, nil
+	}
 	// The index store holds windows emitted but open (and, if written before
 	// the open set, open ones) after bound.
 	it, err := p.index.Range(timeBound(bound+1), timeBound(first))
@@ -855,6 +948,9 @@ func (p *aggProcessor[K, V, A, O]) scanIndex(from, to []byte, notClosed bool) ([
 		open = append(open, indexEntry{key: []byte(ik), state: windowOpen, inOpen: true})
 		return true
 	})
+	if p.derived {
+		return open, nil // the index store holds no window entries
+	}
 	// Range is inclusive; to is an 8-byte time bound and index keys are longer,
 	// so no key equals it.
 	it, err := p.index.Range(from, to)
@@ -1007,14 +1103,212 @@ func (p *aggProcessor[K, V, A, O]) forwardValue(ctx stream.ProcessorContext[Wind
 	})
 }
 
-// reemitPending runs reemitUncommitted once, before anything else the
-// task does after Init.
+// reemitPending runs reemitUncommitted (startDerived with derived state)
+// once, before anything else the task does after Init.
 func (p *aggProcessor[K, V, A, O]) reemitPending(ctx stream.ProcessorContext[Windowed[K], O]) error {
 	if !p.reemit {
 		return nil
 	}
 	p.reemit = false
+	if p.derived {
+		return p.startDerived(ctx)
+	}
 	return p.reemitUncommitted(ctx)
+}
+
+// loadDerived fills, at Init, the open set and the expiry queue from the
+// window store: windows ending after the close watermark are open, the
+// others closed.
+func (p *aggProcessor[K, V, A, O]) loadDerived() error {
+	p.open = btree.NewG(32, func(a, b string) bool { return a < b })
+	it, err := p.main.All()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var ik []byte
+	for it.Next() {
+		kb, start, end, err := decodeWindowKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if end > p.closedTo {
+			ik = appendIndexKey(ik[:0], kb, start, end)
+			p.open.ReplaceOrInsert(string(ik))
+		} else {
+			p.expiry.add(kb, start, end)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, end := range p.expiry.ends {
+		p.expiry.trim(end)
+	}
+	n, err := p.scanStored(timeBound(math.MinInt64), timeBound(math.MaxInt64))
+	p.legacy = n > 0
+	return err
+}
+
+// startDerived runs at the first Process or punctuation after Init with
+// derived state: it reads the close marks (the watermark the last committed
+// epoch had closed, C), converts window entries an older version left in the
+// index store, and, with an emit-final strategy and without transactions,
+// emits again the closed windows above C: their results were written in an
+// epoch no commit covered and may not have reached Kafka.
+func (p *aggProcessor[K, V, A, O]) startDerived(ctx stream.ProcessorContext[Windowed[K], O]) error {
+	committed := ctx.CommittedEpoch()
+	c, err := p.loadMarks(committed)
+	if err != nil {
+		return err
+	}
+	if p.legacy {
+		c0, err := p.convertLegacy(committed)
+		if err != nil {
+			return err
+		}
+		c = max(c, c0)
+	}
+	if !p.final || p.eos {
+		return nil
+	}
+	var due [][]byte
+	if err := p.expiry.each(c, p.closedTo, func(kb []byte, start, end int64) error {
+		due = append(due, indexKey(kb, start, end))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	slices.SortFunc(due, bytes.Compare) // the order of their first emission
+	for _, ik := range due {
+		if err := p.emitFinal(ctx, ik); err != nil {
+			return err
+		}
+	}
+	// Emitted again in this epoch: covered once it commits.
+	epoch := ctx.CommitEpoch()
+	p.markClose(epoch, p.closedTo)
+	return p.index.Put(markKey(epoch), p.closedTo)
+}
+
+// loadMarks returns the close watermark of the last committed epoch (the
+// largest mark of an epoch <= committed; math.MinInt64 if none), keeps that
+// mark, and deletes the others: older committed ones, and those of epochs
+// no commit covered (a restarted task uses their numbers again).
+func (p *aggProcessor[K, V, A, O]) loadMarks(committed uint64) (int64, error) {
+	it, err := p.index.Range(markKey(0), markKey(math.MaxUint64))
+	if err != nil {
+		return 0, err
+	}
+	type mark struct {
+		key   []byte
+		bound int64
+	}
+	var marks []mark
+	for it.Next() {
+		if isMarkKey(it.Key()) {
+			marks = append(marks, mark{bytes.Clone(it.Key()), it.Value()})
+		}
+	}
+	if err := errors.Join(it.Err(), it.Close()); err != nil {
+		return 0, err
+	}
+	c := int64(math.MinInt64)
+	keep := -1
+	for i, m := range marks { // ascending epochs
+		if binary.BigEndian.Uint64(m.key[2:]) <= committed && m.bound >= c {
+			c, keep = m.bound, i
+		}
+	}
+	for i, m := range marks {
+		if i == keep {
+			p.keptMark = binary.BigEndian.Uint64(m.key[2:])
+			continue
+		}
+		if err := p.index.Delete(m.key); err != nil {
+			return 0, err
+		}
+	}
+	return c, nil
+}
+
+// pruneMarks is called when a commit covered the close marks done (oldest
+// first): the last of them is kept as the committed one, the others and the
+// mark kept before are deleted.
+func (p *aggProcessor[K, V, A, O]) pruneMarks(done []closeMark) error {
+	last := done[len(done)-1].epoch
+	for _, m := range done[:len(done)-1] {
+		if err := p.index.Delete(markKey(m.epoch)); err != nil {
+			return err
+		}
+	}
+	if p.keptMark != 0 && p.keptMark != last {
+		if err := p.index.Delete(markKey(p.keptMark)); err != nil {
+			return err
+		}
+	}
+	p.keptMark = last
+	return nil
+}
+
+// convertLegacy deletes the window entries an older version wrote to the
+// index store (the state of each closed window, and with older versions an
+// entry per open window) and returns the close watermark they show as
+// committed: the largest end up to which every closed window of the store
+// has an entry emitted in a committed epoch. It is kept as the mark of the
+// committed epoch.
+func (p *aggProcessor[K, V, A, O]) convertLegacy(committed uint64) (int64, error) {
+	it, err := p.index.Range(timeBound(math.MinInt64), timeBound(math.MaxInt64))
+	if err != nil {
+		return 0, err
+	}
+	states := map[string]int64{}
+	for it.Next() {
+		if len(it.Key()) >= 16 {
+			states[string(it.Key())] = it.Value()
+		}
+	}
+	if err := errors.Join(it.Err(), it.Close()); err != nil {
+		return 0, err
+	}
+	// Windows come by end, ascending: the first one not emitted in a
+	// committed epoch (or without an entry, which the old code emitted
+	// again at its restart) bounds what is committed.
+	c := p.closedTo
+	stop := errors.New("uncommitted")
+	err = p.expiry.each(math.MinInt64, p.closedTo, func(kb []byte, start, end int64) error {
+		s, ok := states[string(indexKey(kb, start, end))]
+		if !ok || s == windowOpen || uint64(max(s, -s)) > committed {
+			c = end - 1
+			return stop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return 0, err
+	}
+	for k := range states {
+		if err := p.index.Delete([]byte(k)); err != nil {
+			return 0, err
+		}
+	}
+	p.legacy = false
+	if c == math.MinInt64 || committed == 0 {
+		return math.MinInt64, nil
+	}
+	if err := p.index.Put(markKey(committed), c); err != nil {
+		return 0, err
+	}
+	if p.keptMark != 0 && p.keptMark != committed {
+		if err := p.index.Delete(markKey(p.keptMark)); err != nil {
+			return 0, err
+		}
+	}
+	p.keptMark = committed
+	return c, nil
 }
 
 // reemitUncommitted emits again the windows emitted in an epoch that no

@@ -45,11 +45,12 @@ func restartDriver(t *testing.T, d *streamtest.Driver, restart string) {
 	require.NoError(t, d.Restart())
 }
 
-// TestOpenWindowsOnlyInMemory: an open window has no entry in the index
-// store (so none in its changelog, which a restore reads); a closed one
-// has. After a crash, the restarted task finds the open windows in the
-// window store and closes and emits them as if nothing happened, and a
-// clean restart does the same.
+// TestOpenWindowsOnlyInMemory: a time window has no entry in the index
+// store (so none in its changelog, which a restore reads), open or closed:
+// the close watermark and the epochs' close marks say which windows are
+// closed and emitted. After a crash, the restarted task finds the open
+// windows in the window store and closes and emits them as if nothing
+// happened, and a clean restart does the same.
 func TestOpenWindowsOnlyInMemory(t *testing.T) {
 	for _, restart := range []string{"crash", "clean"} {
 		t.Run(restart, func(t *testing.T) {
@@ -60,11 +61,8 @@ func TestOpenWindowsOnlyInMemory(t *testing.T) {
 			require.Equal(t, []string{"a@0=1", "b@0=1"}, windowResults(t, out))
 			require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(2400)))
 			require.NoError(t, d.Commit())
-			// Closed: a and b at 0 s. Open, not in the store: a and b at 2 s.
-			entries := indexEntries(t, d)
-			require.Len(t, entries, 2, "%v", entries)
-			require.Contains(t, entries, "a@00.000")
-			require.Contains(t, entries, "b@00.000")
+			// Closed: a and b at 0 s. Open: a and b at 2 s. None in the index.
+			require.Empty(t, indexEntries(t, d))
 
 			require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
 			restartDriver(t, d, restart)
@@ -72,9 +70,7 @@ func TestOpenWindowsOnlyInMemory(t *testing.T) {
 			require.NoError(t, in.PipeAt("c", "x", time.UnixMilli(4100))) // closes [2 s, 4 s)
 			require.Equal(t, []string{"a@2000=2", "b@2000=1"}, windowResults(t, out))
 			require.Empty(t, lateOffsets(d))
-			entries = indexEntries(t, d)
-			require.Len(t, entries, 4, "%v", entries)
-			require.NotContains(t, entries, "c@04.000", "c's window is open")
+			require.Empty(t, indexEntries(t, d))
 		})
 	}
 }
@@ -143,16 +139,24 @@ func TestLargeCloseReadsInOrder(t *testing.T) {
 	}
 }
 
-// TestOldIndexFormatReadAsOpen: index stores written before the open set
-// existed hold an entry of state windowOpen for every open window. A task
-// that restarts on such a store (crash or clean) reads those windows as
-// open: each is closed and emitted once, at its time, with every record it
-// holds, none reported late, and the results are the same as a run that
-// never used the old format.
+// TestOldIndexFormatReadAsOpen: index stores written by older versions hold
+// an entry for every closed window (its state: the epoch it was emitted
+// in), and those written before the open set existed an entry of state
+// windowOpen for every open window too. A task that restarts on such a
+// store (crash or clean) converts it: each open window is closed and
+// emitted once, at its time, with every record it holds, none reported
+// late, what was emitted and committed is not emitted again, the old
+// entries are gone, and the results are the same as a run that never used
+// an old format.
 func TestOldIndexFormatReadAsOpen(t *testing.T) {
-	run := func(t *testing.T, oldFormat bool, restart string) ([]string, []string) {
-		writeOpenEntries = oldFormat
-		defer func() { writeOpenEntries = false }()
+	const (
+		current = iota
+		closeEntries
+		openEntries
+	)
+	run := func(t *testing.T, format int, restart string) ([]string, []string) {
+		writeOpenEntries, legacyIndexFormat = format == openEntries, format != current
+		defer func() { writeOpenEntries, legacyIndexFormat = false, false }()
 		d, in, out := crashDriver(t, lateCountTopology(t, 2*time.Second, OnWindowClose))
 		var got []string
 		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
@@ -161,13 +165,20 @@ func TestOldIndexFormatReadAsOpen(t *testing.T) {
 		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(2400)))
 		require.NoError(t, in.PipeAt("c", "x", time.UnixMilli(3900)))
 		require.NoError(t, d.Commit())
-		if oldFormat {
-			entries := indexEntries(t, d)
+		entries := indexEntries(t, d)
+		switch format {
+		case openEntries:
 			require.Equal(t, map[string]int64{"a@02.000": windowOpen, "b@02.000": windowOpen, "c@02.000": windowOpen},
-				filterState(entries, windowOpen), "the old format: an entry per open window")
+				filterState(entries, windowOpen), "the oldest format: an entry per open window")
+			fallthrough
+		case closeEntries:
+			require.Contains(t, entries, "a@00.000", "an old format: an entry per closed window")
+			require.Contains(t, entries, "b@00.000", "an old format: an entry per closed window")
+		default:
+			require.Empty(t, entries)
 		}
 		got = append(got, windowResults(t, out)...)
-		writeOpenEntries = false                                      // the restarted task is the current code
+		writeOpenEntries, legacyIndexFormat = false, false            // the restarted task is the current code
 		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2500))) // uncommitted
 		restartDriver(t, d, restart)
 		got = append(got, windowResults(t, out)...)
@@ -175,16 +186,19 @@ func TestOldIndexFormatReadAsOpen(t *testing.T) {
 		require.NoError(t, in.PipeAt("d", "x", time.UnixMilli(6100))) // closes [2 s, 4 s) and [4 s, 6 s)
 		got = append(got, windowResults(t, out)...)
 		require.NoError(t, d.Commit())
+		require.Empty(t, indexEntries(t, d), "converted: no window entries left")
 		return got, lateOffsets(d)
 	}
 	for _, restart := range []string{"crash", "clean"} {
 		t.Run(restart, func(t *testing.T) {
-			want, wantLate := run(t, false, restart)
+			want, wantLate := run(t, current, restart)
 			require.Equal(t, []string{"a@0=1", "b@0=1", "a@2000=2", "b@2000=2", "c@2000=1"}, want)
 			require.Empty(t, wantLate)
-			got, late := run(t, true, restart)
-			require.Equal(t, want, got, "old index format after a %s", restart)
-			require.Empty(t, late)
+			for _, format := range []int{closeEntries, openEntries} {
+				got, late := run(t, format, restart)
+				require.Equal(t, want, got, "old index format %d after a %s", format, restart)
+				require.Empty(t, late)
+			}
 		})
 	}
 }
@@ -197,4 +211,37 @@ func filterState(entries map[string]int64, state int64) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// TestOldIndexFormatReemitsUncommitted: a close whose changelog writes
+// arrived but whose commit did not is emitted again after the crash, once,
+// whether the store was written in an old index format (the window's entry
+// carries the uncommitted epoch) or the current one (the epoch's close mark
+// was not committed); a close that was committed is not.
+func TestOldIndexFormatReemitsUncommitted(t *testing.T) {
+	run := func(t *testing.T, legacy, openEntries bool) []string {
+		writeOpenEntries, legacyIndexFormat = openEntries, legacy
+		defer func() { writeOpenEntries, legacyIndexFormat = false, false }()
+		// No record cache: every store write reaches its changelog at once.
+		d, in, out := crashDriver(t, lateCountTopology(t, 2*time.Second, OnWindowClose), stream.CacheMaxBytes(0))
+		var got []string
+		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(100)))
+		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(2100))) // closes [0, 2 s)
+		require.NoError(t, d.Commit())
+		require.NoError(t, in.PipeAt("a", "x", time.UnixMilli(2200)))
+		require.NoError(t, in.PipeAt("b", "x", time.UnixMilli(4100))) // closes [2 s, 4 s), not committed
+		got = append(got, windowResults(t, out)...)
+		writeOpenEntries, legacyIndexFormat = false, false
+		require.NoError(t, d.Crash())
+		require.NoError(t, in.PipeAt("c", "x", time.UnixMilli(6100))) // closes [4 s, 6 s)
+		got = append(got, windowResults(t, out)...)
+		require.Empty(t, lateOffsets(d))
+		require.NoError(t, d.Commit())
+		require.Empty(t, indexEntries(t, d), "no window entries left")
+		return got
+	}
+	want := []string{"a@0=1", "a@2000=1", "b@2000=1", "a@2000=1", "b@2000=1", "b@4000=1"}
+	require.Equal(t, want, run(t, false, false), "current format")
+	require.Equal(t, want, run(t, true, false), "close entries")
+	require.Equal(t, want, run(t, true, true), "open and close entries")
 }
