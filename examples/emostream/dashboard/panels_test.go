@@ -1,8 +1,11 @@
 package dashboard_test
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,38 @@ import (
 	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
+
+// panelsStarted is a log handler that closes started when the server logs
+// that it reads the panels' topics: rows written after that are live (sent
+// as events), rows written before it are its backfill.
+type panelsStarted struct {
+	once    *sync.Once
+	started chan struct{}
+}
+
+func newPanelsStarted() panelsStarted {
+	return panelsStarted{once: &sync.Once{}, started: make(chan struct{})}
+}
+
+func (h panelsStarted) Enabled(context.Context, slog.Level) bool { return true }
+func (h panelsStarted) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "reading aggregation rows" && r.Level == slog.LevelInfo {
+		h.once.Do(func() { close(h.started) })
+	}
+	return nil
+}
+func (h panelsStarted) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h panelsStarted) WithGroup(string) slog.Handler      { return h }
+
+// wait waits until the panels are read.
+func (h panelsStarted) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dashboard never started reading the panels' topics")
+	}
+}
 
 func rowKV(key string, rs ...wire.Row) []kafkatest.KV {
 	var kvs []kafkatest.KV
@@ -44,11 +79,15 @@ func TestPanels(t *testing.T) {
 	}
 	// Backfill: one window of top3, written before the dashboard starts.
 	kafkatest.ProduceStrings(t, brokers, top, rowKV("w0", row("top3", w0, "🔥", 9, 1), row("top3", w0, "👍🏽", 4, 2)))
-	_, base := startDashboard(t, dashboard.Config{Brokers: brokers, Topic: results, Panels: []dashboard.Panel{
+	panels := newPanelsStarted()
+	_, base := startDashboard(t, dashboard.Config{Brokers: brokers, Topic: results, Logger: slog.New(panels), Panels: []dashboard.Panel{
 		{Name: "top3", Title: "Top 3 emojis per window", Topic: top},
 		{Name: "distinct-users", Title: "Distinct users per emoji", Topic: users},
 	}})
 	events := openEvents(t, base)
+	// Ready says the output topic is read; the panels' session starts on
+	// its own, and a row written before it is backfill, not an event.
+	panels.wait(t)
 
 	kafkatest.ProduceStrings(t, brokers, users, append(rowKV("🔥", row("distinct-users", w0+2000, "🔥", 3, 0)),
 		kafkatest.KV{Key: "x", Value: `{"aggregation":"distinct-users","window_start":5,"window_end":1,"label":"x","value":1}`}))
@@ -104,9 +143,11 @@ func TestPanelsBrokerRestart(t *testing.T) {
 		kafkatest.CreateTopic(t, brokers, top, 2)
 	}
 	create()
-	_, base := startDashboard(t, dashboard.Config{Brokers: brokers, Topic: results,
+	panels := newPanelsStarted()
+	_, base := startDashboard(t, dashboard.Config{Brokers: brokers, Topic: results, Logger: slog.New(panels),
 		Panels: []dashboard.Panel{{Name: "top3", Title: "Top 3", Topic: top}}})
 	events := openEvents(t, base)
+	panels.wait(t)
 
 	now := time.Now().UnixMilli() / 2000 * 2000
 	row := func(start int64, label string, v float64) wire.Row {
