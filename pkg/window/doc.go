@@ -37,14 +37,17 @@
 //
 // # State and guarantees
 //
-// Window values live in a changelogged key-value store (<name>-store) and an
-// index by window end (<name>-index) makes closing cost proportional to the
-// windows that are due, not to the number of keys. The close watermark is
-// stored too, so a restarted task makes the same late/closed decisions.
+// Window values live in a changelogged key-value store (<name>-store). The
+// open windows, in memory and ordered by end, make closing cost proportional
+// to the windows that are due, not to the number of keys. The close
+// watermark is stored (in <name>-index), so a restarted task makes the same
+// late/closed decisions; for tumbling and hopping windows it and a close mark
+// per commit epoch are all <name>-index holds, while session and sliding
+// windows keep an entry there per closed window.
 // Updates are deduplicated like every store write in package stream: input
 // redelivered after a crash is not counted twice. Each final result is
 // emitted once, across graceful restarts and rebalances: an emission is
-// stamped with the task's commit epoch (ProcessorContext.CommitEpoch), and a starting
+// tied to the task's commit epoch (ProcessorContext.CommitEpoch), and a starting
 // task emits again only the results no commit covered — after a crash, with
 // identical values and timestamps. Windows are kept for Retention after their
 // end, then purged.
