@@ -649,26 +649,36 @@ func (p *aggProcessor[K, V, A, O]) loadOpen() error {
 	if err != nil {
 		return err
 	}
-	it, err := p.main.All()
-	if err != nil {
-		return err
-	}
-	defer it.Close()
 	var ik []byte
-	for it.Next() {
-		kb, start, end, err := decodeWindowKey(it.Key())
-		if err != nil {
-			return err
-		}
+	return p.eachStored(func(kb []byte, start, end int64) error {
 		ik = appendIndexKey(ik[:0], kb, start, end)
 		if end > p.closedTo && late == 0 {
 			p.open.ReplaceOrInsert(string(ik))
-			continue
+			return nil
 		}
 		if _, found, err := p.index.Get(ik); err != nil {
 			return err
 		} else if !found {
 			p.open.ReplaceOrInsert(string(ik))
+		}
+		return nil
+	})
+}
+
+// eachStored calls fn for every window of the window store, in its order.
+func (p *aggProcessor[K, V, A, O]) eachStored(fn func(kb []byte, start, end int64) error) error {
+	it, err := p.main.All()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.Next() {
+		kb, start, end, err := decodeWindowKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if err := fn(kb, start, end); err != nil {
+			return err
 		}
 	}
 	return it.Err()
@@ -734,8 +744,9 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 				return err
 			}
 		}
+		queued := int64(math.MinInt64) // the expiry bucket last added to
 		for i, e := range due {
-			_, _, end, err := decodeIndexKey(e.key)
+			kb, start, end, err := decodeIndexKey(e.key)
 			if err != nil {
 				return err
 			}
@@ -766,8 +777,12 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			if p.derived {
 				// Time windows: emitTo == bound, so every due window is
 				// closed now; the watermark and the close mark record it.
+				// Due windows come by end: each bucket is trimmed once full.
 				p.open.Delete(string(e.key))
-				kb, start, _, _ := decodeIndexKey(e.key)
+				if end != queued {
+					p.expiry.trim(queued)
+					queued = end
+				}
 				p.expiry.add(kb, start, end)
 				continue
 			}
@@ -778,17 +793,7 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			}
 		}
 		closed = len(due) > 0
-		if p.derived {
-			// Due windows come by end: trim each end's bucket once.
-			prev := int64(math.MinInt64)
-			for _, e := range due {
-				if _, _, end, _ := decodeIndexKey(e.key); end != prev {
-					p.expiry.trim(prev)
-					prev = end
-				}
-			}
-			p.expiry.trim(prev)
-		}
+		p.expiry.trim(queued)
 		if p.nextDue, err = p.firstOpenEnd(bound); err != nil {
 			return err
 		}
@@ -1121,25 +1126,16 @@ func (p *aggProcessor[K, V, A, O]) reemitPending(ctx stream.ProcessorContext[Win
 // others closed.
 func (p *aggProcessor[K, V, A, O]) loadDerived() error {
 	p.open = btree.NewG(32, func(a, b string) bool { return a < b })
-	it, err := p.main.All()
-	if err != nil {
-		return err
-	}
-	defer it.Close()
 	var ik []byte
-	for it.Next() {
-		kb, start, end, err := decodeWindowKey(it.Key())
-		if err != nil {
-			return err
-		}
+	if err := p.eachStored(func(kb []byte, start, end int64) error {
 		if end > p.closedTo {
 			ik = appendIndexKey(ik[:0], kb, start, end)
 			p.open.ReplaceOrInsert(string(ik))
 		} else {
 			p.expiry.add(kb, start, end)
 		}
-	}
-	if err := it.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 	for _, end := range p.expiry.ends {
