@@ -810,12 +810,8 @@ func (p *aggProcessor[K, V, A, O]) closeUpTo(ctx stream.ProcessorContext[Windowe
 			return err
 		}
 		p.persisted = bound
-		epoch := ctx.CommitEpoch()
-		p.markClose(epoch, bound)
-		if p.derived {
-			if err := p.index.Put(markKey(epoch), bound); err != nil {
-				return err
-			}
+		if err := p.persistMark(ctx.CommitEpoch(), bound); err != nil {
+			return err
 		}
 		if err := p.purge(ctx.CommittedEpoch(), bound); err != nil {
 			return err
@@ -1185,9 +1181,29 @@ func (p *aggProcessor[K, V, A, O]) startDerived(ctx stream.ProcessorContext[Wind
 		}
 	}
 	// Emitted again in this epoch: covered once it commits.
-	epoch := ctx.CommitEpoch()
-	p.markClose(epoch, p.closedTo)
-	return p.index.Put(markKey(epoch), p.closedTo)
+	return p.persistMark(ctx.CommitEpoch(), p.closedTo)
+}
+
+// persistMark records that the close watermark reached bound in epoch
+// (markClose) and, with derived state, writes the epoch's close mark.
+func (p *aggProcessor[K, V, A, O]) persistMark(epoch uint64, bound int64) error {
+	p.markClose(epoch, bound)
+	if !p.derived {
+		return nil
+	}
+	return p.index.Put(markKey(epoch), bound)
+}
+
+// keepMark makes epoch's close mark the one kept as the last committed one,
+// deleting the mark kept before.
+func (p *aggProcessor[K, V, A, O]) keepMark(epoch uint64) error {
+	if p.keptMark != 0 && p.keptMark != epoch {
+		if err := p.index.Delete(markKey(p.keptMark)); err != nil {
+			return err
+		}
+	}
+	p.keptMark = epoch
+	return nil
 }
 
 // loadMarks returns the close watermark of the last committed epoch (the
@@ -1235,19 +1251,12 @@ func (p *aggProcessor[K, V, A, O]) loadMarks(committed uint64) (int64, error) {
 // first): the last of them is kept as the committed one, the others and the
 // mark kept before are deleted.
 func (p *aggProcessor[K, V, A, O]) pruneMarks(done []closeMark) error {
-	last := done[len(done)-1].epoch
 	for _, m := range done[:len(done)-1] {
 		if err := p.index.Delete(markKey(m.epoch)); err != nil {
 			return err
 		}
 	}
-	if p.keptMark != 0 && p.keptMark != last {
-		if err := p.index.Delete(markKey(p.keptMark)); err != nil {
-			return err
-		}
-	}
-	p.keptMark = last
-	return nil
+	return p.keepMark(done[len(done)-1].epoch)
 }
 
 // convertLegacy deletes the window entries an older version wrote to the
@@ -1298,13 +1307,7 @@ func (p *aggProcessor[K, V, A, O]) convertLegacy(committed uint64) (int64, error
 	if err := p.index.Put(markKey(committed), c); err != nil {
 		return 0, err
 	}
-	if p.keptMark != 0 && p.keptMark != committed {
-		if err := p.index.Delete(markKey(p.keptMark)); err != nil {
-			return 0, err
-		}
-	}
-	p.keptMark = committed
-	return c, nil
+	return c, p.keepMark(committed)
 }
 
 // reemitUncommitted emits again the windows emitted in an epoch that no
