@@ -46,7 +46,7 @@ bench-compare:
 
 ## bench-scale: ours vs Kafka Streams over 16 / 10,000 / 1,000,000 distinct
 ## keys per window, stores in memory and on disk (pebble vs RocksDB), plus the
-## restore of a 1,000,000-key store, on a broker of its own (127.0.0.1:40692);
+## restore of a 1,000,000-key store, on a broker of its own (127.0.0.1:30692);
 ## writes bench/results/scale.json and checks issue #14's targets (QUICK=1:
 ## 200,000 records per point, at least one per key). Needs java 17+ and mvn.
 ## Not in CI.
@@ -70,7 +70,7 @@ bench-ingest:
 
 ## bench-seed: EmoStream side by side with the stack it replaces (Flask +
 ## kafka-python + PySpark 4.2.0, bench/seed/*.py) on a Kafka broker of its own
-## (127.0.0.1:40592; BROKERS=host:port to use another): ingest req/s at 32
+## (127.0.0.1:30592; BROKERS=host:port to use another): ingest req/s at 32
 ## connections, result delay, start-up, CPU, RSS, equal counts; writes
 ## bench/results/seed.json and seed.md (SEED_ARGS, see -h). Needs python3,
 ## java 17+, mvn; about 3 min (plus pyspark's install the first time). Not in CI.
@@ -89,17 +89,17 @@ screenshot:
 	WARMUP='$(WARMUP)' OUT='$(OUT)' bash scripts/screenshot.sh
 
 ## smoke: fault-injection smoke test of EmoStream on its own real Kafka
-## (127.0.0.1:39192): aggregator SIGKILLs and a stop, a broker restart, an API
+## (127.0.0.1:29192): aggregator SIGKILLs and a stop, a broker restart, an API
 ## SIGKILL under load, then exact checks of topic1, topic2 and the DLQ.
 ## LARGE=1: 1,000,000 emojis; SMOKE_ARGS=-exactly-once (and more, see -h).
-## CLUSTER=3: on a 3-broker cluster of its own (127.0.0.1:39292,39294,39296)
+## CLUSTER=3: on a 3-broker cluster of its own (127.0.0.1:29292,29294,29296)
 ## with, on top, a SIGKILL of the topics' busiest partition leader, a
 ## controlled restart of one broker and a 15 s SIGSTOP of the group coordinator.
 smoke:
 	$(GO) run ./examples/emostream/smoke $(if $(LARGE),-large) $(if $(CLUSTER),-cluster $(CLUSTER)) $(SMOKE_ARGS)
 
 ## smoke-rebalance: the smoke driver's rebalance scenario on its own Kafka
-## (127.0.0.1:39194): aggregators scaled 1→2→1→2 (starts, SIGTERMs) under
+## (127.0.0.1:29194): aggregators scaled 1→2→1→2 (starts, SIGTERMs) under
 ## 400 emojis/s, no topic2 result written twice so far, then a SIGKILL and
 ## restart (repeats must be identical), then the exact checks. About 2 min.
 ## SMOKE_ARGS=-exactly-once (and more, see -h).
@@ -107,7 +107,7 @@ smoke-rebalance:
 	$(GO) run ./examples/emostream/smoke -scenario rebalance $(SMOKE_ARGS)
 
 ## smoke-failover: the smoke driver's failover scenario on its own Kafka
-## (127.0.0.1:39196): times, under 400 emojis/s, how long results are late
+## (127.0.0.1:29196): times, under 400 emojis/s, how long results are late
 ## after an aggregator SIGKILL (permanent, and with a restart under the same
 ## --instance-id), scale-out 2→3, scale-in 3→2 and rolling restarts, 5 trials
 ## each (SMOKE_ARGS='-trials N'); prints median and max per kind and writes
@@ -120,8 +120,8 @@ smoke-failover:
 test-cluster:
 	bash scripts/test-cluster.sh
 
-## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:39092;
-## BROKERS=3: a 3-node cluster on 127.0.0.1:39392,39394,39396 (see the
+## kafka-up: start a local single-node Kafka (KRaft) on 127.0.0.1:29092;
+## BROKERS=3: a 3-node cluster on 127.0.0.1:29392,29394,29396 (see the
 ## header of scripts/kafka-local.sh for per-node stop/start/kill/pause)
 KAFKA_NODES = $(if $(BROKERS),BROKERS=$(BROKERS))
 kafka-up:

@@ -38,10 +38,10 @@
 # controller (process.roles=broker,controller); node i listens on
 # KAFKA_PORT+2(i-1) (clients) and KAFKA_CONTROLLER_PORT+2(i-1) (controller).
 #
-#   BROKERS=1 (default)  one node: 127.0.0.1:39092, controller 39093,
+#   BROKERS=1 (default)  one node: 127.0.0.1:29092, controller 29093,
 #                        state in /tmp/emostream-kafka (as it always was).
-#   BROKERS=3            three nodes: clients 127.0.0.1:39392, 39394, 39396,
-#                        controllers 39393, 39395, 39397, state in
+#   BROKERS=3            three nodes: clients 127.0.0.1:29392, 29394, 29396,
+#                        controllers 29393, 29395, 29397, state in
 #                        /tmp/emostream-kafka-cluster/node-{1,2,3}; topics
 #                        default to replication 3 and min.insync.replicas 2
 #                        (the internal topics __consumer_offsets and
@@ -55,9 +55,9 @@
 #   KAFKA_CACHE_DIR        jar cache (default ~/.cache/emostream/kafka-4.4.0)
 #   KAFKA_STATE_DIR        config, data, logs and pid file(s) (default above)
 #   KAFKA_PORT             client (PLAINTEXT) port of node 1 on 127.0.0.1
-#                          (default 39092; 39392 with BROKERS>1)
-#   KAFKA_CONTROLLER_PORT  KRaft controller port of node 1 (default 39093;
-#                          39393 with BROKERS>1)
+#                          (default 29092; 29392 with BROKERS>1)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port of node 1 (default 29093;
+#                          29393 with BROKERS>1)
 #   KAFKA_HEAP_OPTS        JVM heap options per node (default "-Xms256m
 #                          -Xmx512m"; "-Xms128m -Xmx384m" with BROKERS>1)
 #   KAFKA_READY_TIMEOUT    seconds to wait for readiness (default 90)
@@ -81,13 +81,13 @@ CACHE_DIR=$KAFKA_CACHE_ROOT
 HOST=127.0.0.1
 if ((NODES == 1)); then
 	STATE_DIR=${KAFKA_STATE_DIR:-/tmp/emostream-kafka}
-	PORT=${KAFKA_PORT:-39092}
-	CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-39093}
+	PORT=${KAFKA_PORT:-29092}
+	CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-29093}
 	HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
 else
 	STATE_DIR=${KAFKA_STATE_DIR:-/tmp/emostream-kafka-cluster}
-	PORT=${KAFKA_PORT:-39392}
-	CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-39393}
+	PORT=${KAFKA_PORT:-29392}
+	CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-29393}
 	HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms128m -Xmx384m}
 fi
 READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}
@@ -246,9 +246,10 @@ wait_ready() {
 		for n in "${nodes[@]}"; do
 			select_node "$n"
 			if ! pid=$(running_pid); then
-				# Its ports are in the ephemeral range: a client socket of
-				# another process may hold one for a moment (CI saw it once
-				# right after another broker stopped). Try again, twice.
+				# The default ports lie below Linux's ephemeral range
+				# (32768-60999), so no client socket takes them; a port
+				# set by KAFKA_PORT inside it can still be held for a
+				# moment by one (CI saw it twice). Try again, twice.
 				if (($(bind_failures) > binds[$n] && ${retries[$n]:-0} < 2)); then
 					retries[$n]=$((${retries[$n]:-0} + 1))
 					binds[$n]=$(bind_failures)

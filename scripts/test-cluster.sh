@@ -2,8 +2,8 @@
 # test-cluster.sh — the tests that need a Kafka cluster of three brokers
 # (kafkatest.ClusterBrokers: replication of the topics the library and
 # EmoStream create). Uses KAFKA_CLUSTER_BROKERS when set; else starts a
-# 3-node cluster with `BROKERS=3 scripts/kafka-local.sh up` (127.0.0.1:39392,
-# 39394, 39396) and deletes it again on exit (unless it already ran).
+# 3-node cluster with `BROKERS=3 scripts/kafka-local.sh up` (127.0.0.1:29392,
+# 29394, 29396) and deletes it again on exit (unless it already ran).
 #
 # Usage: scripts/test-cluster.sh [go test flags...]   (make test-cluster)
 set -euo pipefail

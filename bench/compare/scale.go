@@ -36,7 +36,7 @@ import (
 
 // scaleKafkaPort is the client port of the sweep's own broker (its
 // controller listens on the next port), in a range nothing else here uses.
-const scaleKafkaPort = 40692
+const scaleKafkaPort = 30692
 
 // scaleRow is one (keys, store) point of scale.json.
 type scaleRow struct {
@@ -321,7 +321,7 @@ func runScale(ctx context.Context, cfg *config) error {
 // startScaleBroker starts the sweep's own broker (scripts/kafka-local.sh
 // with KAFKA_PORT=port, the controller on port+1, its state under the
 // temporary directory), so the sweep neither disturbs nor is disturbed by
-// the shared one on 39092; KAFKA_BROKERS uses that broker instead. The
+// the shared one on 29092; KAFKA_BROKERS uses that broker instead. The
 // ports lie in the kernel's ephemeral range, so an outgoing connection may
 // hold one: then it tries port+100, +200, ... (up to 5 times).
 func startScaleBroker(root string, port int) (*broker, error) {

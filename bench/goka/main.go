@@ -88,7 +88,7 @@ type finalKey struct {
 }
 
 func main() {
-	brokers := flag.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:39092"), "bootstrap brokers, comma-separated")
+	brokers := flag.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:29092"), "bootstrap brokers, comma-separated")
 	group := flag.String("group", "emostream-bench-goka", "goka group (table topic <group>-table, loop topic <group>-loop)")
 	input := flag.String("input", "topic1", "input topic")
 	mode := flag.String("mode", "direct", "direct or loopback (see the package comment)")

@@ -3,7 +3,7 @@
 // single-object POSTs and for batches.
 //
 //	go run ./bench/ingest                                   # embedded broker, 20 s per mode
-//	go run ./bench/ingest -brokers 127.0.0.1:39092
+//	go run ./bench/ingest -brokers 127.0.0.1:29092
 //
 // It builds the emostream binary and starts, as child processes, `emostream
 // broker` (the embedded broker; not with -brokers) and `emostream api
@@ -65,7 +65,7 @@ func parseFlags(root string) (*options, error) {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench/ingest [flags]\n\nMeasures the emojis/s the ingest API accepts (202) with single POSTs and with batches,\nand writes %s. Flags:\n", o.out)
 		fs.PrintDefaults()
 	}
-	brokers := fs.String("brokers", "", "bootstrap `list` of a real Kafka (e.g. 127.0.0.1:39092); empty: the embedded broker (emostream broker)")
+	brokers := fs.String("brokers", "", "bootstrap `list` of a real Kafka (e.g. 127.0.0.1:29092); empty: the embedded broker (emostream broker)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per mode")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before each mode")
 	modes := fs.String("modes", strings.Join(allModes, ","), "`list` of modes to run: single, batch")

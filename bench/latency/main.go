@@ -2,7 +2,7 @@
 // long after a window closes its results reach a dashboard viewer.
 //
 //	go run ./bench/latency                                   # embedded broker, 60 s
-//	go run ./bench/latency -brokers 127.0.0.1:39092 -duration 20s
+//	go run ./bench/latency -brokers 127.0.0.1:29092 -duration 20s
 //
 // It builds the emostream binary and starts `emostream run` as a child
 // process (embedded broker by default; with -brokers on that Kafka, with
@@ -78,7 +78,7 @@ func parseFlags(root string) (*options, error) {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench/latency [flags]\n\nMeasures how long after window_end + grace EmoStream's window results reach /events,\nand POST->202 latency, and writes %s. Flags:\n", o.out)
 		fs.PrintDefaults()
 	}
-	brokers := fs.String("brokers", "", "bootstrap `list` of a real Kafka (e.g. 127.0.0.1:39092); empty: emostream's embedded broker")
+	brokers := fs.String("brokers", "", "bootstrap `list` of a real Kafka (e.g. 127.0.0.1:29092); empty: emostream's embedded broker")
 	fs.DurationVar(&o.duration, "duration", 60*time.Second, "how long to send")
 	fs.Float64Var(&o.rate, "rate", 2000, "emojis per second")
 	fs.IntVar(&o.batch, "batch", 10, "emojis per request (1 to 1000)")

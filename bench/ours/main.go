@@ -32,7 +32,7 @@ import (
 )
 
 func main() {
-	brokers := flag.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:39092"), "bootstrap brokers, comma-separated")
+	brokers := flag.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:29092"), "bootstrap brokers, comma-separated")
 	appID := flag.String("app-id", "emostream-bench-ours", "application id (consumer group, internal topic prefix)")
 	input := flag.String("input", "topic1", "input topic")
 	output := flag.String("output", "topic2", "output topic")

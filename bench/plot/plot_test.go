@@ -31,7 +31,7 @@ func TestCharts(t *testing.T) {
 		"e2e_latency_ms": {"count": 10, "p50": 14, "p90": 117, "p99": 140, "max": 140},
 		"window_complete_latency_ms": {"count": 2, "p50": 15, "p90": 140, "p99": 140, "max": 140},
 		"target_p99_ms": 200, "windows": [{"window_start": 10000, "first_ms": 10, "last_ms": 15}, {"window_start": 12000, "first_ms": 100, "last_ms": 140}]}`)
-	writeFile(t, dir, "ingest.json", `{"broker": "Kafka 127.0.0.1:39092", "duration_seconds": 20, "machine": {"cores": 2},
+	writeFile(t, dir, "ingest.json", `{"broker": "Kafka 127.0.0.1:29092", "duration_seconds": 20, "machine": {"cores": 2},
 		"modes": [{"name": "single", "clients": 64, "batch": 1, "emojis_per_second": 10000, "p50_ms": 5, "p99_ms": 17, "target_emojis_per_second": 15000},
 		          {"name": "batch", "clients": 8, "batch": 100, "emojis_per_second": 74000, "p50_ms": 10, "p99_ms": 31, "target_emojis_per_second": 50000}]}`)
 

@@ -5,8 +5,8 @@
 // same real Kafka broker, each with topics of its own, and compares ingest
 // throughput, result delay, start-up time, CPU, memory and the counts.
 //
-//	go run ./bench/seed                        # a broker of its own on 127.0.0.1:40592
-//	go run ./bench/seed -brokers 127.0.0.1:40592
+//	go run ./bench/seed                        # a broker of its own on 127.0.0.1:30592
+//	go run ./bench/seed -brokers 127.0.0.1:30592
 //
 // Per stack ("seed": Flask + Spark; "ours": `emostream api` + `emostream
 // aggregate`, the same two roles; neither dashboard runs):
@@ -72,7 +72,7 @@ func parseFlags(root string) (*options, error) {
 	}
 	home, _ := os.UserHomeDir()
 	brokers := fs.String("brokers", "", "bootstrap `list` of a running Kafka; empty: start one with scripts/kafka-local.sh on -kafka-port")
-	fs.IntVar(&o.kafkaPort, "kafka-port", 40592, "client `port` of the broker started when -brokers is empty (controller: port+1)")
+	fs.IntVar(&o.kafkaPort, "kafka-port", 30592, "client `port` of the broker started when -brokers is empty (controller: port+1)")
 	fs.StringVar(&o.kafkaDir, "kafka-dir", "/tmp/emostream-kafka-seedbench", "state `directory` of that broker")
 	fs.StringVar(&o.cacheDir, "cache", filepath.Join(home, ".cache", "emostream", "seed"), "`directory` for the seed's venv and Spark's Ivy cache")
 	systems := fs.String("systems", strings.Join(allSystems, ","), "`list` of stacks to run, in order: seed, ours")

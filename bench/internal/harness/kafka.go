@@ -100,7 +100,7 @@ func DeleteByPrefix(brokers []string, prefixes ...string) (int, error) {
 }
 
 // LocalKafkaPID returns the process id of the broker scripts/kafka-local.sh
-// runs, if brokers point at it (its port, 39092 or KAFKA_PORT), for its CPU
+// runs, if brokers point at it (its port, 29092 or KAFKA_PORT), for its CPU
 // time; 0 otherwise. KAFKA_STATE_DIR (default /tmp/emostream-kafka) is where
 // the script keeps its pid file.
 func LocalKafkaPID(brokers []string) int {
@@ -122,7 +122,7 @@ func LocalKafkaPID(brokers []string) int {
 	}
 	port := os.Getenv("KAFKA_PORT")
 	if port == "" {
-		port = "39092"
+		port = "29092"
 	}
 	for _, a := range brokers {
 		if strings.HasSuffix(a, ":"+port) {

@@ -21,8 +21,8 @@ import (
 // Defaults of -cluster runs (flags given explicitly still win).
 const (
 	clusterKafkaStateDir = "/tmp/emostream-smoke-cluster-kafka"
-	clusterKafkaPort     = 39292 // brokers 39292, 39294, 39296
-	clusterKafkaCtrlPort = 39293 // controllers 39293, 39295, 39297
+	clusterKafkaPort     = 29292 // brokers 29292, 29294, 29296
+	clusterKafkaCtrlPort = 29293 // controllers 29293, 29295, 29297
 	// clusterPause is how long the paused broker stays stopped: longer
 	// than the aggregators' session timeout (6 s by default) and the
 	// brokers' broker.session.timeout.ms (9 s), so the cluster fences it

@@ -43,10 +43,10 @@ func TestClusterFlags(t *testing.T) {
 		t.Errorf("-cluster 3 defaults: %+v", c)
 	}
 	k := &LocalKafka{Port: c.KafkaPort, Nodes: c.Cluster}
-	if got := strings.Join(k.Brokers(), ","); got != "127.0.0.1:39292,127.0.0.1:39294,127.0.0.1:39296" {
+	if got := strings.Join(k.Brokers(), ","); got != "127.0.0.1:29292,127.0.0.1:29294,127.0.0.1:29296" {
 		t.Errorf("brokers %s", got)
 	}
-	if c, _ := ParseFlags(nil, io.Discard); c.KafkaPort != 39192 || c.Cluster != 0 {
+	if c, _ := ParseFlags(nil, io.Discard); c.KafkaPort != 29192 || c.Cluster != 0 {
 		t.Errorf("without -cluster: port %d, cluster %d", c.KafkaPort, c.Cluster)
 	}
 	for _, args := range [][]string{{"-cluster", "2"}, {"-cluster", "3", "-brokers", "h:1"}, {"-cluster", "3", "-scenario", "rebalance"}, {"-cluster", "3", "-broker-pause", "0s"}} {

@@ -118,8 +118,8 @@ const (
 	rebalanceWorkers        = 4
 	rebalancePartitions     = 4
 	rebalanceKafkaStateDir  = "/tmp/emostream-smoke-rebalance-kafka"
-	rebalanceKafkaPort      = 39194
-	rebalanceKafkaCtrlPort  = 39195
+	rebalanceKafkaPort      = 29194
+	rebalanceKafkaCtrlPort  = 29195
 	rebalanceMaxLoad        = 10 * time.Minute // caps the emojis generated (-emojis is ignored)
 	rebalanceDefaultPhase   = 10 * time.Second
 	rebalanceMinPhaseQuiet  = 2 * time.Second // a phase lasts at least window + grace + this
@@ -156,7 +156,7 @@ written twice so far, then SIGKILLs one aggregator and restarts it, and
 checks the topics exactly; a result written again after the SIGKILL must be
 identical to the first (key, value bytes, record timestamp). It defaults to
 -rate 400 -batch 20 -workers 4 -partitions 4 and a broker of its own
-(-kafka-port 39194, -kafka-state-dir /tmp/emostream-smoke-rebalance-kafka);
+(-kafka-port 29194, -kafka-state-dir /tmp/emostream-smoke-rebalance-kafka);
 -emojis, -duration, -aggregators and the fault counts do not apply.
 
 Flags:
@@ -195,13 +195,13 @@ Flags:
 	fs.BoolVar(&c.StrictLate, "strict-late", false, "fail on late records that were acknowledged at least 1s before timestamp+grace (default: a warning)")
 	fs.BoolVar(&c.Dump, "dump", false, "write the topics read back and the emojis' statuses to the work dir (always done after a failure)")
 	fs.BoolVar(&c.Race, "race", false, "build emostream with the race detector")
-	fs.IntVar(&c.Cluster, "cluster", 0, "faults: run on a cluster of this many brokers of its own (3: 127.0.0.1:39292,39294,39296, state in /tmp/emostream-smoke-cluster-kafka), with leader SIGKILLs and broker SIGSTOPs; broker restarts restart one broker")
+	fs.IntVar(&c.Cluster, "cluster", 0, "faults: run on a cluster of this many brokers of its own (3: 127.0.0.1:29292,29294,29296, state in /tmp/emostream-smoke-cluster-kafka), with leader SIGKILLs and broker SIGSTOPs; broker restarts restart one broker")
 	fs.IntVar(&c.LeaderKills, "leader-kills", 1, "-cluster: SIGKILLs of the broker leading the most topic1/topic2 partitions (each restarted)")
 	fs.IntVar(&c.BrokerPauses, "broker-pauses", 1, "-cluster: SIGSTOPs of the aggregators' group coordinator (each SIGCONTed after -broker-pause)")
 	fs.DurationVar(&c.BrokerPause, "broker-pause", clusterPause, "-cluster: how long a broker stays SIGSTOPped (longer than the aggregators' session timeout)")
 	fs.StringVar(&c.KafkaStateDir, "kafka-state-dir", "/tmp/emostream-smoke-kafka", "KAFKA_STATE_DIR of the driver's own broker (wiped at start and end)")
-	fs.IntVar(&c.KafkaPort, "kafka-port", 39192, "KAFKA_PORT of the driver's own broker")
-	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", 39193, "KAFKA_CONTROLLER_PORT of the driver's own broker")
+	fs.IntVar(&c.KafkaPort, "kafka-port", 29192, "KAFKA_PORT of the driver's own broker")
+	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", 29193, "KAFKA_CONTROLLER_PORT of the driver's own broker")
 	fs.IntVar(&c.Trials, "trials", 0, "failover: trials of each kind (default 5)")
 	fs.StringVar(&c.Kinds, "kinds", "", "failover: only these kinds, comma-separated (kill, scale-out, scale-in, rolling, rolling-static, kill-restart; default all)")
 	fs.StringVar(&c.FailoverOut, "failover-out", "bench/results/failover.json", "failover: where to write the summary (empty: nowhere; relative to the current directory)")

@@ -63,8 +63,8 @@ func TestParseFlagsRebalance(t *testing.T) {
 	require.Equal(t, 20, c.Batch)
 	require.Equal(t, 4, c.Workers)
 	require.Equal(t, 4, c.Partitions)
-	require.Equal(t, 39194, c.KafkaPort)
-	require.Equal(t, 39195, c.KafkaControllerPort)
+	require.Equal(t, 29194, c.KafkaPort)
+	require.Equal(t, 29195, c.KafkaControllerPort)
 	require.Equal(t, "/tmp/emostream-smoke-rebalance-kafka", c.KafkaStateDir)
 	require.Equal(t, 400*600, c.Emojis) // a cap: the scenario stops the load itself
 	require.Equal(t, 10*time.Second, c.Phase)
@@ -79,7 +79,7 @@ func TestParseFlagsRebalance(t *testing.T) {
 	c, err = ParseFlags(nil, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, ScenarioFaults, c.Scenario)
-	require.Equal(t, 39192, c.KafkaPort)
+	require.Equal(t, 29192, c.KafkaPort)
 	require.Equal(t, 6, c.Partitions)
 
 	for _, bad := range [][]string{

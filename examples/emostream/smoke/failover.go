@@ -56,8 +56,8 @@ import (
 // Defaults of the failover scenario (flags given explicitly win).
 const (
 	failoverKafkaStateDir = "/tmp/emostream-smoke-failover-kafka"
-	failoverKafkaPort     = 39196
-	failoverKafkaCtrlPort = 39197
+	failoverKafkaPort     = 29196
+	failoverKafkaCtrlPort = 29197
 	failoverMaxLoad       = 30 * time.Minute // caps the emojis generated
 	failoverDefaultTrials = 5
 )

@@ -1,7 +1,7 @@
 // Command smoke is EmoStream's fault-injection smoke test on a real Kafka.
 //
 // It starts its own single-node Kafka with scripts/kafka-local.sh (state in
-// /tmp/emostream-smoke-kafka, client port 39192, unless -brokers names
+// /tmp/emostream-smoke-kafka, client port 29192, unless -brokers names
 // another cluster), builds the emostream binary, and runs one `emostream
 // api` and several `emostream aggregate` processes on topics named after
 // the run. A generator posts emojis to the API at a steady rate, each with

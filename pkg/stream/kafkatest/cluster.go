@@ -12,7 +12,7 @@ import (
 // EnvClusterBrokers names the environment variable with the bootstrap
 // addresses of a Kafka cluster of at least three brokers, for the tests of
 // replication and broker failover (`BROKERS=3 scripts/kafka-local.sh up`
-// prints them: 127.0.0.1:39392,127.0.0.1:39394,127.0.0.1:39396).
+// prints them: 127.0.0.1:29392,127.0.0.1:29394,127.0.0.1:29396).
 const EnvClusterBrokers = "KAFKA_CLUSTER_BROKERS"
 
 // ClusterBrokers returns the brokers listed in KAFKA_CLUSTER_BROKERS, or

@@ -76,7 +76,7 @@ func RealBrokers(t testing.TB) []string {
 			"* SKIPPED: real-Kafka test. KAFKA_BROKERS is not set.                  *",
 			"* Run `make test` (starts a local Kafka via scripts/kafka-local.sh),   *",
 			"* or `make kafka-up` and then                                          *",
-			"*   KAFKA_BROKERS=127.0.0.1:39092 go test ./...                        *",
+			"*   KAFKA_BROKERS=127.0.0.1:29092 go test ./...                        *",
 			"************************************************************************",
 		}, "\n"))
 		return nil
