@@ -23,8 +23,10 @@ import (
 // untouched).
 func FuzzEnvelope(f *testing.F) {
 	f.Add(envelope{value: []byte("v")}.encode())
-	f.Add(envelope{positions: []writePosition{{origin: "in/0", offset: 7, sub: 1}, {origin: "x/1>rep", offset: 1 << 40, sub: 3 << 16}}, value: []byte{0, 1}}.encode())
+	f.Add(envelope{positions: []storedPosition{{originID("in/0"), 7, 1}, {originID("x/1>rep"), 1 << 40, 3 << 16}}, value: []byte{0, 1}}.encode())
+	f.Add(encodeV1([]v1Position{{"in/0", 7, 1}, {"x/1>rep", 1 << 40, 3 << 16}}, []byte{0, 1}))
 	f.Add([]byte{1, 200, 1})
+	f.Add([]byte{2, 200, 1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEnvelope(b)
@@ -34,13 +36,22 @@ func FuzzEnvelope(f *testing.F) {
 			}
 			return
 		}
-		if len(b) < 2 || b[0] != envelopeVersion {
-			t.Fatalf("decodeEnvelope(%x) accepted a value without the version header", b)
+		if len(b) < 2 || (b[0] != envelopeVersion && b[0] != envelopeV1) {
+			t.Fatalf("decodeEnvelope(%x) accepted a value without a version header", b)
 		}
 		if !bytes.HasSuffix(b, e.value) {
 			t.Fatalf("decodeEnvelope(%x): value %x is not the input's tail", b, e.value)
 		}
 		got := e.encode()
+		if b[0] == envelopeV1 {
+			// An old envelope is written again as the current version,
+			// with the same positions (origins by their ids) and value.
+			e2, err := decodeEnvelope(got)
+			if err != nil || got[0] != envelopeVersion || !sameEnvelope(e, e2) {
+				t.Fatalf("version 1 envelope %x re-encoded as %x: %+v -> %+v, %v", b, got, e, e2, err)
+			}
+			return
+		}
 		if bytes.Equal(got, b) {
 			return
 		}
@@ -69,7 +80,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 	f.Add("in/0", int64(7), uint64(1), "in/1", int64(-1), uint64(0), uint8(2), []byte("v"))
 	f.Add("", int64(math.MaxInt64), uint64(math.MaxUint64), "x/1>rep", int64(math.MinInt64), uint64(3<<16), uint8(3), []byte{})
 	f.Fuzz(func(t *testing.T, o1 string, off1 int64, sub1 uint64, o2 string, off2 int64, sub2 uint64, n uint8, value []byte) {
-		all := []writePosition{{o1, off1, sub1}, {o2, off2, sub2}, {o1 + "/rep", off2, sub1}}
+		all := []writePosition{pos(o1, off1, sub1), pos(o2, off2, sub2), pos(o1+"/rep", off2, sub1)}
 		var e envelope
 		for _, p := range all[:n%4] {
 			e.set(p)
@@ -83,15 +94,16 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		if len(got.positions) != len(e.positions) || (len(e.positions) > 0 && !reflect.DeepEqual(got.positions, e.positions)) || !bytes.Equal(got.value, e.value) {
 			t.Fatalf("round trip %+v -> %+v", e, got)
 		}
-		for _, p := range e.positions {
-			if !got.applied(p) || !got.applied(writePosition{p.origin, p.offset, 0}) {
+		for _, q := range e.positions {
+			p := writePosition{origin: "o", id: q.id, offset: q.offset, sub: q.sub}
+			if !got.applied(p) || !got.applied(writePosition{"o", q.id, q.offset, 0}) {
 				t.Fatalf("%+v: position %+v not applied after the round trip", got, p)
 			}
-			if p.offset < math.MaxInt64 && got.applied(writePosition{p.origin, p.offset + 1, 0}) {
-				t.Fatalf("%+v: a later offset of %q counts as applied", got, p.origin)
+			if q.offset < math.MaxInt64 && got.applied(writePosition{"o", q.id, q.offset + 1, 0}) {
+				t.Fatalf("%+v: a later offset of origin %x counts as applied", got, q.id)
 			}
-			if p.sub < math.MaxUint64 && got.applied(writePosition{p.origin, p.offset, p.sub + 1}) {
-				t.Fatalf("%+v: a later write of %q counts as applied", got, p.origin)
+			if q.sub < math.MaxUint64 && got.applied(writePosition{"o", q.id, q.offset, q.sub + 1}) {
+				t.Fatalf("%+v: a later write of origin %x counts as applied", got, q.id)
 			}
 		}
 		// Every byte of the positions is needed; the value is what is left.

@@ -434,7 +434,7 @@ func (i *kvIter[K, V]) Next() bool {
 	}
 	// Only the user value is wanted: skip the positions without
 	// collecting them.
-	value, err := eachPosition(i.it.Value(), func([]byte, int64, uint64) {})
+	value, err := eachPosition(i.it.Value(), func(uint64, int64, uint64) {})
 	if err != nil {
 		i.err = err
 		return false
@@ -458,7 +458,8 @@ func (i *kvIter[K, V]) Close() error { return i.it.Close() }
 // origin offset, and a sub-position counting writes and forwards within that
 // input record (16 bits per hop).
 type writePosition struct {
-	origin string
+	origin string // "" for a write without a position (a punctuation)
+	id     uint64 // originID(origin), what envelopes store
 	offset int64
 	sub    uint64
 }
@@ -467,20 +468,50 @@ type writePosition struct {
 // punctuation), so it can be checked against redelivery.
 func (p writePosition) dedup() bool { return p.origin != "" }
 
+// storedPosition is a position as an envelope holds it: the origin by its id.
+type storedPosition struct {
+	id     uint64
+	offset int64
+	sub    uint64
+}
+
+// originID is the 64-bit FNV-1a hash of an origin. Envelopes store it instead
+// of the origin's name, which is a topic name and partition, and for a
+// repartitioned record a chain of them: 8 bytes instead of 10 to 100 per
+// stored value and changelog record. Two origins are confused only if they
+// write the same key and their hashes collide in all 64 bits.
+func originID[T string | []byte](origin T) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(origin); i++ {
+		h ^= uint64(origin[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
 // envelope is the stored form of a value: the positions last applied per origin,
 // then the user's serialized value.
 type envelope struct {
-	positions []writePosition // origin, offset, sub
+	positions []storedPosition
 	value     []byte
 }
 
-const envelopeVersion = 1
+const (
+	// envelopeV1 envelopes name each position's origin (uvarint length and
+	// bytes). Stores and changelogs written before version 2 hold them: they
+	// are read, and rewritten as version 2 at their next write.
+	envelopeV1 = 1
+	// envelopeVersion is what is written: version byte, uvarint count, then
+	// per position the origin's id (8 bytes, big-endian), uvarint offset and
+	// uvarint sub; then the user's value.
+	envelopeVersion = 2
+)
 
 var errBadEnvelope = errors.New("stream: corrupt stored value envelope")
 
 func (e *envelope) applied(p writePosition) bool {
 	for _, q := range e.positions {
-		if q.origin == p.origin {
+		if q.id == p.id {
 			return p.offset < q.offset || (p.offset == q.offset && p.sub <= q.sub)
 		}
 	}
@@ -488,36 +519,34 @@ func (e *envelope) applied(p writePosition) bool {
 }
 
 func (e *envelope) set(p writePosition) {
+	q := storedPosition{id: p.id, offset: p.offset, sub: p.sub}
 	for i := range e.positions {
-		if e.positions[i].origin == p.origin {
-			e.positions[i] = p
+		if e.positions[i].id == p.id {
+			e.positions[i] = q
 			return
 		}
 	}
-	e.positions = append(e.positions, p)
+	e.positions = append(e.positions, q)
 }
 
 func (e envelope) encode() []byte {
 	n := 2 + len(e.value)
-	for _, p := range e.positions {
-		n += len(p.origin) + 3*binary.MaxVarintLen64
+	for range e.positions {
+		n += 8 + 2*binary.MaxVarintLen64
 	}
 	b := make([]byte, 0, n)
 	b = append(b, envelopeVersion)
 	b = binary.AppendUvarint(b, uint64(len(e.positions)))
 	for _, p := range e.positions {
-		b = binary.AppendUvarint(b, uint64(len(p.origin)))
-		b = append(b, p.origin...)
-		b = binary.AppendUvarint(b, uint64(p.offset))
-		b = binary.AppendUvarint(b, p.sub)
+		b = appendPosition(b, p.id, p.offset, p.sub)
 	}
 	return append(b, e.value...)
 }
 
 func decodeEnvelope(b []byte) (envelope, error) {
 	var e envelope
-	value, err := eachPosition(b, func(origin []byte, offset int64, sub uint64) {
-		e.positions = append(e.positions, writePosition{origin: string(origin), offset: offset, sub: sub})
+	value, err := eachPosition(b, func(id uint64, offset int64, sub uint64) {
+		e.positions = append(e.positions, storedPosition{id: id, offset: offset, sub: sub})
 	})
 	if err != nil {
 		return envelope{}, err
@@ -527,11 +556,12 @@ func decodeEnvelope(b []byte) (envelope, error) {
 }
 
 // eachPosition calls fn for every position stored in the envelope raw
-// without allocating (origin aliases raw) and returns the user value.
-func eachPosition(raw []byte, fn func(origin []byte, offset int64, sub uint64)) ([]byte, error) {
-	if len(raw) < 2 || raw[0] != envelopeVersion {
+// (either version) without allocating and returns the user value.
+func eachPosition(raw []byte, fn func(id uint64, offset int64, sub uint64)) ([]byte, error) {
+	if len(raw) < 2 || (raw[0] != envelopeVersion && raw[0] != envelopeV1) {
 		return nil, errBadEnvelope
 	}
+	v1 := raw[0] == envelopeV1
 	b := raw[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
@@ -539,12 +569,21 @@ func eachPosition(raw []byte, fn func(origin []byte, offset int64, sub uint64)) 
 	}
 	b = b[k:]
 	for range n {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, errBadEnvelope
+		var id uint64
+		if v1 {
+			l, k := binary.Uvarint(b)
+			if k <= 0 || l > uint64(len(b)-k) {
+				return nil, errBadEnvelope
+			}
+			id = originID(b[k : k+int(l)])
+			b = b[k+int(l):]
+		} else {
+			if len(b) < 8 {
+				return nil, errBadEnvelope
+			}
+			id = binary.BigEndian.Uint64(b)
+			b = b[8:]
 		}
-		origin := b[k : k+int(l)]
-		b = b[k+int(l):]
 		off, k := binary.Uvarint(b)
 		if k <= 0 {
 			return nil, errBadEnvelope
@@ -555,7 +594,7 @@ func eachPosition(raw []byte, fn func(origin []byte, offset int64, sub uint64)) 
 			return nil, errBadEnvelope
 		}
 		b = b[k:]
-		fn(origin, int64(off), sub)
+		fn(id, int64(off), sub)
 	}
 	return b, nil
 }
@@ -564,8 +603,8 @@ func eachPosition(raw []byte, fn func(origin []byte, offset int64, sub uint64)) 
 // already applied to it (always false for a write without a position).
 func scanEnvelope(raw []byte, p writePosition) (value []byte, applied bool, err error) {
 	seen := false
-	value, err = eachPosition(raw, func(origin []byte, off int64, sub uint64) {
-		if !seen && p.dedup() && string(origin) == p.origin {
+	value, err = eachPosition(raw, func(id uint64, off int64, sub uint64) {
+		if !seen && p.dedup() && id == p.id {
 			seen = true
 			applied = p.offset < off || (p.offset == off && p.sub <= sub)
 		}
@@ -576,15 +615,16 @@ func scanEnvelope(raw []byte, p writePosition) (value []byte, applied bool, err 
 // rewriteEnvelope encodes value with the positions of raw (nil: none), p
 // replacing the one of its origin (or added; p without a position changes
 // nothing), into a new buffer that starts with prefix (the store key, so
-// key and value are one allocation) and has no spare capacity.
+// key and value are one allocation) and has no spare capacity. It always
+// writes the current version.
 func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte, error) {
 	var n uint64
 	size := len(prefix) + 1 + len(value)
 	if raw != nil {
-		if _, err := eachPosition(raw, func(origin []byte, off int64, sub uint64) {
-			if !p.dedup() || string(origin) != p.origin {
+		if _, err := eachPosition(raw, func(id uint64, off int64, sub uint64) {
+			if !p.dedup() || id != p.id {
 				n++
-				size += positionSize(origin, off, sub)
+				size += positionSize(off, sub)
 			}
 		}); err != nil {
 			return nil, err
@@ -592,7 +632,7 @@ func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte,
 	}
 	if p.dedup() {
 		n++
-		size += uvarintSize(uint64(len(p.origin))) + len(p.origin) + uvarintSize(uint64(p.offset)) + uvarintSize(p.sub)
+		size += positionSize(p.offset, p.sub)
 	}
 	size += uvarintSize(n)
 	b := make([]byte, 0, size)
@@ -600,24 +640,21 @@ func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte,
 	b = append(b, envelopeVersion)
 	b = binary.AppendUvarint(b, n)
 	if raw != nil {
-		_, _ = eachPosition(raw, func(origin []byte, off int64, sub uint64) {
-			if !p.dedup() || string(origin) != p.origin {
-				b = appendPosition(b, origin, off, sub)
+		_, _ = eachPosition(raw, func(id uint64, off int64, sub uint64) {
+			if !p.dedup() || id != p.id {
+				b = appendPosition(b, id, off, sub)
 			}
 		})
 	}
 	if p.dedup() {
-		b = binary.AppendUvarint(b, uint64(len(p.origin)))
-		b = append(b, p.origin...)
-		b = binary.AppendUvarint(b, uint64(p.offset))
-		b = binary.AppendUvarint(b, p.sub)
+		b = appendPosition(b, p.id, p.offset, p.sub)
 	}
 	return append(b, value...), nil
 }
 
 // positionSize is the encoded size of a position (appendPosition).
-func positionSize(origin []byte, off int64, sub uint64) int {
-	return uvarintSize(uint64(len(origin))) + len(origin) + uvarintSize(uint64(off)) + uvarintSize(sub)
+func positionSize(off int64, sub uint64) int {
+	return 8 + uvarintSize(uint64(off)) + uvarintSize(sub)
 }
 
 // uvarintSize is the length of binary.AppendUvarint's encoding of x.
@@ -625,9 +662,8 @@ func uvarintSize(x uint64) int {
 	return (bits.Len64(x|1) + 6) / 7
 }
 
-func appendPosition(b, origin []byte, off int64, sub uint64) []byte {
-	b = binary.AppendUvarint(b, uint64(len(origin)))
-	b = append(b, origin...)
+func appendPosition(b []byte, id uint64, off int64, sub uint64) []byte {
+	b = binary.BigEndian.AppendUint64(b, id)
 	b = binary.AppendUvarint(b, uint64(off))
 	return binary.AppendUvarint(b, sub)
 }

@@ -91,6 +91,8 @@ type task struct {
 		raw      *inRecord
 		inRecord bool
 		origin   string
+		originID uint64 // originID(idOf), computed at the first write
+		idOf     string
 		offset   int64
 		base     uint64
 		writes   uint64
@@ -360,7 +362,10 @@ func (t *task) nextWritePosition() writePosition {
 		return writePosition{}
 	}
 	t.cur.writes++
-	return writePosition{origin: t.cur.origin, offset: t.cur.offset, sub: t.cur.base<<16 | t.cur.writes}
+	if t.cur.idOf != t.cur.origin {
+		t.cur.originID, t.cur.idOf = originID(t.cur.origin), t.cur.origin
+	}
+	return writePosition{origin: t.cur.origin, id: t.cur.originID, offset: t.cur.offset, sub: t.cur.base<<16 | t.cur.writes}
 }
 
 // originHeaders are the headers a repartition sink adds.

@@ -2,8 +2,6 @@ package window_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -108,7 +106,7 @@ func startCountAppWith(t *testing.T, brokers []string, appID, in, out, late stri
 	top, err := b.Build()
 	require.NoError(t, err)
 	app, err := stream.NewApp(top, append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
-		stream.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, sopts...)...)
+		stream.Logger(kafkatest.FailureLogger(t))}, sopts...)...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
