@@ -25,6 +25,9 @@
 // Tests against a real broker share it with every other test, so topic,
 // group and application names must come from [UniqueName].
 //
+// Apps a test starts can log through [FailureLogger]: silent when the test
+// passes, the runtime's debug log when it fails.
+//
 // Every helper builds its own sarama configuration ([SaramaConfig]); nothing
 // here keeps global client state.
 //
