@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/emostream/emostream/pkg/stream"
@@ -146,22 +147,41 @@ func epochTopology(t *testing.T, in string, log *epochLog, tick bool) *stream.To
 // topic's partitions 0..n-1 (offset -1: none).
 func committedOffsets(t *testing.T, brokers []string, group, topic string, n int32) map[int32]*sarama.OffsetFetchResponseBlock {
 	t.Helper()
-	admin, err := sarama.NewClusterAdmin(brokers, kafkatest.SaramaConfig())
+	client, err := sarama.NewClient(brokers, kafkatest.SaramaConfig())
 	require.NoError(t, err)
-	defer admin.Close()
+	defer client.Close()
 	parts := make([]int32, n)
 	for p := range parts {
 		parts[p] = int32(p)
 	}
-	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
-	require.NoError(t, err)
-	out := map[int32]*sarama.OffsetFetchResponseBlock{}
-	for _, p := range parts {
-		b := resp.GetBlock(topic, p)
-		require.NotNil(t, b, "partition %d", p)
-		require.Equal(t, sarama.ErrNoError, b.Err)
-		out[p] = b
-	}
+	// With exactly-once the offsets are committed by a transaction, whose
+	// markers the coordinator writes after EndTxn has returned: a plain
+	// fetch right after a stop may still read the offsets of the
+	// transaction before. RequireStable waits for them, as the runtime's
+	// own fetch does (the broker answers UNSTABLE_OFFSET_COMMIT meanwhile).
+	var out map[int32]*sarama.OffsetFetchResponseBlock
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		coord, err := client.Coordinator(group)
+		if !assert.NoError(c, err) {
+			_ = client.RefreshCoordinator(group)
+			return
+		}
+		req := sarama.NewOffsetFetchRequest(client.Config().Version, group, map[string][]int32{topic: parts})
+		req.RequireStable = req.Version >= 7
+		resp, err := coord.FetchOffset(req)
+		if !assert.NoError(c, err) || !assert.Equal(c, sarama.ErrNoError, resp.GroupError()) {
+			return
+		}
+		got := map[int32]*sarama.OffsetFetchResponseBlock{}
+		for _, p := range parts {
+			b := resp.GetBlock(topic, p)
+			if !assert.NotNil(c, b, "partition %d", p) || !assert.Equal(c, sarama.ErrNoError, b.Err, "partition %d", p) {
+				return
+			}
+			got[p] = b
+		}
+		out = got
+	}, 30*time.Second, 50*time.Millisecond)
 	return out
 }
 
