@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -41,9 +42,21 @@ func TopicReplication(t testing.TB, brokers []string, topic string) (replicas in
 		t.Fatalf("kafkatest: connecting admin to %v: %v", brokers, err)
 	}
 	defer func() { _ = admin.Close() }()
-	meta, err := admin.DescribeTopics([]string{topic})
-	if err != nil || len(meta) != 1 || meta[0].Err != sarama.ErrNoError || len(meta[0].Partitions) == 0 {
-		t.Fatalf("kafkatest: describing topic %s: %v %+v", topic, err, meta)
+	// The broker answering may not have the new topic in its metadata
+	// cache yet (UNKNOWN_TOPIC_OR_PARTITION on a cluster, just after the
+	// create): ask again until metadataTimeout.
+	var meta []*sarama.TopicMetadata
+	for deadline := time.Now().Add(metadataTimeout); ; time.Sleep(100 * time.Millisecond) {
+		meta, err = admin.DescribeTopics([]string{topic})
+		if err == nil && len(meta) == 1 && meta[0].Err == sarama.ErrNoError && len(meta[0].Partitions) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			if err == nil && len(meta) == 1 {
+				err = meta[0].Err
+			}
+			t.Fatalf("kafkatest: describing topic %s: %v %+v", topic, err, meta)
+		}
 	}
 	replicas = len(meta[0].Partitions[0].Replicas)
 	return replicas, TopicConfig(t, brokers, topic)["min.insync.replicas"]
