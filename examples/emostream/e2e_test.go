@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -200,7 +199,7 @@ func runArgs(t *testing.T, backend string) (in, out, dlq string, brokers, args [
 // argument's value), waits until /healthz answers 200 and stops it with
 // SIGTERM when the test ends; a bad exit fails the test. It returns the
 // HTTP base URL and the process's output.
-func startEmostream(t *testing.T, bin string, args []string) (string, *syncBuffer) {
+func startEmostream(t *testing.T, bin string, args []string) (string, *kafkatest.LogBuffer) {
 	httpAddr := ""
 	for i, a := range args {
 		if a == "--http" && i+1 < len(args) {
@@ -209,7 +208,7 @@ func startEmostream(t *testing.T, bin string, args []string) (string, *syncBuffe
 	}
 	require.NotEmpty(t, httpAddr, "no --http in %v", args)
 	cmd := exec.Command(bin, args...)
-	logs := &syncBuffer{}
+	logs := &kafkatest.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
@@ -253,25 +252,6 @@ func endOffsets(t *testing.T, brokers []string, topic string) int64 {
 		n += off
 	}
 	return n
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and the test's
-// reads at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freeAddr(t *testing.T) string {

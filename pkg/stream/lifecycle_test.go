@@ -1,7 +1,6 @@
 package stream_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,24 +20,6 @@ import (
 	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runFor starts app.Run, calls trigger (which decides when to stop), cancels
 // and returns how long Run took to return after the cancellation.
@@ -154,7 +135,7 @@ func TestRunCancelDuringRestore(t *testing.T) {
 	}
 	require.NoError(t, p.Close())
 
-	var logs syncBuffer
+	var logs kafkatest.LogBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := stream.NewApp(top, stream.Brokers(brokers...), stream.ApplicationID(appID),
 		stream.StateDir(t.TempDir()), stream.Logger(logger))

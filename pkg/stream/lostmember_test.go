@@ -106,7 +106,7 @@ func TestIntegrationCommitUnknownMemberDropsTasks(t *testing.T) {
 				return resp, nil, true
 			})
 
-			logs := &syncBuffer{}
+			logs := &kafkatest.LogBuffer{}
 			opts := []stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
 				stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))}
 			if !eager {
@@ -210,7 +210,7 @@ func TestIntegrationFlushStoresConfirmsOwnership(t *testing.T) {
 		resp.ErrorCode = 25 // UNKNOWN_MEMBER_ID
 		return resp, nil, true
 	})
-	logs := &syncBuffer{}
+	logs := &kafkatest.LogBuffer{}
 	_, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")), stream.CooperativeRebalancing(),
 		stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
 	send := func(v string) {

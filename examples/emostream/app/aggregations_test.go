@@ -41,7 +41,7 @@ func TestAggregationsFlag(t *testing.T) {
 		{name: "topic taken", args: []string{"run", "--aggregations", "count,top3", "--dlq-topic", "topic2-top3"}, err: `top3's output topic "topic2-top3" is also --input-topic or --dlq-topic`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr buffer
+			var stdout, stderr kafkatest.LogBuffer
 			code := app.Main(context.Background(), app.Options{Args: tc.args, Getenv: func(k string) string { return tc.env[k] },
 				Stdout: &stdout, Stderr: &stderr, Aggregations: []aggregation.Aggregation{mine{}}})
 			require.Equal(t, 2, code, "stderr: %s", stderr.String())
@@ -50,8 +50,8 @@ func TestAggregationsFlag(t *testing.T) {
 			require.Contains(t, lines[0], tc.err)
 		})
 	}
-	var stdout buffer
-	require.Equal(t, 0, app.Main(context.Background(), app.Options{Args: []string{"-h"}, Getenv: noEnv, Stdout: &stdout, Stderr: &buffer{}}))
+	var stdout kafkatest.LogBuffer
+	require.Equal(t, 0, app.Main(context.Background(), app.Options{Args: []string{"-h"}, Getenv: noEnv, Stdout: &stdout, Stderr: &kafkatest.LogBuffer{}}))
 	require.Contains(t, stdout.String(), "-aggregations")
 }
 

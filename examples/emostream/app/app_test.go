@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -20,24 +19,6 @@ import (
 	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
-
-// buffer is a goroutine-safe output sink.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 func noEnv(string) string { return "" }
 
@@ -59,7 +40,7 @@ func TestMainUsage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr buffer
+			var stdout, stderr kafkatest.LogBuffer
 			code := app.Main(context.Background(), app.Options{Args: tc.args, Getenv: func(k string) string { return tc.env[k] },
 				Stdout: &stdout, Stderr: &stderr})
 			require.Equal(t, tc.code, code, "stderr: %s", stderr.String())
@@ -84,7 +65,7 @@ func TestLoadSubcommand(t *testing.T) {
 		w.WriteHeader(202)
 	}))
 	defer srv.Close()
-	var stdout, stderr buffer
+	var stdout, stderr kafkatest.LogBuffer
 	code := app.Main(context.Background(), app.Options{
 		Args:   []string{"load", "--target", srv.URL, "--clients", "2", "--rate", "100", "--duration", "500ms"},
 		Getenv: noEnv, Stdout: &stdout, Stderr: &stderr})
@@ -97,9 +78,9 @@ func TestLoadSubcommand(t *testing.T) {
 
 // startMain runs Main in the background and returns a stop function that
 // cancels it and returns its exit code.
-func startMain(t *testing.T, o app.Options) (stdout *buffer, stop func() int) {
+func startMain(t *testing.T, o app.Options) (stdout *kafkatest.LogBuffer, stop func() int) {
 	t.Helper()
-	stdout, stderr := &buffer{}, &buffer{}
+	stdout, stderr := &kafkatest.LogBuffer{}, &kafkatest.LogBuffer{}
 	o.Stdout, o.Stderr = stdout, stderr
 	if o.Getenv == nil {
 		o.Getenv = noEnv
@@ -133,7 +114,7 @@ func startMain(t *testing.T, o app.Options) (stdout *buffer, stop func() int) {
 
 var urlLine = regexp.MustCompile(`dashboard:\s+(http://\S+)/`)
 
-func waitURL(t *testing.T, stdout *buffer) string {
+func waitURL(t *testing.T, stdout *kafkatest.LogBuffer) string {
 	t.Helper()
 	var base string
 	require.Eventually(t, func() bool {

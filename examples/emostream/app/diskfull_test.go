@@ -12,35 +12,18 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
-
-// lockedBuffer is a goroutine-safe output sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // mainRun is Main running in the background.
 type mainRun struct {
-	stdout, stderr lockedBuffer
+	stdout, stderr kafkatest.LogBuffer
 	cancel         context.CancelFunc
 	done           chan int
 }

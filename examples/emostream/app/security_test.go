@@ -61,7 +61,7 @@ func TestRunSecured(t *testing.T) {
 		"--partitions", "2", "--window", "500ms", "--grace", "100ms",
 		"--kafka-tls", "--kafka-tls-ca", pki.CAFile, "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "alice"}
 	env := map[string]string{"EMOSTREAM_KAFKA_SASL_PASSWORD": password}
-	stdout, stderr := &buffer{}, &buffer{}
+	stdout, stderr := &kafkatest.LogBuffer{}, &kafkatest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -110,7 +110,7 @@ func TestRunSecured(t *testing.T) {
 // cancelled as by Ctrl-C).
 func runMain(t *testing.T, d time.Duration, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut buffer
+	var out, errOut kafkatest.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := time.AfterFunc(d, cancel) // as Ctrl-C does

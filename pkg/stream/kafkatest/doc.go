@@ -26,7 +26,8 @@
 // group and application names must come from [UniqueName].
 //
 // Apps a test starts can log through [FailureLogger]: silent when the test
-// passes, the runtime's debug log when it fails.
+// passes, the runtime's debug log when it fails. A test that reads an app's
+// log or a child process's output while it runs writes it to a [LogBuffer].
 //
 // Every helper builds its own sarama configuration ([SaramaConfig]); nothing
 // here keeps global client state.

@@ -13,7 +13,7 @@ import (
 // restores, commits, closes) on a failure that is hard to reproduce.
 func FailureLogger(t testing.TB) *slog.Logger {
 	t.Helper()
-	buf := &lockedBuffer{}
+	buf := &LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("kafkatest: log of the apps the test started:\n%s", buf.String())
@@ -22,19 +22,23 @@ func FailureLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
+// LogBuffer is a bytes.Buffer that many goroutines may write to while a
+// test reads it: the sink for an App's logger, or for a child process's
+// stdout and stderr. The zero value is an empty buffer ready to use.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p; it never fails.
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+// String returns what was written so far.
+func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
