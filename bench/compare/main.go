@@ -43,6 +43,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -543,6 +544,12 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 	if col != nil {
 		complete = col.complete
 	}
+	// The collector knows the last result's arrival time only once it has
+	// checked the results, a few seconds later at a million results: the
+	// engine's CPU and peak RSS are sampled as it runs and read at that
+	// arrival time.
+	usage := startUsage(pid, brokerPID, 100*time.Millisecond)
+	defer usage.stop()
 	timer := time.NewTimer(cfg.timeout)
 	defer timer.Stop()
 	var doneAt time.Time
@@ -554,16 +561,10 @@ func runEngine(ctx context.Context, cfg *config, br *broker, d *dataset, bins ma
 			doneAt = col.doneAt
 			col.mu.Unlock()
 		}
-		if c, err := harness.CPUSeconds(pid); err == nil {
-			m.cpu = c
-		}
-		if r, err := harness.PeakRSSMB(pid); err == nil {
-			m.rss = r
-		}
-		if brokerPID > 0 {
-			if b1, err := harness.CPUSeconds(brokerPID); err == nil {
-				m.brokerCPU = b1 - broker0
-			}
+		u := usage.at(doneAt)
+		m.cpu, m.rss = u.cpu, u.rss
+		if brokerPID > 0 && u.broker >= 0 {
+			m.brokerCPU = u.broker - broker0
 		}
 	case <-exited:
 		m.err = fmt.Sprintf("exited before the last result: %v", waitErr)
@@ -1019,4 +1020,94 @@ func ptr[T any](v T) *T { return &v }
 func round(v float64, digits int) float64 {
 	p := math.Pow(10, float64(digits))
 	return math.Round(v*p) / p
+}
+
+// usageSample is one reading of the engine's CPU seconds and peak RSS (MiB)
+// and the broker's CPU seconds (-1 when unknown).
+type usageSample struct {
+	t                time.Time
+	cpu, rss, broker float64
+}
+
+// usageSampler reads an engine's and the broker's /proc figures at a fixed
+// period, so that they can be read afterwards at a moment in the past.
+type usageSampler struct {
+	pid, brokerPID int
+	quit           chan struct{}
+	done           chan struct{}
+	mu             sync.Mutex
+	samples        []usageSample
+}
+
+func startUsage(pid, brokerPID int, every time.Duration) *usageSampler {
+	u := &usageSampler{pid: pid, brokerPID: brokerPID, quit: make(chan struct{}), done: make(chan struct{})}
+	u.sample()
+	go func() {
+		defer close(u.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-u.quit:
+				return
+			case <-tick.C:
+				u.sample()
+			}
+		}
+	}()
+	return u
+}
+
+func (u *usageSampler) read() usageSample {
+	s := usageSample{t: time.Now(), broker: -1}
+	s.cpu, _ = harness.CPUSeconds(u.pid)
+	s.rss, _ = harness.PeakRSSMB(u.pid)
+	if u.brokerPID > 0 {
+		if b, err := harness.CPUSeconds(u.brokerPID); err == nil {
+			s.broker = b
+		}
+	}
+	return s
+}
+
+func (u *usageSampler) sample() {
+	s := u.read()
+	u.mu.Lock()
+	u.samples = append(u.samples, s)
+	u.mu.Unlock()
+}
+
+// stop ends the sampling; it may be called more than once.
+func (u *usageSampler) stop() {
+	select {
+	case <-u.quit:
+	default:
+		close(u.quit)
+	}
+	<-u.done
+}
+
+// at returns the figures at t: CPU seconds interpolated between the two
+// samples around t, the peak RSS of the first sample at or after t (a peak
+// only grows); a fresh reading when t is after the last sample.
+func (u *usageSampler) at(t time.Time) usageSample {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	i := sort.Search(len(u.samples), func(i int) bool { return !u.samples[i].t.Before(t) })
+	if i == len(u.samples) {
+		return u.read()
+	}
+	after := u.samples[i]
+	if i == 0 {
+		return after
+	}
+	before := u.samples[i-1]
+	f := float64(t.Sub(before.t)) / float64(after.t.Sub(before.t))
+	lerp := func(a, b float64) float64 {
+		if a < 0 || b < 0 {
+			return b
+		}
+		return a + f*(b-a)
+	}
+	return usageSample{t: t, cpu: lerp(before.cpu, after.cpu), rss: after.rss, broker: lerp(before.broker, after.broker)}
 }
