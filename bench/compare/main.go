@@ -1033,28 +1033,14 @@ type usageSample struct {
 // period, so that they can be read afterwards at a moment in the past.
 type usageSampler struct {
 	pid, brokerPID int
-	quit           chan struct{}
-	done           chan struct{}
+	sampler        *harness.Sampler
 	mu             sync.Mutex
 	samples        []usageSample
 }
 
 func startUsage(pid, brokerPID int, every time.Duration) *usageSampler {
-	u := &usageSampler{pid: pid, brokerPID: brokerPID, quit: make(chan struct{}), done: make(chan struct{})}
-	u.sample()
-	go func() {
-		defer close(u.done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-u.quit:
-				return
-			case <-tick.C:
-				u.sample()
-			}
-		}
-	}()
+	u := &usageSampler{pid: pid, brokerPID: brokerPID}
+	u.sampler = harness.StartSampler(every, u.sample)
 	return u
 }
 
@@ -1078,14 +1064,7 @@ func (u *usageSampler) sample() {
 }
 
 // stop ends the sampling; it may be called more than once.
-func (u *usageSampler) stop() {
-	select {
-	case <-u.quit:
-	default:
-		close(u.quit)
-	}
-	<-u.done
-}
+func (u *usageSampler) stop() { u.sampler.Stop() }
 
 // at returns the figures at t: CPU seconds interpolated between the two
 // samples around t, the peak RSS of the first sample at or after t (a peak

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emostream/emostream/bench/internal/harness"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
@@ -30,35 +32,19 @@ type tree struct {
 	peakRSS float64         // summed RSS, MiB
 	maxRSS  map[int]float64 // peak RSS per pid, MiB
 	pids    map[int]string  // every pid ever seen in the tree, and its command
-	stopCh  chan struct{}
-	done    chan struct{}
+	sampler *harness.Sampler
 }
 
 func newTree(roots []int, interval time.Duration) *tree {
-	t := &tree{roots: roots, cpu: map[int]float64{}, pids: map[int]string{}, maxRSS: map[int]float64{},
-		stopCh: make(chan struct{}), done: make(chan struct{})}
-	t.sample()
-	go func() {
-		defer close(t.done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-t.stopCh:
-				return
-			case <-tick.C:
-				t.sample()
-			}
-		}
-	}()
+	t := &tree{roots: roots, cpu: map[int]float64{}, pids: map[int]string{}, maxRSS: map[int]float64{}}
+	t.sampler = harness.StartSampler(interval, t.sample)
 	return t
 }
 
 // stop ends the sampling (after a last sample).
 func (t *tree) stop() {
+	t.sampler.Stop()
 	t.sample()
-	close(t.stopCh)
-	<-t.done
 }
 
 // members returns the roots and their descendants now running.
