@@ -63,7 +63,10 @@ func TopicReplication(t testing.TB, brokers []string, topic string) (replicas in
 }
 
 // TopicConfig returns the configuration of topic as the broker describes it
-// (its own settings and the defaults it inherits), by name.
+// (its own settings and the defaults it inherits), by name. Like
+// [TopicReplication] it asks again until metadataTimeout: the broker that
+// answers may not know a topic created a moment ago (in a cluster, its
+// metadata cache lags the controller).
 func TopicConfig(t testing.TB, brokers []string, topic string) map[string]string {
 	t.Helper()
 	admin, err := sarama.NewClusterAdmin(brokers, SaramaConfig())
@@ -71,12 +74,20 @@ func TopicConfig(t testing.TB, brokers []string, topic string) map[string]string
 		t.Fatalf("kafkatest: connecting admin to %v: %v", brokers, err)
 	}
 	defer func() { _ = admin.Close() }()
-	res, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
-	if err == nil && (len(res) != 1 || res[0].ErrorCode != sarama.ErrNoError) {
-		err = fmt.Errorf("%+v", res)
-	}
-	if err != nil {
-		t.Fatalf("kafkatest: describing the config of topic %s: %v", topic, err)
+	var res []*sarama.ConfigResourceResult
+	for deadline := time.Now().Add(metadataTimeout); ; time.Sleep(100 * time.Millisecond) {
+		res, err = admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
+		if err == nil && len(res) != 1 {
+			err = fmt.Errorf("%d resources in the answer, want 1", len(res))
+		} else if err == nil && res[0].ErrorCode != sarama.ErrNoError {
+			err = fmt.Errorf("%v: %s", res[0].ErrorCode, res[0].ErrorMsg)
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kafkatest: describing the config of topic %s: %v", topic, err)
+		}
 	}
 	cfg := make(map[string]string, len(res[0].Configs))
 	for _, e := range res[0].Configs {
