@@ -42,6 +42,7 @@ func main() {
 	keyBytes := flag.Int("key-bytes", 24, "key length")
 	valueBytes := flag.Int("value-bytes", 40, "value length")
 	runs := flag.Int("runs", 3, "runs per client, alternating")
+	flush := flag.Duration("flush", 2*time.Millisecond, "sarama's Producer.Flush.Frequency and kgo's linger (the runtime: 2ms)")
 	flag.Parse()
 	bs := strings.Split(*brokers, ",")
 	topic := fmt.Sprintf("bench-producer-%d", time.Now().UnixNano())
@@ -49,7 +50,7 @@ func main() {
 		fail(err)
 	}
 	defer deleteTopic(bs, topic)
-	w := workload{records: *records, senders: *senders, partitions: int32(*partitions), key: *keyBytes, value: *valueBytes}
+	w := workload{records: *records, senders: *senders, partitions: int32(*partitions), key: *keyBytes, value: *valueBytes, flush: *flush}
 	fmt.Printf("%d records per run, %d senders, %d partitions, keys %d B, values %d B, topic %s\n",
 		w.records, w.senders, w.partitions, w.key, w.value, topic)
 	results := map[string][]result{}
@@ -85,6 +86,7 @@ type workload struct {
 	records, senders int
 	partitions       int32
 	key, value       int
+	flush            time.Duration
 }
 
 // each calls fn for the records of sender s: its share of the run, with the
@@ -116,7 +118,7 @@ func runSarama(brokers []string, topic string, w workload) (result, error) {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	sc.Producer.Flush.Frequency = 2 * time.Millisecond
+	sc.Producer.Flush.Frequency = w.flush
 	sc.Producer.Flush.Bytes = 1 << 20
 	sc.ChannelBufferSize = 16 << 10
 	p, err := sarama.NewAsyncProducer(brokers, sc)
@@ -153,7 +155,7 @@ func runSarama(brokers []string, topic string, w workload) (result, error) {
 
 func runKgo(brokers []string, topic string, w workload) (result, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(2*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.ProducerLinger(w.flush), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MaxBufferedRecords(16<<10))
 	if err != nil {
 		return result{}, err
