@@ -1,11 +1,11 @@
 package kafkatest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -46,17 +46,23 @@ func TopicReplication(t testing.TB, brokers []string, topic string) (replicas in
 	// cache yet (UNKNOWN_TOPIC_OR_PARTITION on a cluster, just after the
 	// create): ask again until metadataTimeout.
 	var meta []*sarama.TopicMetadata
-	for deadline := time.Now().Add(metadataTimeout); ; time.Sleep(100 * time.Millisecond) {
+	err = untilMetadata(func() error {
+		var err error
 		meta, err = admin.DescribeTopics([]string{topic})
-		if err == nil && len(meta) == 1 && meta[0].Err == sarama.ErrNoError && len(meta[0].Partitions) > 0 {
-			break
+		switch {
+		case err != nil:
+			return err
+		case len(meta) != 1:
+			return fmt.Errorf("%d topics in the answer, want 1", len(meta))
+		case meta[0].Err != sarama.ErrNoError:
+			return meta[0].Err
+		case len(meta[0].Partitions) == 0:
+			return errors.New("no partitions in the answer")
 		}
-		if time.Now().After(deadline) {
-			if err == nil && len(meta) == 1 {
-				err = meta[0].Err
-			}
-			t.Fatalf("kafkatest: describing topic %s: %v %+v", topic, err, meta)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("kafkatest: describing topic %s: %v", topic, err)
 	}
 	replicas = len(meta[0].Partitions[0].Replicas)
 	return replicas, TopicConfig(t, brokers, topic)["min.insync.replicas"]
@@ -75,19 +81,21 @@ func TopicConfig(t testing.TB, brokers []string, topic string) map[string]string
 	}
 	defer func() { _ = admin.Close() }()
 	var res []*sarama.ConfigResourceResult
-	for deadline := time.Now().Add(metadataTimeout); ; time.Sleep(100 * time.Millisecond) {
+	err = untilMetadata(func() error {
+		var err error
 		res, err = admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
-		if err == nil && len(res) != 1 {
-			err = fmt.Errorf("%d resources in the answer, want 1", len(res))
-		} else if err == nil && res[0].ErrorCode != sarama.ErrNoError {
-			err = fmt.Errorf("%v: %s", res[0].ErrorCode, res[0].ErrorMsg)
+		switch {
+		case err != nil:
+			return err
+		case len(res) != 1:
+			return fmt.Errorf("%d resources in the answer, want 1", len(res))
+		case res[0].ErrorCode != sarama.ErrNoError:
+			return fmt.Errorf("%w: %s", res[0].ErrorCode, res[0].ErrorMsg)
 		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kafkatest: describing the config of topic %s: %v", topic, err)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("kafkatest: describing the config of topic %s: %v", topic, err)
 	}
 	cfg := make(map[string]string, len(res[0].Configs))
 	for _, e := range res[0].Configs {

@@ -214,17 +214,37 @@ func waitForTopic(brokers []string, topic string, want int32) error {
 	}
 	defer func() { _ = client.Close() }()
 
+	if err := untilMetadata(func() error { return topicReady(client, topic, want) }); err != nil {
+		return fmt.Errorf("topic %q not ready after %v: %w", topic, metadataTimeout, err)
+	}
+	return nil
+}
+
+// untilMetadata calls try every 100 ms until it returns nil or an error
+// wrapped in permanentError, or until metadataTimeout has passed, and
+// returns its last error (unwrapped). A broker may not yet know a topic
+// created a moment ago, or its partitions' leaders (on a cluster, a
+// broker's metadata cache lags the controller): the helpers that ask about
+// one ask again through this.
+func untilMetadata(try func() error) error {
 	deadline := time.Now().Add(metadataTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		last = topicReady(client, topic, want)
-		if last == nil {
-			return nil
+	for {
+		err := try()
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("topic %q not ready after %v: %w", topic, metadataTimeout, last)
 }
+
+// permanentError makes untilMetadata return err at once.
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
 
 func topicReady(client sarama.Client, topic string, want int32) error {
 	if err := client.RefreshMetadata(topic); err != nil {
@@ -405,16 +425,18 @@ func ConsumeN(t testing.TB, brokers []string, topic string, n int, timeout time.
 // just created may not have settled on its leader yet ("not the leader",
 // "leader not available"): those are retried until metadataTimeout.
 func consumePartition(consumer sarama.Consumer, topic string, p int32) (sarama.PartitionConsumer, error) {
-	deadline := time.Now().Add(metadataTimeout)
-	for {
-		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+	var pc sarama.PartitionConsumer
+	err := untilMetadata(func() error {
+		var err error
+		pc, err = consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
 		retriable := errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) ||
 			errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrNotCoordinatorForConsumer)
-		if err == nil || !retriable || time.Now().After(deadline) {
-			return pc, err
+		if err != nil && !retriable {
+			return permanentError{err}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
+	return pc, err
 }
 
 func consume(brokers []string, topic string, n int, timeout time.Duration) ([]Message, error) {
