@@ -44,6 +44,7 @@ func main() {
 	store := flag.String("store", "memory", "window store: memory, or disk (stream.Persistent(): pebble under -state-dir)")
 	stateDir := flag.String("state-dir", "", "state directory for -store disk (stream.StateDir; empty: the runtime's default)")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	producer := flag.String("producer", envOr("OURS_PRODUCER", "kgo"), "at-least-once writer: kgo (the default), or sarama (stream.SaramaProducer); env OURS_PRODUCER")
 	flag.Parse()
 
 	var lvl slog.Level
@@ -84,6 +85,14 @@ func main() {
 		cfg.Extra = append(cfg.Extra, stream.ExactlyOnce())
 	default:
 		fatal(fmt.Errorf("-guarantee must be at_least_once or exactly_once_v2, got %q", *guarantee))
+	}
+
+	switch *producer {
+	case "kgo":
+	case "sarama":
+		cfg.Extra = append(cfg.Extra, stream.SaramaProducer())
+	default:
+		fatal(fmt.Errorf("-producer must be kgo or sarama, got %q", *producer))
 	}
 
 	switch *store {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -65,8 +66,12 @@ type App struct {
 	// pclient is the producer's own client: its connections carry no
 	// fetches, so produce requests (and the coordinator requests sent
 	// through it, see coordClient) do not wait behind a fetch's long poll.
-	pclient  sarama.Client
+	pclient sarama.Client
+	// producer writes under exactly-once, and at-least-once when the
+	// configuration asks for what only sarama does (see kgoOptions) or
+	// with SaramaProducer; kw writes otherwise. One of them is nil.
 	producer sarama.AsyncProducer
+	kw       *kgoWriter
 	// sendBuf is the ProducerBufferBytes budget of the current run (nil
 	// when unbounded).
 	sendBuf  *semaphore.Weighted
@@ -322,17 +327,39 @@ func (a *App) run(parent context.Context) error {
 	}
 	a.pclient = pclient
 	closers = append(closers, pclient.Close)
-	producer, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(pclient) },
-		func(p sarama.AsyncProducer) { p.AsyncClose() })
-	if err != nil {
-		return early(fmt.Errorf("stream: producer: %w", err))
-	}
-	a.producer = producer
-	if a.cfg.exactlyOnce {
-		if err := producer.BeginTxn(); err != nil {
-			producer.AsyncClose()
-			return early(fmt.Errorf("stream: begin transaction: %w", err))
+	a.producer, a.kw = nil, nil
+	// closeProducer is sarama's AsyncClose for either writer; acksDone
+	// closes once every record handed to it is acknowledged or failed.
+	var closeProducer func()
+	acksDone := make(chan struct{})
+	kopts, why := kgoOptions(a.cfg.brokers, sc)
+	if !a.cfg.exactlyOnce && !a.cfg.saramaProducer && why == "" {
+		kw, err := await(life, ctx, func() (*kgoWriter, error) { return newKGOWriter(kopts, a.acked) },
+			func(w *kgoWriter) { w.close() })
+		if err != nil {
+			return early(fmt.Errorf("stream: producer: %w", err))
 		}
+		a.kw = kw
+		closeProducer = kw.close
+		go func() { <-kw.done; close(acksDone) }()
+	} else {
+		if why != "" && !a.cfg.exactlyOnce {
+			log.Info("writing through sarama's producer", slog.String("because", why))
+		}
+		producer, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(pclient) },
+			func(p sarama.AsyncProducer) { p.AsyncClose() })
+		if err != nil {
+			return early(fmt.Errorf("stream: producer: %w", err))
+		}
+		a.producer = producer
+		closeProducer = producer.AsyncClose
+		if a.cfg.exactlyOnce {
+			if err := producer.BeginTxn(); err != nil {
+				producer.AsyncClose()
+				return early(fmt.Errorf("stream: begin transaction: %w", err))
+			}
+		}
+		go a.handleAcks(acksDone)
 	}
 	a.sendBuf = nil
 	// Not under transactions yet: with a one-byte budget a transactional
@@ -341,12 +368,10 @@ func (a *App) run(parent context.Context) error {
 	if a.cfg.bufferBytes > 0 && !a.cfg.exactlyOnce {
 		a.sendBuf = semaphore.NewWeighted(a.cfg.bufferBytes)
 	}
-	acksDone := make(chan struct{})
-	go a.handleAcks(acksDone)
 	// Global tables are read to their end before any task starts.
 	closers = append(closers, func() error { a.closeGlobals(); return nil })
 	if err := a.startGlobals(ctx); err != nil {
-		producer.AsyncClose()
+		closeProducer()
 		closers = append(closers, func() error { <-acksDone; return nil })
 		return early(err)
 	}
@@ -362,14 +387,14 @@ func (a *App) run(parent context.Context) error {
 	gclient, err := await(life, ctx, func() (sarama.Client, error) { return sarama.NewClient(a.cfg.brokers, sc) },
 		func(c sarama.Client) { _ = c.Close() })
 	if err != nil {
-		producer.AsyncClose()
+		closeProducer()
 		closers = append(closers, func() error { <-acksDone; return nil })
 		return early(fmt.Errorf("stream: connect the group coordinator's client to %v: %w", a.cfg.brokers, err))
 	}
 	closers = append(closers, gclient.Close)
 	group, err := sarama.NewConsumerGroupFromClient(a.cfg.appID, coordinatorSplit{Client: client, coord: gclient})
 	if err != nil {
-		producer.AsyncClose()
+		closeProducer()
 		closers = append(closers, func() error { <-acksDone; return nil })
 		return early(fmt.Errorf("stream: consumer group: %w", err))
 	}
@@ -418,11 +443,11 @@ func (a *App) run(parent context.Context) error {
 		defer close(teardown)
 		<-consumeDone
 		gerr = group.Close()
-		if a.cfg.exactlyOnce && producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+		if a.cfg.exactlyOnce && a.producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
 			// Whatever was not committed at revoke is dropped, never half-visible.
-			_ = producer.AbortTxn()
+			_ = a.producer.AbortTxn()
 		}
-		producer.AsyncClose()
+		closeProducer()
 		<-acksDone
 		a.closeBackends()
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -496,29 +521,36 @@ func (a *App) handleAcks(done chan struct{}) {
 				succ = nil
 				continue
 			}
-			ac := m.Metadata.(*ackCtx)
-			ac.release()
-			if ac.store != nil {
-				ac.store.acked(m.Offset)
-				ac.store.inflight.Done()
-			} else {
-				a.met.recordsOut.WithLabelValues(ac.topic).Inc()
-			}
-			ac.t.pending.Done()
+			a.acked(m.Metadata.(*ackCtx), m.Offset, nil)
 		case pe, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
-			a.fail(fmt.Errorf("stream: produce to %s failed, records could be lost so the application stops: %w", pe.Msg.Topic, pe.Err))
-			ac := pe.Msg.Metadata.(*ackCtx)
-			ac.release()
-			if ac.store != nil {
-				ac.store.inflight.Done()
-			}
-			ac.t.pending.Done()
+			a.acked(pe.Msg.Metadata.(*ackCtx), -1, pe.Err)
 		}
 	}
+}
+
+// acked accounts for one written record: its offset in the topic, or the
+// error that failed it after the producer's retries, which stops the App.
+func (a *App) acked(ac *ackCtx, offset int64, err error) {
+	ac.release()
+	if err != nil {
+		a.fail(fmt.Errorf("stream: produce to %s failed, records could be lost so the application stops: %w", ac.topic, err))
+		if ac.store != nil {
+			ac.store.inflight.Done()
+		}
+		ac.t.pending.Done()
+		return
+	}
+	if ac.store != nil {
+		ac.store.acked(offset)
+		ac.store.inflight.Done()
+	} else {
+		a.met.recordsOut.WithLabelValues(ac.topic).Inc()
+	}
+	ac.t.pending.Done()
 }
 
 // taskEnv implementation.
@@ -558,7 +590,6 @@ func (a *App) send(t *task, r *outRecord) error {
 		}
 	}
 	ac := &ackCtx{t: t, store: r.store, topic: r.topic}
-	m := &sarama.ProducerMessage{Topic: r.topic, Partition: p, Timestamp: r.timestamp, Metadata: ac}
 	if buf := a.sendBuf; buf != nil {
 		w := int64(len(r.key) + len(r.value) + recordOverhead)
 		for _, h := range r.headers {
@@ -572,6 +603,22 @@ func (a *App) send(t *task, r *outRecord) error {
 		}
 		ac.buf, ac.weight = buf, w
 	}
+	t.pending.Add(1)
+	if r.store != nil {
+		r.store.inflight.Add(1)
+	}
+	if a.kw != nil {
+		kr := &kgo.Record{Topic: r.topic, Partition: p, Timestamp: r.timestamp, Key: r.key, Value: r.value}
+		if len(r.headers) > 0 {
+			kr.Headers = make([]kgo.RecordHeader, len(r.headers))
+			for i, h := range r.headers {
+				kr.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+			}
+		}
+		a.kw.write(kr, ac)
+		return nil
+	}
+	m := &sarama.ProducerMessage{Topic: r.topic, Partition: p, Timestamp: r.timestamp, Metadata: ac}
 	if r.key != nil {
 		m.Key = sarama.ByteEncoder(r.key)
 	}
@@ -580,10 +627,6 @@ func (a *App) send(t *task, r *outRecord) error {
 	}
 	for _, h := range r.headers {
 		m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
-	}
-	t.pending.Add(1)
-	if r.store != nil {
-		r.store.inflight.Add(1)
 	}
 	if a.cfg.exactlyOnce {
 		a.txnDirty.Store(true)

@@ -38,6 +38,7 @@ type config struct {
 	startTime         time.Time
 	restoreTimeout    time.Duration
 	exactlyOnce       bool
+	saramaProducer    bool
 	cacheMaxBytes     int64
 	bufferBytes       int64         // ProducerBufferBytes; 0: unbounded
 	shutdownTimeout   time.Duration // see lifecycle.go
@@ -109,6 +110,15 @@ func ApplicationID(id string) Opt { return optFunc(func(c *config) { c.appID = i
 func SaramaConfig(fn func(*sarama.Config)) Opt {
 	return optFunc(func(c *config) { c.saramaFn = fn; c.setSarama() })
 }
+
+// SaramaProducer makes an at-least-once App write its results, changelog
+// records and dead letters through sarama's AsyncProducer, as earlier versions
+// did, instead of franz-go's kgo client. Both are idempotent and wait for
+// every in-sync replica; kgo costs about a third of the CPU per record (see
+// docs/performance.md). An App uses sarama by itself when [SaramaConfig]
+// sets what the kgo writer does not map (a SASL mechanism other than PLAIN
+// and SCRAM, Net.Proxy, Net.LocalAddr), and always under [ExactlyOnce].
+func SaramaProducer() Opt { return optFunc(func(c *config) { c.saramaProducer = true }) }
 
 // WithSecurity secures every Kafka connection the runtime opens (consumer,
 // producers, admin) with sec's TLS and SASL settings; see [Security]. It is
