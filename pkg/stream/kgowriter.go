@@ -67,6 +67,9 @@ func kgoOptions(brokers []string, sc *sarama.Config) (opts []kgo.Opt, why string
 	}
 	switch sc.Producer.Compression {
 	case sarama.CompressionNone:
+		// kgo's own default is snappy; sarama's and the Java producer's
+		// is none.
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
 	case sarama.CompressionGZIP:
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression()))
 	case sarama.CompressionSnappy:
