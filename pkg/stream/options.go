@@ -106,7 +106,10 @@ func ApplicationID(id string) Opt { return optFunc(func(c *config) { c.appID = i
 // clients (TLS, SASL, client id, versions...). The runtime sets what its
 // guarantees depend on (acks, idempotence, manual commits, isolation level)
 // after fn runs, and [WithSecurity] settings after that. Each App has its own
-// configuration; nothing is global.
+// configuration; nothing is global. An at-least-once App writes through a
+// franz-go client that takes its settings from this configuration (client
+// id, TLS, SASL PLAIN and SCRAM, Producer.Compression, MaxMessageBytes,
+// Timeout and Retry, Net.DialTimeout); see [SaramaProducer].
 func SaramaConfig(fn func(*sarama.Config)) Opt {
 	return optFunc(func(c *config) { c.saramaFn = fn; c.setSarama() })
 }
