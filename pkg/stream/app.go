@@ -331,6 +331,7 @@ func (a *App) run(parent context.Context) error {
 	// closeProducer is sarama's AsyncClose for either writer; acksDone
 	// closes once every record handed to it is acknowledged or failed.
 	var closeProducer func()
+	var producer sarama.AsyncProducer // under exactly-once, for the teardown's abort
 	acksDone := make(chan struct{})
 	kopts, why := kgoOptions(a.cfg.brokers, sc)
 	if !a.cfg.exactlyOnce && !a.cfg.saramaProducer && why == "" {
@@ -346,12 +347,12 @@ func (a *App) run(parent context.Context) error {
 		if why != "" && !a.cfg.exactlyOnce {
 			log.Info("writing through sarama's producer", slog.String("because", why))
 		}
-		producer, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(pclient) },
+		p, err := await(life, ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(pclient) },
 			func(p sarama.AsyncProducer) { p.AsyncClose() })
 		if err != nil {
 			return early(fmt.Errorf("stream: producer: %w", err))
 		}
-		a.producer = producer
+		producer, a.producer = p, p
 		closeProducer = producer.AsyncClose
 		if a.cfg.exactlyOnce {
 			if err := producer.BeginTxn(); err != nil {
@@ -443,9 +444,9 @@ func (a *App) run(parent context.Context) error {
 		defer close(teardown)
 		<-consumeDone
 		gerr = group.Close()
-		if a.cfg.exactlyOnce && a.producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+		if a.cfg.exactlyOnce && producer.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
 			// Whatever was not committed at revoke is dropped, never half-visible.
-			_ = a.producer.AbortTxn()
+			_ = producer.AbortTxn()
 		}
 		closeProducer()
 		<-acksDone
