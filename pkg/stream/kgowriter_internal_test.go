@@ -58,7 +58,7 @@ func TestKGOOptions(t *testing.T) {
 			// the runtime's partition, sarama's retry budget.
 			require.Equal(t, kgo.AllISRAcks(), cl.OptValue(kgo.RequiredAcks))
 			require.Equal(t, false, cl.OptValue(kgo.DisableIdempotentWrite))
-			require.Equal(t, int64(sc.Producer.Retry.Max), toInt64(cl.OptValue(kgo.RecordRetries)))
+			require.EqualValues(t, sc.Producer.Retry.Max, cl.OptValue(kgo.RecordRetries))
 			require.Equal(t, sc.Producer.Flush.Frequency, cl.OptValue(kgo.ProducerLinger))
 			// sarama's compression, none by default (kgo's default is snappy).
 			want := kgo.NoCompression()
@@ -70,14 +70,4 @@ func TestKGOOptions(t *testing.T) {
 			require.EqualValues(t, 0, cl.OptValue(kgo.RecordDeliveryTimeout))
 		})
 	}
-}
-
-func toInt64(v any) int64 {
-	switch n := v.(type) {
-	case int:
-		return int64(n)
-	case int64:
-		return n
-	}
-	return -1
 }
