@@ -188,9 +188,12 @@ func (a *App) saramaConfig() *sarama.Config {
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
 	// Ride out a broker restart (tens of seconds) instead of failing: a
-	// produce error stops the application. Retries cannot reorder or
-	// duplicate records because the producer is idempotent.
-	if sc.Producer.Retry.Max < 240 {
+	// produce error fails the runtime (see RestartOnFailure). Retries cannot
+	// reorder or duplicate records because the producer is idempotent.
+	if n := a.cfg.producerRetries; n > 0 {
+		sc.Producer.Retry.Max = n
+		sc.Producer.Retry.Backoff = 100 * time.Millisecond
+	} else if sc.Producer.Retry.Max < 240 {
 		sc.Producer.Retry.Max = 240
 		sc.Producer.Retry.Backoff = 250 * time.Millisecond
 	}
@@ -534,7 +537,8 @@ func (a *App) handleAcks(done chan struct{}) {
 }
 
 // acked accounts for one written record: its offset in the topic, or the
-// error that failed it after the producer's retries, which stops the App.
+// error that failed it after the producer's retries, which fails the
+// runtime (Run restarts it, see RestartOnFailure).
 func (a *App) acked(ac *ackCtx, offset int64, err error) {
 	ac.release()
 	if err != nil {

@@ -479,11 +479,19 @@ func (a *App) fetchCommittedOnce(claims map[string][]int32) (map[string]map[int3
 	return out, nil
 }
 
-// ackTimeout bounds how long a commit waits for Kafka to acknowledge a
+// defaultAckTimeout bounds how long a commit waits for Kafka to acknowledge a
 // task's records (a shutdown waits until its deadline at most). A broker restart takes seconds; a producer
 // that is still waiting after this is stuck (or the broker is gone), and
 // failing lets the application restart cleanly instead of hanging.
-const ackTimeout = 45 * time.Second
+const defaultAckTimeout = 45 * time.Second
+
+// ackTimeout returns the App's ack timeout (defaultAckTimeout but in tests).
+func (a *App) ackTimeout() time.Duration {
+	if a.cfg.ackTimeout > 0 {
+		return a.cfg.ackTimeout
+	}
+	return defaultAckTimeout
+}
 
 // waitAcks waits until Kafka acknowledged every record t produced, or fails
 // the application after ackTimeout (nothing is committed then, so the input
@@ -508,14 +516,14 @@ func (a *App) awaitAcks(sent *sync.WaitGroup, what string) error {
 		sent.Wait()
 		close(done)
 	}()
-	timer := time.NewTimer(ackTimeout)
+	timer := time.NewTimer(a.ackTimeout())
 	defer timer.Stop()
 	var err error
 	select {
 	case <-done:
 		return nil
 	case <-timer.C:
-		err = fmt.Errorf("stream: %s not acknowledged within %v", what, ackTimeout)
+		err = fmt.Errorf("stream: %s not acknowledged within %v", what, a.ackTimeout())
 	case <-a.life.expired:
 		select {
 		case <-done: // acknowledged after all (or nothing was pending)

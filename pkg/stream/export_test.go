@@ -1,5 +1,7 @@
 package stream
 
+import "time"
+
 // SetRestoreRun makes restores into ingesting stores (Pebble) hand over
 // runs of at most n records and ingest runs of at least minRun, and returns
 // a function that restores the defaults.
@@ -8,3 +10,12 @@ func SetRestoreRun(n, minRun int) (reset func()) {
 	restoreRun, restoreRunMin = n, minRun
 	return func() { restoreRun, restoreRunMin = was, wasMin }
 }
+
+// AckTimeout sets how long a commit waits for acknowledgements (45 s
+// otherwise).
+func AckTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.ackTimeout = d }) }
+
+// ProducerRetries lowers the producer's retry budget to n tries 100 ms
+// apart (the runtime raises anything below 240 tries 250 ms apart
+// otherwise).
+func ProducerRetries(n int) Opt { return optFunc(func(c *config) { c.producerRetries = n }) }

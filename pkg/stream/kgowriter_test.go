@@ -1,13 +1,19 @@
 package stream_test
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/emostream/emostream/pkg/stream"
+	"github.com/emostream/emostream/pkg/stream/embedded"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
 
@@ -96,4 +102,127 @@ func TestIntegrationWritersAgree(t *testing.T) {
 			require.Equal(t, 24, headers)
 		})
 	}
+}
+
+// TestProduceFailureFailsRuntime checks, for both writers, what happens
+// when Kafka keeps refusing the App's writes (the embedded broker answers
+// every produce request with NOT_ENOUGH_REPLICAS, retriable: an in-sync
+// replica set below min.insync.replicas). Either the producer gives up after
+// its retry budget or a commit's wait for acknowledgements times out first;
+// both fail the runtime with an error saying which, and neither commits an
+// input offset past a record that was not written. Here Run returns the
+// failure (RestartOnFailure(0, …)); by default it would restart the
+// runtime. An App started after Kafka takes writes again writes every
+// record: nothing is lost.
+func TestProduceFailureFailsRuntime(t *testing.T) {
+	for _, w := range []struct {
+		name string
+		opts []stream.Opt
+	}{
+		{"kgo", nil},
+		{"sarama", []stream.Opt{stream.SaramaProducer()}},
+	} {
+		for _, mode := range []struct {
+			name string
+			opts []stream.Opt
+			err  func(out string) string
+		}{
+			// 3 tries 100 ms apart; the commit would wait for a minute.
+			{"retries exhausted", []stream.Opt{stream.ProducerRetries(2), stream.AckTimeout(time.Minute)},
+				func(out string) string { return "produce to " + out + " failed, records could be lost so the application stops" }},
+			// The default budget (240 tries, a minute); the commit waits 2 s.
+			{"acks time out", []stream.Opt{stream.AckTimeout(2 * time.Second)},
+				func(string) string { return "records not acknowledged within 2s" }},
+		} {
+			t.Run(w.name+"/"+mode.name, func(t *testing.T) {
+				testProduceFailure(t, append(append([]stream.Opt{}, w.opts...), mode.opts...), w.opts, mode.err)
+			})
+		}
+	}
+}
+
+func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr func(out string) string) {
+	b, err := embedded.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	brokers := b.Addrs()
+	in, out := kafkatest.UniqueName(t, "in"), kafkatest.UniqueName(t, "out")
+	kafkatest.CreateTopic(t, brokers, in, 1)
+	kafkatest.CreateTopic(t, brokers, out, 1)
+	const n = 5
+	var recs []kafkatest.KV
+	for i := range n {
+		recs = append(recs, kafkatest.KV{Key: fmt.Sprintf("k%d", i), Value: fmt.Sprintf("v%d", i)})
+	}
+	kafkatest.ProduceStrings(t, brokers, in, recs)
+
+	var failing atomic.Bool
+	var refused atomic.Int32
+	cluster := b.Cluster()
+	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, pt := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = pt.Topic, pt.TopicID
+			for _, pp := range pt.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = pp.Partition
+				rp.ErrorCode = kerr.NotEnoughReplicas.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
+	failing.Store(true)
+
+	top := func() *stream.Topology {
+		bld := stream.NewBuilder()
+		stream.Source(bld, in, stream.String(), stream.String()).To(out, stream.String(), stream.String())
+		top, err := bld.Build()
+		require.NoError(t, err)
+		return top
+	}
+	appID := kafkatest.UniqueName(t, "app")
+	app, err := stream.NewApp(top(), append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
+		stream.CommitInterval(100 * time.Millisecond), stream.RestartOnFailure(0, time.Second),
+		stream.Logger(kafkatest.FailureLogger(t))}, opts...)...)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	start := time.Now()
+	runErr := app.Run(ctx)
+	took := time.Since(start)
+	require.Error(t, runErr, "Run returned no error although Kafka refused every write")
+	require.NoError(t, ctx.Err(), "the runtime did not fail by itself within 45 s")
+	require.ErrorContains(t, runErr, wantErr(out))
+	require.Less(t, took, 20*time.Second, "failed only after %v", took)
+	require.Positive(t, refused.Load())
+
+	// No input offset was committed past a record whose write failed.
+	admin, err := sarama.NewClusterAdmin(brokers, kafkatest.SaramaConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	offs, err := admin.ListConsumerGroupOffsets(appID, map[string][]int32{in: {0}})
+	require.NoError(t, err)
+	if blk := offs.GetBlock(in, 0); blk != nil {
+		require.LessOrEqual(t, blk.Offset, int64(0), "committed input offset %d covers records whose write failed", blk.Offset)
+	}
+
+	// Kafka takes writes again: a new App writes every record.
+	failing.Store(false)
+	_, stop := startApp(t, top(), append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID)}, restartOpts...)...)
+	got := kafkatest.ConsumeN(t, brokers, out, n, 60*time.Second)
+	require.NoError(t, stop())
+	var values []string
+	for _, m := range got {
+		values = append(values, m.Value)
+	}
+	require.ElementsMatch(t, []string{"v0", "v1", "v2", "v3", "v4"}, values)
 }

@@ -18,6 +18,10 @@ func (f optFunc) apply(c *config) { f(c) }
 
 type config struct {
 	onState           func(old, new State)
+	// ackTimeout and producerRetries replace defaultAckTimeout and the
+	// producer's retry floor when set (tests only, see export_test.go).
+	ackTimeout      time.Duration
+	producerRetries int
 	brokers           []string
 	appID             string
 	sarama            func(*sarama.Config) // saramaFn, then security; see setSarama
