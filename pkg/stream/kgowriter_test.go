@@ -129,7 +129,9 @@ func TestProduceFailureFailsRuntime(t *testing.T) {
 		}{
 			// 3 tries 100 ms apart; the commit would wait for a minute.
 			{"retries exhausted", []stream.Opt{stream.ProducerRetries(2), stream.AckTimeout(time.Minute)},
-				func(out string) string { return "produce to " + out + " failed, records could be lost so the application stops" }},
+				func(out string) string {
+					return "produce to " + out + " failed, records could be lost so the application stops"
+				}},
 			// The default budget (240 tries, a minute); the commit waits 2 s.
 			{"acks time out", []stream.Opt{stream.AckTimeout(2 * time.Second)},
 				func(string) string { return "records not acknowledged within 2s" }},

@@ -17,11 +17,11 @@ type optFunc func(*config)
 func (f optFunc) apply(c *config) { f(c) }
 
 type config struct {
-	onState           func(old, new State)
+	onState func(old, new State)
 	// ackTimeout and producerRetries replace defaultAckTimeout and the
 	// producer's retry floor when set (tests only, see export_test.go).
-	ackTimeout      time.Duration
-	producerRetries int
+	ackTimeout        time.Duration
+	producerRetries   int
 	brokers           []string
 	appID             string
 	sarama            func(*sarama.Config) // saramaFn, then security; see setSarama
