@@ -58,6 +58,24 @@ type KeyValueStore[K, V any] interface {
 	Update(key K, fn func(old V, found bool) (V, error)) (v V, applied bool, err error)
 }
 
+// KeyValueCreator is implemented by the key-value stores GetKeyValueStore
+// returns. Create writes v under key as a new entry without reading key
+// first: it is Update with found false, minus the lookup, for a processor
+// that knows which keys its store holds (the window aggregations track their
+// open windows, and a record's first window of a key is new). The lookup of
+// a missing key is most of an update's cost on disk (Pebble searches its
+// memtable and the files whose key ranges cover the key).
+//
+// The caller must know that key has no entry. Create replaces one that
+// exists, and with redelivery dedup it also drops that entry's record of
+// the input already applied to it, so a record redelivered after a crash
+// would be applied twice.
+type KeyValueCreator[K, V any] interface {
+	// Create writes v under key, which must have no entry, without reading
+	// key first.
+	Create(key K, v V) error
+}
+
 // KeyValueIterator iterates a store's entries. Key and Value are valid until the
 // next call to Next. The caller must call Close.
 type KeyValueIterator[K, V any] interface {
@@ -371,6 +389,31 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 		return zero, false, err
 	}
 	return nv, true, nil
+}
+
+// Create implements KeyValueCreator: Update's write of a new entry, with the
+// current input's position in its dedup envelope, without the lookup.
+func (s *kvStore[K, V]) Create(key K, v V) error {
+	kb, err := s.ks.Serialize(key)
+	if err != nil {
+		return err
+	}
+	if s.core.closed.Load() {
+		return ErrStoreClosed
+	}
+	var pos writePosition
+	if !s.noDedup {
+		pos = s.core.task.nextWritePosition()
+	}
+	vb, err := s.vs.Serialize(v)
+	if err != nil {
+		return err
+	}
+	kv, err := rewriteEnvelope(kb, nil, pos, vb)
+	if err != nil {
+		return err
+	}
+	return s.core.writeKV(kv[:len(kb)], kv[len(kb):])
 }
 
 func (s *kvStore[K, V]) Delete(key K) error {

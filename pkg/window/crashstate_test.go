@@ -268,3 +268,59 @@ func TestShortRetentionCrashReplay(t *testing.T) {
 		})
 	}
 }
+
+// TestManyKeysCrashReplayCountsOnce covers the first record of a window
+// written without a lookup (KeyValueCreator, used while most records create
+// a window, as with many keys): after a crash whose changelog writes got
+// further than its committed offsets, the restored windows must be found
+// (loadDerived puts them back in the open set), so the redelivered records
+// are recognised as applied instead of starting their windows afresh; and
+// the windows the crash lost must be created again, once each.
+func TestManyKeysCrashReplayCountsOnce(t *testing.T) {
+	for _, cache := range []int64{0, 1 << 20} {
+		t.Run("cache "+strconv.FormatInt(cache, 10), func(t *testing.T) {
+			b := stream.NewBuilder()
+			src := stream.Source(b, "in", stream.String(), stream.String())
+			Count(stream.GroupByKey(src), OfSizeAndGrace(2*time.Second, 0), Named("c"), Emit(OnWindowClose), DropLateRecords()).
+				To("out", WindowedSerde(stream.String()), stream.Int64())
+			top, err := b.Build()
+			require.NoError(t, err)
+			d, err := streamtest.New(top, stream.StartTime(time.UnixMilli(0)), stream.CacheMaxBytes(cache))
+			require.NoError(t, err)
+			defer d.Close()
+			require.NoError(t, d.CommitManually())
+			in := streamtest.NewInputTopic(d, "in", stream.String(), stream.String())
+			out := streamtest.NewOutputTopic(d, "out", WindowedSerde(stream.String()), stream.Int64())
+
+			want := map[string]int64{}
+			pipe := func(from, to int, ts int64) {
+				for i := from; i < to; i++ {
+					k := "k" + strconv.Itoa(i)
+					require.NoError(t, in.PipeAt(k, "x", time.UnixMilli(ts)))
+					want[k]++
+				}
+			}
+			pipe(0, 300, 100) // 300 new windows: the lookups stop
+			require.NoError(t, d.Commit())
+			pipe(150, 450, 200) // 150 existing windows, 150 new ones
+			pipe(400, 600, 300) // 50 existing, 150 new
+			require.NoError(t, d.Crash())
+			pipe(550, 700, 400)
+			// Stream time passes the window's end: all close.
+			require.NoError(t, in.PipeAt("z", "x", time.UnixMilli(5000)))
+
+			recs, err := out.ReadRecords()
+			require.NoError(t, err)
+			got := map[string]int64{}
+			for _, r := range recs {
+				if r.Key.Start.UnixMilli() != 0 {
+					continue
+				}
+				_, dup := got[r.Key.Key]
+				require.False(t, dup, "window of %s emitted twice (%d, then %d)", r.Key.Key, got[r.Key.Key], r.Value)
+				got[r.Key.Key] = r.Value
+			}
+			require.Equal(t, want, got)
+		})
+	}
+}
