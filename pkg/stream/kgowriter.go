@@ -61,6 +61,13 @@ func kgoOptions(brokers []string, sc *sarama.Config) (opts []kgo.Opt, why string
 		kgo.RecordRetries(sc.Producer.Retry.Max),
 		kgo.RetryBackoffFn(func(int) time.Duration { return sc.Producer.Retry.Backoff }),
 		kgo.UnknownTopicRetries(sc.Producer.Retry.Max),
+		// A retriable partition error (NOT_ENOUGH_REPLICAS, a leader that
+		// moved) makes kgo refresh its metadata before the retry, and by
+		// default it refreshes at most once per 5 s: each retry of such an
+		// error waited that long (TestProduceFailureFailsRuntime saw 5 s
+		// between tries). The Java producer and sarama refresh after their
+		// retry backoff.
+		kgo.MetadataMinAge(max(sc.Producer.Retry.Backoff, 100*time.Millisecond)),
 	}
 	if sc.Producer.MaxMessageBytes > 0 {
 		opts = append(opts, kgo.ProducerBatchMaxBytes(int32(sc.Producer.MaxMessageBytes)))

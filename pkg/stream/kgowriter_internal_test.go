@@ -2,6 +2,7 @@ package stream
 
 import (
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
@@ -60,6 +61,9 @@ func TestKGOOptions(t *testing.T) {
 			require.Equal(t, false, cl.OptValue(kgo.DisableIdempotentWrite))
 			require.EqualValues(t, sc.Producer.Retry.Max, cl.OptValue(kgo.RecordRetries))
 			require.Equal(t, sc.Producer.Flush.Frequency, cl.OptValue(kgo.ProducerLinger))
+			// A retry after a partition error waits for a metadata refresh:
+			// no longer than the retry backoff (kgo's default is 5 s).
+			require.Equal(t, max(sc.Producer.Retry.Backoff, 100*time.Millisecond), cl.OptValue(kgo.MetadataMinAge))
 			// sarama's compression, none by default (kgo's default is snappy).
 			want := kgo.NoCompression()
 			if sc.Producer.Compression == sarama.CompressionZSTD {

@@ -123,27 +123,31 @@ func TestProduceFailureFailsRuntime(t *testing.T) {
 		{"sarama", []stream.Opt{stream.SaramaProducer()}},
 	} {
 		for _, mode := range []struct {
-			name string
-			opts []stream.Opt
-			err  func(out string) string
+			name   string
+			opts   []stream.Opt
+			err    func(out string) string
+			within time.Duration
 		}{
-			// 3 tries 100 ms apart; the commit would wait for a minute.
+			// 3 tries 100 ms apart (and kgo's metadata refreshes as often:
+			// with its default of one per 5 s this took over 10 s); the
+			// commit would wait for a minute.
 			{"retries exhausted", []stream.Opt{stream.ProducerRetries(2), stream.AckTimeout(time.Minute)},
 				func(out string) string {
 					return "produce to " + out + " failed, records could be lost so the application stops"
-				}},
-			// The default budget (240 tries, a minute); the commit waits 2 s.
+				}, 8 * time.Second},
+			// The default budget (240 tries, a minute); the commit waits 2 s,
+			// then the shutdown up to its 8 s deadline for the refused writes.
 			{"acks time out", []stream.Opt{stream.AckTimeout(2 * time.Second)},
-				func(string) string { return "records not acknowledged within 2s" }},
+				func(string) string { return "records not acknowledged within 2s" }, 20 * time.Second},
 		} {
 			t.Run(w.name+"/"+mode.name, func(t *testing.T) {
-				testProduceFailure(t, append(append([]stream.Opt{}, w.opts...), mode.opts...), w.opts, mode.err)
+				testProduceFailure(t, append(append([]stream.Opt{}, w.opts...), mode.opts...), w.opts, mode.err, mode.within)
 			})
 		}
 	}
 }
 
-func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr func(out string) string) {
+func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr func(out string) string, within time.Duration) {
 	b, err := embedded.Start()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
@@ -204,7 +208,7 @@ func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr fu
 	require.Error(t, runErr, "Run returned no error although Kafka refused every write")
 	require.NoError(t, ctx.Err(), "the runtime did not fail by itself within 45 s")
 	require.ErrorContains(t, runErr, wantErr(out))
-	require.Less(t, took, 20*time.Second, "failed only after %v", took)
+	require.Less(t, took, within, "failed only after %v", took)
 	require.Positive(t, refused.Load())
 
 	// No input offset was committed past a record whose write failed.

@@ -327,11 +327,17 @@ func (s *kvStore[K, V]) Put(key K, v V) error {
 	if s.core.closed.Load() {
 		return ErrStoreClosed
 	}
+	return s.write(kb, nil, writePosition{}, v)
+}
+
+// write stores v under kb in the envelope raw (nil: a new one) with
+// position p added.
+func (s *kvStore[K, V]) write(kb, raw []byte, p writePosition, v V) error {
 	vb, err := s.vs.Serialize(v)
 	if err != nil {
 		return err
 	}
-	kv, err := rewriteEnvelope(kb, nil, writePosition{}, vb)
+	kv, err := rewriteEnvelope(kb, raw, p, vb)
 	if err != nil {
 		return err
 	}
@@ -374,18 +380,10 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	if err != nil {
 		return zero, false, err
 	}
-	vb, err := s.vs.Serialize(nv)
-	if err != nil {
-		return zero, false, err
-	}
 	if !found {
 		raw = nil
 	}
-	kv, err := rewriteEnvelope(kb, raw, pos, vb)
-	if err != nil {
-		return zero, false, err
-	}
-	if err := s.core.writeKV(kv[:len(kb)], kv[len(kb):]); err != nil {
+	if err := s.write(kb, raw, pos, nv); err != nil {
 		return zero, false, err
 	}
 	return nv, true, nil
@@ -405,15 +403,7 @@ func (s *kvStore[K, V]) Create(key K, v V) error {
 	if !s.noDedup {
 		pos = s.core.task.nextWritePosition()
 	}
-	vb, err := s.vs.Serialize(v)
-	if err != nil {
-		return err
-	}
-	kv, err := rewriteEnvelope(kb, nil, pos, vb)
-	if err != nil {
-		return err
-	}
-	return s.core.writeKV(kv[:len(kb)], kv[len(kb):])
+	return s.write(kb, nil, pos, v)
 }
 
 func (s *kvStore[K, V]) Delete(key K) error {
