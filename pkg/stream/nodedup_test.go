@@ -7,6 +7,25 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// pipeTask builds b's first sub-topology as a task of an App with a 1 MiB
+// record cache and returns it, locked, with a function that processes a
+// record of topic "in" at an offset (its timestamp in milliseconds too).
+func pipeTask(t *testing.T, b *Builder) (*task, func(off int64, k, v string)) {
+	t.Helper()
+	top, err := b.Build()
+	require.NoError(t, err)
+	l, err := NewLocalRunner(top)
+	require.NoError(t, err)
+	env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: 1 << 20}, unacked: map[*storeCore]int{}}
+	task, err := newTask(top, top.subs[0], 0, env, taskStart{})
+	require.NoError(t, err)
+	task.mu.Lock()
+	return task, func(off int64, k, v string) {
+		r := &inRecord{topic: "in", offset: off, key: []byte(k), value: []byte(v), timestamp: time.UnixMilli(off)}
+		require.NoError(t, task.process(r))
+	}
+}
+
 // TestWithoutDedupPut: a Put into a store WithoutDedup writes without
 // reading the old value first (nothing of it survives), and still replaces
 // it, applies again on a redelivered record, stores a value without
@@ -17,19 +36,8 @@ func TestWithoutDedupPut(t *testing.T) {
 	b.AddStore(KeyValueStoreBuilder("second", String(), String()))
 	src := Source(b, "in", String(), String())
 	Process(src, "pair", func() Processor[string, string, string, string] { return &pairWriter{} }, "first", "second")
-	top, err := b.Build()
-	require.NoError(t, err)
-	l, err := NewLocalRunner(top)
-	require.NoError(t, err)
-	env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: 1 << 20}, unacked: map[*storeCore]int{}}
-	task, err := newTask(top, top.subs[0], 0, env, taskStart{})
-	require.NoError(t, err)
-	task.mu.Lock()
+	task, pipe := pipeTask(t, b)
 	defer task.mu.Unlock()
-	pipe := func(off int64, k, v string) {
-		r := &inRecord{topic: "in", offset: off, key: []byte(k), value: []byte(v), timestamp: time.UnixMilli(off)}
-		require.NoError(t, task.process(r))
-	}
 	pipe(0, "a", "1")
 	pipe(1, "b", "1")
 	pipe(2, "a", "2")
@@ -103,27 +111,16 @@ func TestCreateWritesWhatUpdateWrites(t *testing.T) {
 		b.AddStore(KeyValueStoreBuilder("counts", String(), Int64()))
 		src := Source(b, "in", String(), String())
 		Process(src, "count", func() Processor[string, string, string, string] { return &createCounter{create: create} }, "counts")
-		top, err := b.Build()
-		require.NoError(t, err)
-		l, err := NewLocalRunner(top)
-		require.NoError(t, err)
-		env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: 1 << 20}, unacked: map[*storeCore]int{}}
-		task, err := newTask(top, top.subs[0], 0, env, taskStart{})
-		require.NoError(t, err)
-		task.mu.Lock()
+		task, pipe := pipeTask(t, b)
 		defer task.mu.Unlock()
-		pipe := func(off int64, k string) {
-			r := &inRecord{topic: "in", offset: off, key: []byte(k), value: []byte("x"), timestamp: time.UnixMilli(off)}
-			require.NoError(t, task.process(r))
-		}
-		pipe(0, "a")
-		pipe(1, "b")
-		pipe(2, "a")
+		pipe(0, "a", "x")
+		pipe(1, "b", "x")
+		pipe(2, "a", "x")
 		// Redelivered: applied already.
-		pipe(0, "a")
-		pipe(1, "b")
-		pipe(3, "c")
-		pipe(3, "c")
+		pipe(0, "a", "x")
+		pipe(1, "b", "x")
+		pipe(3, "c", "x")
+		pipe(3, "c", "x")
 		return task.stores["counts"]
 	}
 	created, updated := run(true), run(false)

@@ -186,9 +186,11 @@ type aggProcessor[K, V, A, O any] struct {
 	first      func(K, V) A // Reduce: a window's value from its first record
 	out        func(A) O
 
-	main stream.KeyValueStore[[]byte, timed[A]]
+	main  stream.KeyValueStore[[]byte, timed[A]]
+	index stream.KeyValueStore[[]byte, int64]
+	keys  stream.KeyValueStore[[]byte, int64]
 	// creator is main's Create, which writes a new window without looking
-	// it up first (see fresh); nil if main does not offer it.
+	// it up first (see isNew); nil if main does not offer it.
 	creator stream.KeyValueCreator[[]byte, timed[A]]
 	ikBuf   []byte // scratch index key for isNew
 	// newShare counts up (to newShareMax) for each window a record created
@@ -197,8 +199,6 @@ type aggProcessor[K, V, A, O any] struct {
 	// every record updates a window, the store's lookup finds it anyway and
 	// the open-set lookup would only add to it (16 keys: 5-10 % of the CPU).
 	newShare int
-	index    stream.KeyValueStore[[]byte, int64]
-	keys     stream.KeyValueStore[[]byte, int64]
 	// derived: the windows are tumbling or hopping, and their state follows
 	// from the watermarks alone, so the index store holds no entry per
 	// window, only the close watermark (metaKey) and the close marks of the
@@ -457,21 +457,20 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 		}
 		if p.created {
 			p.newShare = min(p.newShare+1, newShareMax)
-		} else {
-			p.newShare = max(p.newShare-1, 0)
-		}
-		if p.created {
 			if err := p.markOpen(kb, win[0], win[1]); err != nil {
 				return err
 			}
-		} else if !applied && !p.derived {
-			// (With derived state a stored window is open by its end alone.)
-			// A redelivered record the window already holds: the crash may
-			// have come after the window's value reached its changelog but
-			// before its index entry did. Without the entry the window
-			// would never close and its result would be lost.
-			if err := p.ensureIndexed(kb, win[0], win[1]); err != nil {
-				return err
+		} else {
+			p.newShare = max(p.newShare-1, 0)
+			if !applied && !p.derived {
+				// (With derived state a stored window is open by its end alone.)
+				// A redelivered record the window already holds: the crash may
+				// have come after the window's value reached its changelog but
+				// before its index entry did. Without the entry the window
+				// would never close and its result would be lost.
+				if err := p.ensureIndexed(kb, win[0], win[1]); err != nil {
+					return err
+				}
 			}
 		}
 		if err := p.updated(ctx, rec.Key, kb, win[0], win[1], v); err != nil {
