@@ -2,6 +2,7 @@ package kv
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
@@ -52,6 +53,40 @@ func BenchmarkGet(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				if _, ok, err := s.Get(benchKey(key, i%preload)); err != nil || !ok {
 					b.Fatal("missing key", err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWindowChurn is a windowed count's store traffic at 10,000 keys
+// per window (issue #14): per op, the entry of a key's new window is put,
+// read back (its close) and, three windows later, deleted (its purge). Keys
+// are a window store's, the key's bytes then the window start, so about
+// 30,000 entries are live and keys share their first bytes.
+func BenchmarkWindowChurn(b *testing.B) {
+	const keys, keep = 10_000, 3
+	for _, be := range benchBackends() {
+		b.Run(be.name, func(b *testing.B) {
+			s := be.open(b)
+			val := make([]byte, 24)
+			wk := func(i int) []byte {
+				k := fmt.Appendf(nil, "\xf0\x9f\x98\x82:%d", (i%keys)*7919%keys)
+				return binary.BigEndian.AppendUint64(k, uint64(i/keys)*2000)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				k := wk(i)
+				if err := s.Put(k, val); err != nil {
+					b.Fatal(err)
+				}
+				if _, ok, err := s.GetShared(k); err != nil || !ok {
+					b.Fatal("missing key", err)
+				}
+				if i >= keep*keys {
+					if err := s.Delete(wk(i - keep*keys)); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})
