@@ -11,6 +11,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/google/btree"
+
 	"github.com/emostream/emostream/pkg/stream"
 )
 
@@ -219,7 +221,7 @@ type aggProcessor[K, V, A, O any] struct {
 	legacy bool
 	// open holds the index keys (see indexKey) of the open windows that
 	// have no entry in the index store; a window is in one of the two.
-	open openSet
+	open *btree.BTreeG[string]
 	// closedTo is the close watermark: every window with end <= closedTo is
 	// closed. persisted is the value last written to the index store.
 	// durable is a watermark known to be in the index's changelog, with
@@ -644,7 +646,7 @@ func (p *aggProcessor[K, V, A, O]) markOpen(kb []byte, start, end int64) error {
 		p.nextDue = end
 	}
 	ik := indexKey(kb, start, end)
-	p.open.Add(string(ik))
+	p.open.ReplaceOrInsert(string(ik))
 	if writeOpenEntries {
 		return p.index.Put(ik, windowOpen)
 	}
@@ -671,7 +673,7 @@ func (p *aggProcessor[K, V, A, O]) setState(e indexEntry, state int64) error {
 // unindex removes the window of index key ik from the open set, or else
 // its entry from the index store.
 func (p *aggProcessor[K, V, A, O]) unindex(ik []byte) error {
-	if p.open.Delete(string(ik)) {
+	if _, ok := p.open.Delete(string(ik)); ok {
 		return nil
 	}
 	return p.index.Delete(ik)
@@ -680,7 +682,7 @@ func (p *aggProcessor[K, V, A, O]) unindex(ik []byte) error {
 // loadOpen fills the open set at Init: every window of the window store
 // without an entry in the index store is open.
 func (p *aggProcessor[K, V, A, O]) loadOpen() error {
-	p.open = newOpenSet(p.derived)
+	p.open = btree.NewG(32, func(a, b string) bool { return a < b })
 	// Entries ending after the watermark are rare (windows emitted early by
 	// UntilWindowCloses, or written before the open set): when there are
 	// none, the windows ending after it, most of the store, are open without
@@ -697,13 +699,13 @@ func (p *aggProcessor[K, V, A, O]) loadOpen() error {
 	return p.eachStored(func(kb []byte, start, end int64) error {
 		ik = appendIndexKey(ik[:0], kb, start, end)
 		if end > p.closedTo && late == 0 {
-			p.open.Add(string(ik))
+			p.open.ReplaceOrInsert(string(ik))
 			return nil
 		}
 		if _, found, err := p.index.Get(ik); err != nil {
 			return err
 		} else if !found {
-			p.open.Add(string(ik))
+			p.open.ReplaceOrInsert(string(ik))
 		}
 		return nil
 	})
@@ -946,7 +948,11 @@ func (p *aggProcessor[K, V, A, O]) purge(committed uint64, bound int64) error {
 // firstOpenEnd returns the smallest end after bound of a window that is not
 // closed yet (math.MaxInt64 if there is none).
 func (p *aggProcessor[K, V, A, O]) firstOpenEnd(bound int64) (int64, error) {
-	first := p.open.FirstEnd(bound + 1)
+	first := int64(math.MaxInt64)
+	p.open.AscendGreaterOrEqual(string(timeBound(bound+1)), func(ik string) bool {
+		first = getTime([]byte(ik[:8]))
+		return false
+	})
 	if p.derived {
 		return first, nil
 	}
@@ -1161,12 +1167,12 @@ func (p *aggProcessor[K, V, A, O]) reemitPending(ctx stream.ProcessorContext[Win
 // window store: windows ending after the close watermark are open, the
 // others closed.
 func (p *aggProcessor[K, V, A, O]) loadDerived() error {
-	p.open = newOpenSet(p.derived)
+	p.open = btree.NewG(32, func(a, b string) bool { return a < b })
 	var ik []byte
 	if err := p.eachStored(func(kb []byte, start, end int64) error {
 		if end > p.closedTo {
 			ik = appendIndexKey(ik[:0], kb, start, end)
-			p.open.Add(string(ik))
+			p.open.ReplaceOrInsert(string(ik))
 		} else {
 			p.expiry.add(kb, start, end)
 		}

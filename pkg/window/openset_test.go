@@ -2,7 +2,6 @@ package window
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -245,66 +244,4 @@ func TestOldIndexFormatReemitsUncommitted(t *testing.T) {
 	require.Equal(t, want, run(t, false, false), "current format")
 	require.Equal(t, want, run(t, true, false), "close entries")
 	require.Equal(t, want, run(t, true, true), "open and close entries")
-}
-
-// TestGridOpenMatchesTree runs the same random operations on the two open
-// sets, time windows' hash sets per end and the B-tree, and compares every
-// answer: membership, deletions, ordered ranges (from and to as index keys
-// or time bounds) and the first end. Keys of different lengths share ends,
-// and one key is a prefix of another, as in indexKey's order.
-func TestGridOpenMatchesTree(t *testing.T) {
-	grid, tree := newOpenSet(true), newOpenSet(false)
-	require.IsType(t, &gridOpen{}, grid)
-	require.IsType(t, treeOpen{}, tree)
-	rng := uint64(42)
-	next := func(n int) int {
-		rng ^= rng << 13
-		rng ^= rng >> 7
-		rng ^= rng << 17
-		return int(rng % uint64(n))
-	}
-	key := func() string {
-		end := int64(next(8)-3) * 2000 // negative ends too
-		kb := []byte(strings.Repeat("k", next(3)) + fmt.Sprint(next(40)))
-		return string(indexKey(kb, end-2000, end))
-	}
-	bound := func() string {
-		if next(2) == 0 {
-			return key()
-		}
-		return string(timeBound(int64(next(10)-4) * 2000))
-	}
-	collect := func(o openSet, from, to string, limit int) []string {
-		var got []string
-		o.AscendRange(from, to, func(ik string) bool {
-			got = append(got, ik)
-			return len(got) < limit
-		})
-		return got
-	}
-	for i := range 20000 {
-		switch next(6) {
-		case 0, 1:
-			k := key()
-			grid.Add(k)
-			tree.Add(k)
-		case 2:
-			k := key()
-			require.Equal(t, tree.Delete(k), grid.Delete(k), "op %d: delete", i)
-		case 3:
-			k := key()
-			require.Equal(t, tree.Has(k), grid.Has(k), "op %d: has", i)
-		case 4:
-			from, to := bound(), bound()
-			limit := 1 + next(50)
-			require.Equal(t, collect(tree, from, to, limit), collect(grid, from, to, limit), "op %d: range", i)
-		case 5:
-			end := int64(next(10)-4) * 2000
-			require.Equal(t, tree.FirstEnd(end), grid.FirstEnd(end), "op %d: first end at least %d", i, end)
-		}
-	}
-	all := collect(tree, string(timeBound(math.MinInt64)), string(timeBound(math.MaxInt64)), math.MaxInt)
-	require.NotEmpty(t, all)
-	require.True(t, slices.IsSorted(all))
-	require.Equal(t, all, collect(grid, string(timeBound(math.MinInt64)), string(timeBound(math.MaxInt64)), math.MaxInt))
 }
