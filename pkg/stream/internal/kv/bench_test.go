@@ -62,7 +62,8 @@ func BenchmarkGet(b *testing.B) {
 // BenchmarkWindowChurn is a windowed count's store traffic at 10,000 keys
 // per window (issue #14): per op, the entry of a key's new window is put,
 // read back (its close) and, three windows later, deleted (its purge). Keys
-// are a window store's, the key's bytes then the window start, so about
+// are shaped like a window store's (pkg/window adds a length in front and
+// the window's end behind): the key's bytes, then the window start. About
 // 30,000 entries are live and keys share their first bytes.
 func BenchmarkWindowChurn(b *testing.B) {
 	const keys, keep = 10_000, 3
