@@ -493,6 +493,10 @@ func (a *App) ackTimeout() time.Duration {
 	return defaultAckTimeout
 }
 
+// ackSlowAfter is how long a commit waits for acknowledgements before it
+// logs a warning: 5 s, or half the ack timeout when that is shorter.
+func ackSlowAfter(timeout time.Duration) time.Duration { return min(5*time.Second, timeout/2) }
+
 // waitAcks waits until Kafka acknowledged every record t produced, or fails
 // the application after ackTimeout (nothing is committed then, so the input
 // is processed again by the next owner). The caller holds t.mu.
@@ -518,18 +522,31 @@ func (a *App) awaitAcks(sent *sync.WaitGroup, what string) error {
 	}()
 	timer := time.NewTimer(a.ackTimeout())
 	defer timer.Stop()
+	slow := time.NewTimer(ackSlowAfter(a.ackTimeout()))
+	defer slow.Stop()
 	var err error
-	select {
-	case <-done:
-		return nil
-	case <-timer.C:
-		err = fmt.Errorf("stream: %s not acknowledged within %v", what, a.ackTimeout())
-	case <-a.life.expired:
+wait:
+	for {
 		select {
-		case <-done: // acknowledged after all (or nothing was pending)
+		case <-done:
 			return nil
-		default:
-			err = fmt.Errorf("stream: %s not acknowledged before the shutdown deadline (%v); their input stays uncommitted", what, a.life.budget)
+		case <-slow.C:
+			// Nothing fails yet, but nothing is committed either: say so,
+			// or a stuck producer looks like an idle application until the
+			// timeout.
+			a.cfg.logger.Warn("waiting for Kafka to acknowledge writes", slog.String("what", what),
+				slog.Duration("waited", ackSlowAfter(a.ackTimeout())), slog.Duration("fails_after", a.ackTimeout()))
+		case <-timer.C:
+			err = fmt.Errorf("stream: %s not acknowledged within %v", what, a.ackTimeout())
+			break wait
+		case <-a.life.expired:
+			select {
+			case <-done: // acknowledged after all (or nothing was pending)
+				return nil
+			default:
+				err = fmt.Errorf("stream: %s not acknowledged before the shutdown deadline (%v); their input stays uncommitted", what, a.life.budget)
+			}
+			break wait
 		}
 	}
 	a.fail(err)

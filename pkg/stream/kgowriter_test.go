@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,6 +128,9 @@ func TestProduceFailureFailsRuntime(t *testing.T) {
 			opts   []stream.Opt
 			err    func(out string) string
 			within time.Duration
+			// slowWarn: the commit warns that it is still waiting, half
+			// way to its 2 s ack timeout.
+			slowWarn bool
 		}{
 			// 3 tries 100 ms apart (and kgo's metadata refreshes as often:
 			// with its default of one per 5 s this took over 10 s); the
@@ -134,20 +138,20 @@ func TestProduceFailureFailsRuntime(t *testing.T) {
 			{"retries exhausted", []stream.Opt{stream.ProducerRetries(2), stream.AckTimeout(time.Minute)},
 				func(out string) string {
 					return "produce to " + out + " failed, records could be lost so the application stops"
-				}, 8 * time.Second},
+				}, 8 * time.Second, false},
 			// The default budget (240 tries, a minute); the commit waits 2 s,
 			// then the shutdown up to its 8 s deadline for the refused writes.
 			{"acks time out", []stream.Opt{stream.AckTimeout(2 * time.Second)},
-				func(string) string { return "records not acknowledged within 2s" }, 20 * time.Second},
+				func(string) string { return "records not acknowledged within 2s" }, 20 * time.Second, true},
 		} {
 			t.Run(w.name+"/"+mode.name, func(t *testing.T) {
-				testProduceFailure(t, append(append([]stream.Opt{}, w.opts...), mode.opts...), w.opts, mode.err, mode.within)
+				testProduceFailure(t, append(append([]stream.Opt{}, w.opts...), mode.opts...), w.opts, mode.err, mode.within, mode.slowWarn)
 			})
 		}
 	}
 }
 
-func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr func(out string) string, within time.Duration) {
+func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr func(out string) string, within time.Duration, slowWarn bool) {
 	b, err := embedded.Start()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
@@ -188,6 +192,12 @@ func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr fu
 	})
 	failing.Store(true)
 
+	logs := &kafkatest.LogBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the failing app's log:\n%s", logs)
+		}
+	})
 	top := func() *stream.Topology {
 		bld := stream.NewBuilder()
 		stream.Source(bld, in, stream.String(), stream.String()).To(out, stream.String(), stream.String())
@@ -198,7 +208,7 @@ func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr fu
 	appID := kafkatest.UniqueName(t, "app")
 	app, err := stream.NewApp(top(), append([]stream.Opt{stream.Brokers(brokers...), stream.ApplicationID(appID),
 		stream.CommitInterval(100 * time.Millisecond), stream.RestartOnFailure(0, time.Second),
-		stream.Logger(kafkatest.FailureLogger(t))}, opts...)...)
+		stream.Logger(slog.New(slog.NewTextHandler(logs, nil)))}, opts...)...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -210,6 +220,10 @@ func testProduceFailure(t *testing.T, opts, restartOpts []stream.Opt, wantErr fu
 	require.ErrorContains(t, runErr, wantErr(out))
 	require.Less(t, took, within, "failed only after %v", took)
 	require.Positive(t, refused.Load())
+	if slowWarn {
+		require.Contains(t, logs.String(), `level=WARN msg="waiting for Kafka to acknowledge writes"`)
+		require.Contains(t, logs.String(), "waited=1s fails_after=2s")
+	}
 
 	// No input offset was committed past a record whose write failed.
 	admin, err := sarama.NewClusterAdmin(brokers, kafkatest.SaramaConfig())
