@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,11 +193,12 @@ func (w *countWatcher) total() int64 {
 }
 
 // startApp runs an App in a goroutine; the returned stop cancels it and
-// returns Run's error.
+// returns Run's error. The app logs at debug level into kafkatest's
+// FailureLogger: its log is printed only if the test fails.
 func startApp(t *testing.T, top *stream.Topology, opts ...stream.Opt) (app *stream.App, stop func() error) {
 	t.Helper()
 	app, err := stream.NewApp(top, append([]stream.Opt{stream.CommitInterval(200 * time.Millisecond),
-		stream.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}, opts...)...)
+		stream.Logger(kafkatest.FailureLogger(t))}, opts...)...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,10 @@ const (
 type claimState struct {
 	claim sarama.ConsumerGroupClaim
 	last  atomic.Int64 // unix ns of the last message (or of the claim's start)
+	// next is the offset after the last record processed (the start until
+	// one is); stalled is the unix ns at which checkStalls reported the
+	// partition stalled, 0 while it is not.
+	next, stalled atomic.Int64
 	// start is the offset consumption started at: the claim's initial
 	// offset, with sarama's OffsetOldest sentinel resolved; -1 if unknown.
 	start int64
@@ -106,6 +111,7 @@ func (a *App) newClaimState(claim sarama.ConsumerGroupClaim) *claimState {
 		cs.fresh.answers, cs.fresh.since = []hwmAnswer{{hwm, asOf}}, asOf
 	}
 	cs.last.Store(time.Now().UnixNano())
+	cs.next.Store(cs.start)
 	return cs
 }
 
@@ -306,5 +312,81 @@ func (a *App) refreshHighWatermarks() {
 				}
 			}
 		})
+	}
+}
+
+// stallAfter is how long a claimed partition may go without delivering a
+// record, while records are known to wait or its leader does not answer,
+// before checkStalls logs a warning. A variable for the tests.
+var stallAfter = 10 * time.Second
+
+// checkStalls warns, once per episode, about every claimed partition that
+// has delivered nothing to its task for stallAfter while
+//
+//   - records wait: the last fresh ListOffsets answer
+//     (refreshHighWatermarks) reports a high watermark at least two offsets
+//     past the next record to process, or the claim's buffer holds records
+//     its task has not taken (processing is blocked); or
+//   - the partition's leader has answered no ListOffsets request for
+//     stallAfter: the connection that carries the fetches hangs, or the
+//     requests fail.
+//
+// Without it such a partition is silent: nothing fails, nothing is logged,
+// and its records wait. A gap of one offset is not counted, as a
+// transaction's commit marker ends a partition written transactionally and
+// is never delivered; aborted records at a partition's end (never
+// delivered either) are reported, once. consumeClaim logs the end of the
+// episode.
+func (a *App) checkStalls() {
+	now := time.Now()
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
+	for topic, ps := range a.claims {
+		for p, cs := range ps {
+			if cs.stalled.Load() != 0 {
+				continue
+			}
+			last, since, _ := cs.freshHWM(-1)
+			next := cs.next.Load()
+			buffered := len(cs.claim.Messages())
+			lastDelivery := cs.last.Load()
+			var reason string
+			var from int64 // waiting since (unix ns)
+			switch {
+			case last.asOf.IsZero() || now.Sub(last.asOf) > hwmFreshness:
+				reason = "its leader answers no ListOffsets request"
+				from = lastDelivery
+				if !last.asOf.IsZero() {
+					from = max(from, last.asOf.UnixNano())
+				}
+			case buffered > 0 || (next >= 0 && last.hwm-next >= 2):
+				reason = "records wait below its high watermark"
+				// Since the later of the last delivery and the first answer
+				// that reported the current high watermark.
+				from = max(lastDelivery, since.UnixNano())
+			default:
+				continue
+			}
+			waited := now.Sub(time.Unix(0, from))
+			if waited < stallAfter {
+				continue
+			}
+			cs.stalled.Store(now.UnixNano())
+			a.cfg.logger.Warn("partition stalled: no record delivered to its task",
+				slog.String("application_id", a.cfg.appID), slog.String("topic", topic), slog.Int("partition", int(p)),
+				slog.String("reason", reason), slog.Duration("for", waited.Round(time.Second)),
+				slog.Int64("next_offset", next), slog.Int64("high_watermark", last.hwm),
+				slog.Int64("fetched_high_watermark", cs.claim.HighWaterMarkOffset()), slog.Int("buffered", buffered))
+		}
+	}
+}
+// delivered records that records up to offset last were processed on cs, and
+// logs the end of a stall checkStalls reported.
+func (a *App) delivered(cs *claimState, last int64) {
+	cs.next.Store(last + 1)
+	if at := cs.stalled.Swap(0); at != 0 {
+		a.cfg.logger.Info("partition delivering again", slog.String("application_id", a.cfg.appID),
+			slog.String("topic", cs.claim.Topic()), slog.Int("partition", int(cs.claim.Partition())),
+			slog.Duration("after_warning", time.Since(time.Unix(0, at)).Round(time.Millisecond)))
 	}
 }

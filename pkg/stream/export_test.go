@@ -19,3 +19,12 @@ func AckTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.ackTim
 // apart (the runtime raises anything below 240 tries 250 ms apart
 // otherwise).
 func ProducerRetries(n int) Opt { return optFunc(func(c *config) { c.producerRetries = n }) }
+
+// SetStallAfter sets how long a partition may deliver nothing, while
+// records wait or its leader does not answer, before the runtime warns (10
+// s otherwise), and returns a function that restores the default.
+func SetStallAfter(d time.Duration) (reset func()) {
+	was := stallAfter
+	stallAfter = d
+	return func() { stallAfter = was }
+}

@@ -153,6 +153,7 @@ func (a *App) sessionLoops(sess sarama.ConsumerGroupSession) {
 	// not wait behind them.
 	a.life.bg.Go(func() { every(sess, a.cfg.commitInterval, func() { a.commit(sess) }) })
 	a.life.bg.Go(func() { every(sess, hwmRefreshInterval, a.refreshHighWatermarks) })
+	a.life.bg.Go(func() { every(sess, time.Second, a.checkStalls) })
 	for {
 		select {
 		case <-sess.Context().Done():
@@ -313,6 +314,7 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 			if last+1 >= hwm {
 				cs.reached.Store(true)
 			}
+			a.delivered(cs, last)
 		}
 		if err != nil {
 			a.fail(err)

@@ -2,6 +2,8 @@ package stream_test
 
 import (
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,4 +138,108 @@ func TestStalledFetchesKeepInputIncomplete(t *testing.T) {
 			"%s written at %s was still in Kafka when the input was declared complete as of %s (%v later)",
 			v, probe.written[v].Format("15:04:05.000"), probe.judged[v].Format("15:04:05.000"), probe.judged[v].Sub(probe.written[v]))
 	}
+}
+
+// TestStalledPartitionIsLogged: a partition that delivers nothing while
+// records wait is reported, once, and its recovery too. Three cases on one
+// app: an idle partition whose last transaction left a commit marker (one
+// offset below the high watermark that is never delivered) is not a stall;
+// fetches held back by the broker while records are written are one (the
+// leader answers nothing on that connection meanwhile); and a task blocked
+// in its processor while its claim buffers records is one.
+func TestStalledPartitionIsLogged(t *testing.T) {
+	defer stream.SetStallAfter(700 * time.Millisecond)()
+	b, err := embedded.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	brokers := b.Addrs()
+	in := kafkatest.UniqueName(t, "in")
+	kafkatest.CreateTopic(t, brokers, in, 1)
+
+	var processed atomic.Int32
+	block := make(chan struct{})
+	var blockOn atomic.Value // the value whose processing waits for block
+	blockOn.Store("")
+	bld := stream.NewBuilder()
+	stream.Source(bld, in, stream.String(), stream.String()).Peek(func(_, v string) {
+		if v == blockOn.Load().(string) {
+			<-block
+		}
+		processed.Add(1)
+	})
+	top, err := bld.Build()
+	require.NoError(t, err)
+
+	var stallUntil atomic.Int64
+	cluster := b.Cluster()
+	cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if d := time.Until(time.Unix(0, stallUntil.Load())); d > 0 {
+			cluster.SleepControl(func() { time.Sleep(d) })
+		}
+		return nil, nil, false
+	})
+
+	logs := &kafkatest.LogBuffer{}
+	_, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
+		stream.SessionTimeout(30*time.Second), stream.HeartbeatInterval(time.Second),
+		stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("app log:\n%s", logs.String())
+		}
+	})
+	stalls := func() int { return strings.Count(logs.String(), "partition stalled") }
+	resumed := func() int { return strings.Count(logs.String(), "partition delivering again") }
+
+	// 1. One record in a committed transaction: the partition ends with its
+	// commit marker. Idle for several stall periods: no warning.
+	tcfg := kafkatest.SaramaConfig()
+	tcfg.Producer.Idempotent = true
+	tcfg.Producer.RequiredAcks = sarama.WaitForAll
+	tcfg.Producer.Return.Successes = true
+	tcfg.Producer.Transaction.ID = kafkatest.UniqueName(t, "txn")
+	tcfg.Net.MaxOpenRequests = 1
+	txn, err := sarama.NewSyncProducer(brokers, tcfg)
+	require.NoError(t, err)
+	defer txn.Close()
+	require.NoError(t, txn.BeginTxn())
+	_, _, err = txn.SendMessage(&sarama.ProducerMessage{Topic: in, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("in-txn")})
+	require.NoError(t, err)
+	require.NoError(t, txn.CommitTxn())
+	require.Eventually(t, func() bool { return processed.Load() == 1 }, 60*time.Second, 10*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	require.Zero(t, stalls(), "an idle partition ending with a commit marker was reported stalled")
+
+	cfg := kafkatest.SaramaConfig()
+	cfg.Producer.Return.Successes = true
+	producer, err := sarama.NewSyncProducer(brokers, cfg)
+	require.NoError(t, err)
+	defer producer.Close()
+	send := func(v string) {
+		_, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: in, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(v)})
+		require.NoError(t, err)
+	}
+
+	// 2. Fetches held for 3 s while three records are written.
+	stallUntil.Store(time.Now().Add(3 * time.Second).UnixNano())
+	time.Sleep(300 * time.Millisecond) // a fetch is held now
+	for i := range 3 {
+		send(fmt.Sprintf("held-%d", i))
+	}
+	require.Eventually(t, func() bool { return stalls() == 1 }, 10*time.Second, 10*time.Millisecond, "held fetches not reported")
+	require.Eventually(t, func() bool { return processed.Load() == 4 && resumed() == 1 }, 30*time.Second, 10*time.Millisecond, "no recovery reported")
+	require.Contains(t, logs.String(), "topic="+in+" partition=0")
+
+	// 3. The processor blocks on a record while more arrive.
+	blockOn.Store("blocker")
+	send("blocker")
+	send("after-0")
+	send("after-1")
+	require.Eventually(t, func() bool { return stalls() == 2 }, 10*time.Second, 10*time.Millisecond, "blocked processing not reported")
+	require.Contains(t, logs.String(), `reason="records wait below its high watermark"`)
+	close(block)
+	require.Eventually(t, func() bool { return processed.Load() == 7 && resumed() == 2 }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+	require.Equal(t, 2, stalls(), "each stall is reported once")
 }
