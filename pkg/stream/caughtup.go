@@ -380,6 +380,7 @@ func (a *App) checkStalls() {
 		}
 	}
 }
+
 // delivered records that records up to offset last were processed on cs, and
 // logs the end of a stall checkStalls reported.
 func (a *App) delivered(cs *claimState, last int64) {

@@ -139,3 +139,53 @@ func TestCreateWritesWhatUpdateWrites(t *testing.T) {
 		require.Equal(t, updated.dirty[k], created.dirty[k], "changelog bytes of %s", k)
 	}
 }
+
+// valueWriter writes each record's value under its key in the store "s".
+type valueWriter struct{ s KeyValueStore[string, string] }
+
+func (w *valueWriter) Init(ctx ProcessorContext[string, string]) (err error) {
+	w.s, err = GetKeyValueStore[string, string](ctx, "s")
+	return err
+}
+
+func (w *valueWriter) Process(_ ProcessorContext[string, string], rec Record[string, string]) error {
+	_, _, err := w.s.Update(rec.Key, func(string, bool) (string, error) { return rec.Value, nil })
+	return err
+}
+
+func (w *valueWriter) Close() error { return nil }
+
+// TestAppendSerializeWritesWhatSerializeWrites: a store whose value serde
+// is a SerdeAppender stores, and holds for the changelog, the bytes a store
+// with Serialize does, for values that grow and shrink past the length the
+// appender reserves room for, and redeliveries are recognised the same.
+func TestAppendSerializeWritesWhatSerializeWrites(t *testing.T) {
+	plain := SerdeFuncs(String().Serialize, String().Deserialize)
+	require.Nil(t, appender(plain))
+	require.NotNil(t, appender(String()))
+	run := func(vs Serde[string]) *storeCore {
+		b := NewBuilder()
+		b.AddStore(KeyValueStoreBuilder("s", String(), vs))
+		Process(Source(b, "in", String(), String()), "w", func() Processor[string, string, string, string] { return &valueWriter{} }, "s")
+		task, pipe := pipeTask(t, b)
+		defer task.mu.Unlock()
+		for i, kv := range [][2]string{{"a", "x"}, {"a", "a much longer value"}, {"b", "mid"}, {"a", ""}, {"b", "y"}, {"c", "0123456789"}} {
+			pipe(int64(i), kv[0], kv[1])
+		}
+		pipe(2, "b", "redelivered, not applied")
+		return task.stores["s"]
+	}
+	appended, serialized := run(String()), run(plain)
+	for k, want := range map[string]string{"a": "", "b": "y", "c": "0123456789"} {
+		ra, found, err := appended.backend.Get([]byte(k))
+		require.NoError(t, err)
+		require.True(t, found)
+		rs, _, err := serialized.backend.Get([]byte(k))
+		require.NoError(t, err)
+		require.Equal(t, rs, ra, "stored bytes of %s", k)
+		require.Equal(t, serialized.dirty[k], appended.dirty[k], "changelog bytes of %s", k)
+		v, _, err := appended.typed.(KeyValueStore[string, string]).Get(k)
+		require.NoError(t, err)
+		require.Equal(t, want, v)
+	}
+}

@@ -18,6 +18,23 @@ type Serde[T any] interface {
 	Deserialize(b []byte) (T, error)
 }
 
+// SerdeAppender is implemented by a Serde that can encode a value by
+// appending it to a buffer. State stores use it to encode a value straight
+// into the entry they write (key, dedup envelope and value in one
+// allocation) instead of allocating Serialize's result and copying it. The
+// built-in String, Bytes and Int64 serdes implement it.
+type SerdeAppender[T any] interface {
+	// AppendSerialize appends to b the bytes Serialize(v) returns and
+	// returns the extended slice.
+	AppendSerialize(b []byte, v T) ([]byte, error)
+}
+
+// appender returns s as a SerdeAppender, or nil.
+func appender[T any](s Serde[T]) SerdeAppender[T] {
+	a, _ := s.(SerdeAppender[T])
+	return a
+}
+
 // SerdeFuncs builds a Serde from two functions, for custom formats.
 func SerdeFuncs[T any](ser func(T) ([]byte, error), de func([]byte) (T, error)) Serde[T] {
 	return funcSerde[T]{ser: ser, de: de}
@@ -39,12 +56,18 @@ type stringSerde struct{}
 func (stringSerde) Serialize(v string) ([]byte, error)   { return []byte(v), nil }
 func (stringSerde) Deserialize(b []byte) (string, error) { return string(b), nil }
 
+// AppendSerialize implements SerdeAppender.
+func (stringSerde) AppendSerialize(b []byte, v string) ([]byte, error) { return append(b, v...), nil }
+
 // Bytes returns a Serde that passes byte slices through (copied on decode).
 func Bytes() Serde[[]byte] { return bytesSerde{} }
 
 type bytesSerde struct{}
 
 func (bytesSerde) Serialize(v []byte) ([]byte, error) { return v, nil }
+
+// AppendSerialize implements SerdeAppender.
+func (bytesSerde) AppendSerialize(b, v []byte) ([]byte, error) { return append(b, v...), nil }
 func (bytesSerde) Deserialize(b []byte) ([]byte, error) {
 	if b == nil {
 		return nil, nil
@@ -62,6 +85,11 @@ type int64Serde struct{}
 
 func (int64Serde) Serialize(v int64) ([]byte, error) {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)), nil
+}
+
+// AppendSerialize implements SerdeAppender.
+func (int64Serde) AppendSerialize(b []byte, v int64) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(b, uint64(v)), nil
 }
 
 func (int64Serde) Deserialize(b []byte) (int64, error) {

@@ -136,7 +136,7 @@ func KeyValueStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde S
 		o.applyStore(s)
 	}
 	s.open = func(c *storeCore) StateStore {
-		return &kvStore[K, V]{core: c, ks: keySerde, vs: valueSerde, noDedup: s.noDedup}
+		return newKVStore(c, keySerde, valueSerde, s.noDedup)
 	}
 	return s
 }
@@ -283,6 +283,16 @@ type kvStore[K, V any] struct {
 	ks      Serde[K]
 	vs      Serde[V]
 	noDedup bool
+	// va is vs as a SerdeAppender (nil if it is not one), and valueHint
+	// the length of the last value it encoded: the room write reserves
+	// for the next one. Only the task writes.
+	va        SerdeAppender[V]
+	valueHint int
+}
+
+// newKVStore returns the typed store over c.
+func newKVStore[K, V any](c *storeCore, ks Serde[K], vs Serde[V], noDedup bool) *kvStore[K, V] {
+	return &kvStore[K, V]{core: c, ks: ks, vs: vs, noDedup: noDedup, va: appender(vs)}
 }
 
 func (s *kvStore[K, V]) Name() string { return s.core.name }
@@ -333,6 +343,24 @@ func (s *kvStore[K, V]) Put(key K, v V) error {
 // write stores v under kb in the envelope raw (nil: a new one) with
 // position p added.
 func (s *kvStore[K, V]) write(kb, raw []byte, p writePosition, v V) error {
+	if s.va != nil {
+		// One allocation: key and envelope, with room for a value as long
+		// as the last one, which the serde appends to.
+		kv, err := appendEnvelope(kb, raw, p, s.valueHint)
+		if err != nil {
+			return err
+		}
+		head := len(kv)
+		if kv, err = s.va.AppendSerialize(kv, v); err != nil {
+			return err
+		}
+		s.valueHint = len(kv) - head
+		if cap(kv) > len(kv) {
+			// A shorter value than the hint: no spare capacity is kept.
+			kv = append(make([]byte, 0, len(kv)), kv...)
+		}
+		return s.core.writeKV(kv[:len(kb)], kv[len(kb):])
+	}
 	vb, err := s.vs.Serialize(v)
 	if err != nil {
 		return err
@@ -651,8 +679,18 @@ func scanEnvelope(raw []byte, p writePosition) (value []byte, applied bool, err 
 // key and value are one allocation) and has no spare capacity. It always
 // writes the current version.
 func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte, error) {
+	b, err := appendEnvelope(prefix, raw, p, len(value))
+	if err != nil {
+		return nil, err
+	}
+	return append(b, value...), nil
+}
+
+// appendEnvelope is rewriteEnvelope without the value: the new buffer ends
+// with the envelope's header and has room for valueLen more bytes.
+func appendEnvelope(prefix, raw []byte, p writePosition, valueLen int) ([]byte, error) {
 	var n uint64
-	size := len(prefix) + 1 + len(value)
+	size := len(prefix) + 1 + valueLen
 	if raw != nil {
 		if _, err := eachPosition(raw, func(id uint64, off int64, sub uint64) {
 			if !p.dedup() || id != p.id {
@@ -682,7 +720,7 @@ func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte,
 	if p.dedup() {
 		b = appendPosition(b, p.id, p.offset, p.sub)
 	}
-	return append(b, value...), nil
+	return b, nil
 }
 
 // positionSize is the encoded size of a position (appendPosition).

@@ -15,7 +15,23 @@ type timedValue[V any] struct {
 
 // timedValueSerde stores a timed value as Kafka Streams' timestamped stores
 // do: 8 big-endian bytes of timestamp, then the value's own encoding.
-type timedValueSerde[V any] struct{ s Serde[V] }
+type timedValueSerde[V any] struct {
+	s Serde[V]
+	a SerdeAppender[V] // s, if it is one
+}
+
+// AppendSerialize implements SerdeAppender.
+func (t timedValueSerde[V]) AppendSerialize(b []byte, v timedValue[V]) ([]byte, error) {
+	b = binary.BigEndian.AppendUint64(b, uint64(v.ts))
+	if t.a != nil {
+		return t.a.AppendSerialize(b, v.value)
+	}
+	vb, err := t.s.Serialize(v.value)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, vb...), nil
+}
 
 func (t timedValueSerde[V]) Serialize(v timedValue[V]) ([]byte, error) {
 	b, err := t.s.Serialize(v.value)
@@ -49,7 +65,7 @@ func tableStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde Serd
 		o.applyStore(s)
 	}
 	s.open = func(c *storeCore) StateStore {
-		return &tableStore[K, V]{inner: &kvStore[K, timedValue[V]]{core: c, ks: keySerde, vs: timedValueSerde[V]{valueSerde}, noDedup: s.noDedup}}
+		return &tableStore[K, V]{inner: newKVStore[K, timedValue[V]](c, keySerde, timedValueSerde[V]{valueSerde, appender(valueSerde)}, s.noDedup)}
 	}
 	return s
 }

@@ -184,7 +184,7 @@ func versionedStoreBuilder[K, V any](name string, keySerde Serde[K], valueSerde 
 		o.applyStore(s)
 	}
 	s.open = func(c *storeCore) StateStore {
-		return &versionedStore[K, V]{inner: &kvStore[[]byte, []byte]{core: c, ks: Bytes(), vs: Bytes(), noDedup: s.noDedup},
+		return &versionedStore[K, V]{inner: newKVStore(c, Bytes(), Bytes(), s.noDedup),
 			ks: keySerde, vs: valueSerde, retention: retention, observed: noTime, sweepAt: minSweep}
 	}
 	return s

@@ -137,7 +137,7 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 		b.AddStore(stream.KeyValueStoreBuilder(keysStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), o.storeOpts...))
 		stores = append(stores, keysStore)
 	}
-	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), stream.Serde[timed[A]](timedSerde[A]{aggSerde}), mainOpts...))
+	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), stream.Serde[timed[A]](newTimedSerde(aggSerde)), mainOpts...))
 	b.AddStore(stream.KeyValueStoreBuilder(indexStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
 	ks := g.KeySerde()
 	var lead int64

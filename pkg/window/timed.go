@@ -20,7 +20,30 @@ type timed[A any] struct {
 
 // timedSerde stores a timed aggregate as 8 big-endian bytes of timestamp
 // followed by the aggregate's own encoding.
-type timedSerde[A any] struct{ s stream.Serde[A] }
+type timedSerde[A any] struct {
+	s stream.Serde[A]
+	a stream.SerdeAppender[A] // s, if it is one
+}
+
+// newTimedSerde returns the serde of s's timed aggregates.
+func newTimedSerde[A any](s stream.Serde[A]) timedSerde[A] {
+	a, _ := s.(stream.SerdeAppender[A])
+	return timedSerde[A]{s: s, a: a}
+}
+
+// AppendSerialize implements stream.SerdeAppender: the stores write a
+// window's value straight into their entry.
+func (t timedSerde[A]) AppendSerialize(b []byte, v timed[A]) ([]byte, error) {
+	b = binary.BigEndian.AppendUint64(b, uint64(v.ts))
+	if t.a != nil {
+		return t.a.AppendSerialize(b, v.value)
+	}
+	vb, err := t.s.Serialize(v.value)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, vb...), nil
+}
 
 func (t timedSerde[A]) Serialize(v timed[A]) ([]byte, error) {
 	b, err := t.s.Serialize(v.value)
