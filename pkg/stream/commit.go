@@ -520,9 +520,11 @@ func (a *App) awaitAcks(sent *sync.WaitGroup, what string) error {
 		sent.Wait()
 		close(done)
 	}()
-	timer := time.NewTimer(a.ackTimeout())
+	limit := a.ackTimeout()
+	slowAfter := ackSlowAfter(limit)
+	timer := time.NewTimer(limit)
 	defer timer.Stop()
-	slow := time.NewTimer(ackSlowAfter(a.ackTimeout()))
+	slow := time.NewTimer(slowAfter)
 	defer slow.Stop()
 	var err error
 wait:
@@ -535,9 +537,9 @@ wait:
 			// or a stuck producer looks like an idle application until the
 			// timeout.
 			a.cfg.logger.Warn("waiting for Kafka to acknowledge writes", slog.String("what", what),
-				slog.Duration("waited", ackSlowAfter(a.ackTimeout())), slog.Duration("fails_after", a.ackTimeout()))
+				slog.Duration("waited", slowAfter), slog.Duration("fails_after", limit))
 		case <-timer.C:
-			err = fmt.Errorf("stream: %s not acknowledged within %v", what, a.ackTimeout())
+			err = fmt.Errorf("stream: %s not acknowledged within %v", what, limit)
 			break wait
 		case <-a.life.expired:
 			select {
