@@ -47,14 +47,24 @@ type App struct {
 	globalMu sync.RWMutex
 	globals  map[string]*globalStore
 
-	mu       sync.RWMutex
-	tasks    map[TaskID]*task
-	byClaim  map[string]map[int32]*task // resolved topic -> partition -> task
-	claimMu  sync.Mutex                 // not a.mu: caughtUp runs under a task lock
-	claims   map[string]map[int32]*claimState
-	cache    map[backendKey]*cachedBackend
-	subParts map[int]int32 // partitions per sub-topology
-	cacheMu  sync.Mutex    // cache (after mu when both are held)
+	mu      sync.RWMutex
+	tasks   map[TaskID]*task
+	byClaim map[string]map[int32]*task // resolved topic -> partition -> task
+	claimMu sync.Mutex                 // not a.mu: caughtUp runs under a task lock
+	claims  map[string]map[int32]*claimState
+	// starting: claims whose consumeClaim began but has not registered
+	// them in claims yet (unix ns), and assignedAt when the current
+	// session's tasks were assigned (unix ns): checkStalls reports a task
+	// whose claim does not start. Under claimMu.
+	starting   map[string]map[int32]int64
+	assignedAt int64
+	// unclaimedWarned: partitions checkUnclaimed reported in this
+	// session; metaRefreshedAt: its last metadata refresh (unix ns).
+	unclaimedWarned map[string]map[int32]bool
+	metaRefreshedAt int64
+	cache           map[backendKey]*cachedBackend
+	subParts        map[int]int32 // partitions per sub-topology
+	cacheMu         sync.Mutex    // cache (after mu when both are held)
 	// sess is the current consumer group session (nil between sessions),
 	// for stillOwner's membership probe.
 	sess atomic.Pointer[sessionRef]

@@ -339,6 +339,7 @@ var stallAfter = 10 * time.Second
 // episode.
 func (a *App) checkStalls() {
 	now := time.Now()
+	a.checkUnclaimed(now)
 	a.claimMu.Lock()
 	defer a.claimMu.Unlock()
 	for topic, ps := range a.claims {
@@ -378,6 +379,82 @@ func (a *App) checkStalls() {
 				slog.Int64("next_offset", next), slog.Int64("high_watermark", last.hwm),
 				slog.Int64("fetched_high_watermark", cs.claim.HighWaterMarkOffset()), slog.Int("buffered", buffered))
 		}
+	}
+}
+
+// unclaimedRefreshAfter is how long a partition of the session's tasks may
+// wait for its claim, while sarama's metadata says it is not readable,
+// before checkUnclaimed refreshes the topic's metadata.
+const unclaimedRefreshAfter = 2 * time.Second
+
+// checkUnclaimed warns, once per session and partition, about a partition
+// of the session's tasks whose claim has not started stallAfter after the
+// assignment: its task can process nothing, and nothing else says so.
+// sarama starts a claim only once its client's cached metadata shows the
+// partition with a leader, and checks that cache every 5 s without
+// refreshing it (its periodic refresh comes every 10 minutes), so a
+// partition that was leaderless, or missing from a metadata answer, when
+// the session began would wait that long: after unclaimedRefreshAfter the
+// runtime refreshes the topic's metadata itself, at most once per
+// unclaimedRefreshAfter.
+func (a *App) checkUnclaimed(now time.Time) {
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	a.mu.RLock()
+	var parts []tp
+	for topic, ps := range a.byClaim {
+		for p := range ps {
+			parts = append(parts, tp{topic, p})
+		}
+	}
+	a.mu.RUnlock()
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
+	if a.assignedAt == 0 {
+		return
+	}
+	refresh := map[string]bool{}
+	for _, x := range parts {
+		if _, ok := a.claims[x.topic][x.partition]; ok {
+			continue
+		}
+		from, reason := a.assignedAt, "sarama has not started its claim"
+		if at, ok := a.starting[x.topic][x.partition]; ok {
+			from, reason = at, "its claim is resolving where to start"
+		}
+		waited := now.Sub(time.Unix(0, from))
+		notReadable := a.client.PartitionNotReadable(x.topic, x.partition)
+		if notReadable && waited >= unclaimedRefreshAfter && now.Sub(time.Unix(0, a.metaRefreshedAt)) >= unclaimedRefreshAfter {
+			refresh[x.topic] = true
+		}
+		if waited < stallAfter || a.unclaimedWarned[x.topic][x.partition] {
+			continue
+		}
+		if a.unclaimedWarned == nil {
+			a.unclaimedWarned = map[string]map[int32]bool{}
+		}
+		if a.unclaimedWarned[x.topic] == nil {
+			a.unclaimedWarned[x.topic] = map[int32]bool{}
+		}
+		a.unclaimedWarned[x.topic][x.partition] = true
+		a.cfg.logger.Warn("partition stalled: its task was assigned but its claim has not started",
+			slog.String("application_id", a.cfg.appID), slog.String("topic", x.topic), slog.Int("partition", int(x.partition)),
+			slog.String("reason", reason), slog.Duration("for", waited.Round(time.Second)),
+			slog.Bool("partition_not_readable", notReadable))
+	}
+	if len(refresh) > 0 {
+		a.metaRefreshedAt = now.UnixNano()
+		topics := make([]string, 0, len(refresh))
+		for t := range refresh {
+			topics = append(topics, t)
+		}
+		a.life.bg.Go(func() {
+			if err := a.client.RefreshMetadata(topics...); err != nil {
+				a.cfg.logger.Debug("refreshing the metadata of unclaimed partitions failed", slog.Any("topics", topics), slog.Any("err", err))
+			}
+		})
 	}
 }
 

@@ -130,6 +130,9 @@ func (a *App) setup(sess sarama.ConsumerGroupSession) error {
 		return buildErr
 	}
 	a.cfg.logger.Info("tasks assigned", slog.String("application_id", a.cfg.appID), slog.Int("tasks", len(a.tasks)), slog.Int("generation", int(sess.GenerationID())))
+	a.claimMu.Lock()
+	a.assignedAt = time.Now().UnixNano()
+	a.claimMu.Unlock()
 	a.life.phase.Store(phaseProcessing)
 	a.refreshStateLocked()
 	a.life.bg.Add(1)
@@ -242,7 +245,7 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 	}
 	a.byClaim = map[string]map[int32]*task{}
 	a.claimMu.Lock()
-	a.claims = nil
+	a.claims, a.starting, a.unclaimedWarned, a.assignedAt = nil, nil, nil, 0
 	a.claimMu.Unlock()
 	a.life.phase.Store(phaseJoining)
 	a.refreshStateLocked()
@@ -253,8 +256,18 @@ func (a *App) cleanup(sess sarama.ConsumerGroupSession) error {
 
 // consumeClaim processes one partition of one topic (consumer group callback).
 func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	a.claimMu.Lock()
+	if a.starting == nil {
+		a.starting = map[string]map[int32]int64{}
+	}
+	if a.starting[claim.Topic()] == nil {
+		a.starting[claim.Topic()] = map[int32]int64{}
+	}
+	a.starting[claim.Topic()][claim.Partition()] = time.Now().UnixNano()
+	a.claimMu.Unlock()
 	cs := a.newClaimState(claim)
 	a.claimMu.Lock()
+	delete(a.starting[claim.Topic()], claim.Partition())
 	if a.claims == nil {
 		a.claims = map[string]map[int32]*claimState{}
 	}

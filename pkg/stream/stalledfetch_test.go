@@ -3,6 +3,8 @@ package stream_test
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,4 +244,79 @@ func TestStalledPartitionIsLogged(t *testing.T) {
 	require.Eventually(t, func() bool { return processed.Load() == 7 && resumed() == 2 }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, stop())
 	require.Equal(t, 2, stalls(), "each stall is reported once")
+}
+
+// TestUnstartedClaimIsLoggedAndRestarted: sarama starts a claim only once
+// its client's cached metadata shows the partition with a leader, and does
+// not refresh that cache itself (its periodic refresh comes every 10
+// minutes). Metadata answers that show the input partition without a
+// leader (and without an error, so sarama does not retry) when the session
+// begins leave the task assigned and idle: the runtime must say so, and
+// refresh the metadata so that the claim starts once the partition is
+// readable again.
+func TestUnstartedClaimIsLoggedAndRestarted(t *testing.T) {
+	defer stream.SetStallAfter(700 * time.Millisecond)()
+	b, err := embedded.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	brokers := b.Addrs()
+	in := kafkatest.UniqueName(t, "in")
+	kafkatest.CreateTopic(t, brokers, in, 1)
+	cluster := b.Cluster()
+	// Read before the control is installed: the cluster's own calls would
+	// wait for the control function that makes them.
+	info := cluster.TopicInfo(in)
+	require.NotNil(t, info)
+	host, portStr, err := net.SplitHostPort(brokers[0])
+	require.NoError(t, err)
+	port, err := strconv.Atoi(portStr)
+	require.NoError(t, err)
+	leader := cluster.LeaderFor(in, 0)
+
+	var leaderless atomic.Bool
+	leaderless.Store(true)
+	cluster.ControlKey(int16(kmsg.Metadata), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		req := kreq.(*kmsg.MetadataRequest)
+		if !leaderless.Load() || len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != in {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.MetadataResponse)
+		resp.Version = req.Version
+		br := kmsg.NewMetadataResponseBroker()
+		br.NodeID, br.Host, br.Port = leader, host, int32(port)
+		resp.Brokers = append(resp.Brokers, br)
+		resp.ControllerID = leader
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic, st.TopicID = kmsg.StringPtr(in), info.TopicID
+		sp := kmsg.NewMetadataResponseTopicPartition()
+		sp.Partition, sp.Leader, sp.Replicas, sp.ISR = 0, -1, []int32{leader}, []int32{leader}
+		st.Partitions = append(st.Partitions, sp)
+		resp.Topics = append(resp.Topics, st)
+		return resp, nil, true
+	})
+
+	var processed atomic.Int32
+	bld := stream.NewBuilder()
+	stream.Source(bld, in, stream.String(), stream.String()).Peek(func(string, string) { processed.Add(1) })
+	top, err := bld.Build()
+	require.NoError(t, err)
+	logs := &kafkatest.LogBuffer{}
+	_, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
+		stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("app log:\n%s", logs.String())
+		}
+	})
+	kafkatest.ProduceStrings(t, brokers, in, []kafkatest.KV{{Key: "k", Value: "v"}})
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "its claim has not started") }, 30*time.Second, 10*time.Millisecond)
+	require.Contains(t, logs.String(), "partition_not_readable=true")
+	require.Zero(t, processed.Load())
+	leaderless.Store(false)
+	// The runtime's refresh (every 2 s while the claim waits) and sarama's
+	// next look at its cache (every 5 s): well within 20 s.
+	require.Eventually(t, func() bool { return processed.Load() == 1 }, 20*time.Second, 10*time.Millisecond, "the claim never started")
+	require.NoError(t, stop())
+	require.Equal(t, 1, strings.Count(logs.String(), "its claim has not started"))
 }

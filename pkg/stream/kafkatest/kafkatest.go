@@ -1,6 +1,7 @@
 package kafkatest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -415,7 +417,7 @@ func ConsumeN(t testing.TB, brokers []string, topic string, n int, timeout time.
 		for _, m := range msgs {
 			fmt.Fprintf(&b, "\n  p%d@%d %q=%q", m.Partition, m.Offset, m.Key, m.Value)
 		}
-		t.Fatalf("kafkatest: consumed %d of %d records from %q within %v:%s", len(msgs), n, topic, timeout, b.String())
+		t.Fatalf("kafkatest: consumed %d of %d records from %q within %v:%s\n%s", len(msgs), n, topic, timeout, b.String(), clientGoroutines())
 		return nil
 	}
 	return msgs
@@ -540,4 +542,28 @@ func toMessage(m *sarama.ConsumerMessage) Message {
 		}
 	}
 	return msg
+}
+
+// clientGoroutines returns the stacks of this process's goroutines that
+// run Kafka client or stream runtime code: where an app that wrote
+// nothing is waiting, printed when a test waits in vain for its output.
+func clientGoroutines() string {
+	var all bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&all, 2)
+	var b strings.Builder
+	b.WriteString("kafkatest: goroutines in Kafka clients and the stream runtime:\n")
+	for _, g := range strings.Split(all.String(), "\n\n") {
+		if strings.Contains(g, "kafkatest.clientGoroutines") {
+			continue
+		}
+		if strings.Contains(g, "github.com/IBM/sarama") || strings.Contains(g, "emostream/pkg/stream.") {
+			b.WriteString(g)
+			b.WriteString("\n\n")
+		}
+		if b.Len() > 200<<10 {
+			b.WriteString("(cut at 200 KiB)\n")
+			break
+		}
+	}
+	return b.String()
 }
