@@ -100,3 +100,25 @@ func FuzzMarshalEventFast(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMarshalResult: Result.Marshal writes exactly what encoding/json
+// writes, whichever path it takes.
+func FuzzMarshalResult(f *testing.F) {
+	f.Add(int64(1764201600000), int64(1764201602000), "🔥", int64(3), int64(1))
+	f.Add(int64(-2000), int64(0), "a<b>&\"c\\", int64(-1), int64(0))
+	f.Add(int64(0), int64(1), "\u2028\xff❤️", int64(1<<62), int64(-1<<63))
+	f.Fuzz(func(t *testing.T, start, end int64, emoji string, count, bursts int64) {
+		r := Result{WindowStart: start, WindowEnd: end, EmojiType: emoji, Count: count, Bursts: bursts}
+		got, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Marshal(%+v) = %s, encoding/json writes %s", r, got, want)
+		}
+	})
+}

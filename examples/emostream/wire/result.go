@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -47,8 +48,27 @@ func Bursts(count, scale int64) int64 {
 	return b
 }
 
-// Marshal encodes the result as the topic2 record value.
-func (r Result) Marshal() ([]byte, error) { return json.Marshal(r) }
+// Marshal encodes the result as the topic2 record value: the bytes
+// encoding/json writes, without its reflection when the emoji needs no
+// escaping (a result is written per window and emoji, as often as an event
+// is read when most windows hold one record).
+func (r Result) Marshal() ([]byte, error) {
+	if plainJSON(r.EmojiType) {
+		b := make([]byte, 0, 96+len(r.EmojiType))
+		b = append(b, `{"window_start":`...)
+		b = strconv.AppendInt(b, r.WindowStart, 10)
+		b = append(b, `,"window_end":`...)
+		b = strconv.AppendInt(b, r.WindowEnd, 10)
+		b = append(b, `,"emoji_type":"`...)
+		b = append(b, r.EmojiType...)
+		b = append(b, `","count":`...)
+		b = strconv.AppendInt(b, r.Count, 10)
+		b = append(b, `,"bursts":`...)
+		b = strconv.AppendInt(b, r.Bursts, 10)
+		return append(b, '}'), nil
+	}
+	return json.Marshal(r)
+}
 
 // Reason of a topic2 value rejected by [DecodeResult].
 const ReasonInvalidResult = "invalid result"
