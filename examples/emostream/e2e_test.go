@@ -20,6 +20,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
+	"github.com/emostream/emostream/examples/emostream/app"
 	"github.com/emostream/emostream/examples/emostream/wire"
 	"github.com/emostream/emostream/pkg/stream/kafkatest"
 )
@@ -208,6 +209,10 @@ func startEmostream(t *testing.T, bin string, args []string) (string, *kafkatest
 	}
 	require.NotEmpty(t, httpAddr, "no --http in %v", args)
 	cmd := exec.Command(bin, args...)
+	// At debug level, with sarama's and franz-go's lines: printed only when
+	// a test fails, where they tell a partition that never delivered from
+	// a record that was processed but never written.
+	cmd.Env = append(os.Environ(), app.EnvPrefix+"LOG_LEVEL=debug")
 	logs := &kafkatest.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())

@@ -9,12 +9,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/IBM/sarama"
+
 	"github.com/emostream/emostream/examples/emostream/aggregator"
 	"github.com/emostream/emostream/examples/emostream/app"
 	"github.com/emostream/emostream/pkg/stream"
 )
 
 func main() {
+	// sarama's log lines, at debug level, when --log-level is debug.
+	sarama.Logger = app.SaramaLogger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal, a second one kills the process the usual

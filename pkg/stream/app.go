@@ -347,6 +347,7 @@ func (a *App) run(parent context.Context) error {
 	var producer sarama.AsyncProducer // under exactly-once, for the teardown's abort
 	acksDone := make(chan struct{})
 	kopts, why := kgoOptions(a.cfg.brokers, sc)
+	kopts = append(kopts, kgo.WithLogger(kgoLogger{a.cfg.logger.With(slog.String("application_id", a.cfg.appID), slog.String("client", "franz-go"))}))
 	if !a.cfg.exactlyOnce && !a.cfg.saramaProducer && why == "" {
 		kw, err := await(life, ctx, func() (*kgoWriter, error) { return newKGOWriter(kopts, a.acked) },
 			func(w *kgoWriter) { w.close() })

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -52,6 +53,11 @@ type claimState struct {
 	// one is); stalled is the unix ns at which checkStalls reported the
 	// partition stalled, 0 while it is not.
 	next, stalled atomic.Int64
+	// probing: probeGap is asking what the one offset below the high
+	// watermark holds; probed is 1 + the next offset its last answer found
+	// a transaction marker (or nothing deliverable) at, 0 if none.
+	probing atomic.Bool
+	probed  atomic.Int64
 	// start is the offset consumption started at: the claim's initial
 	// offset, with sarama's OffsetOldest sentinel resolved; -1 if unknown.
 	start int64
@@ -325,18 +331,21 @@ var stallAfter = 10 * time.Second
 //
 //   - records wait: the last fresh ListOffsets answer
 //     (refreshHighWatermarks) reports a high watermark at least two offsets
-//     past the next record to process, or the claim's buffer holds records
-//     its task has not taken (processing is blocked); or
+//     past the next record to process, or one past it and that offset holds
+//     a record (probeGap), or the claim's buffer holds records its task has
+//     not taken (processing is blocked); or
 //   - the partition's leader has answered no ListOffsets request for
 //     stallAfter: the connection that carries the fetches hangs, or the
 //     requests fail.
 //
 // Without it such a partition is silent: nothing fails, nothing is logged,
-// and its records wait. A gap of one offset is not counted, as a
-// transaction's commit marker ends a partition written transactionally and
-// is never delivered; aborted records at a partition's end (never
-// delivered either) are reported, once. consumeClaim logs the end of the
-// episode.
+// and its records wait. A gap of one offset is ambiguous — a transaction's
+// commit marker ends a partition written transactionally and is never
+// delivered, while a single record written to an idle partition is one
+// offset too — so after stallAfter probeGap fetches that offset once and
+// reports a stall only if it holds a record; aborted records at a
+// partition's end (never delivered either) are reported, once.
+// consumeClaim logs the end of the episode.
 func (a *App) checkStalls() {
 	now := time.Now()
 	a.checkUnclaimed(now)
@@ -365,6 +374,13 @@ func (a *App) checkStalls() {
 				// Since the later of the last delivery and the first answer
 				// that reported the current high watermark.
 				from = max(lastDelivery, since.UnixNano())
+			case next >= 0 && last.hwm-next == 1:
+				// A commit marker, or a record never delivered: ask.
+				if waited := now.Sub(time.Unix(0, max(lastDelivery, since.UnixNano()))); waited >= stallAfter &&
+					cs.probed.Load() != next+1 && cs.probing.CompareAndSwap(false, true) {
+					a.life.bg.Go(func() { a.probeGap(topic, p, cs, next, last.hwm, waited) })
+				}
+				continue
 			default:
 				continue
 			}
@@ -372,14 +388,100 @@ func (a *App) checkStalls() {
 			if waited < stallAfter {
 				continue
 			}
-			cs.stalled.Store(now.UnixNano())
-			a.cfg.logger.Warn("partition stalled: no record delivered to its task",
-				slog.String("application_id", a.cfg.appID), slog.String("topic", topic), slog.Int("partition", int(p)),
-				slog.String("reason", reason), slog.Duration("for", waited.Round(time.Second)),
-				slog.Int64("next_offset", next), slog.Int64("high_watermark", last.hwm),
-				slog.Int64("fetched_high_watermark", cs.claim.HighWaterMarkOffset()), slog.Int("buffered", buffered))
+			a.reportStall(topic, p, cs, reason, waited, next, last.hwm)
 		}
 	}
+}
+
+// reportStall marks cs stalled and logs why. The caller holds claimMu.
+func (a *App) reportStall(topic string, p int32, cs *claimState, reason string, waited time.Duration, next, hwm int64) {
+	cs.stalled.Store(time.Now().UnixNano())
+	a.cfg.logger.Warn("partition stalled: no record delivered to its task",
+		slog.String("application_id", a.cfg.appID), slog.String("topic", topic), slog.Int("partition", int(p)),
+		slog.String("reason", reason), slog.Duration("for", waited.Round(time.Second)),
+		slog.Int64("next_offset", next), slog.Int64("high_watermark", hwm),
+		slog.Int64("fetched_high_watermark", cs.claim.HighWaterMarkOffset()), slog.Int("buffered", len(cs.claim.Messages())))
+}
+
+// probeGap asks the leader of topic/partition p what lies at next, the
+// offset one below the high watermark hwm that cs's claim has not
+// delivered for waited: a transaction's commit or abort marker (or an
+// aborted record, for a read_committed consumer) is never delivered, and
+// is remembered in cs.probed so it is asked about once; a record that a
+// consumer of the app's isolation level would receive is a stall, reported
+// as checkStalls reports the others.
+func (a *App) probeGap(topic string, p int32, cs *claimState, next, hwm int64, waited time.Duration) {
+	defer cs.probing.Store(false)
+	waiting, err := recordAt(a.client, topic, p, next, a.cfg.exactlyOnce)
+	if err != nil {
+		a.cfg.logger.Debug("asking what waits below the high watermark failed", slog.String("application_id", a.cfg.appID),
+			slog.String("topic", topic), slog.Int("partition", int(p)), slog.Int64("offset", next), slog.Any("err", err))
+		return
+	}
+	if !waiting {
+		cs.probed.Store(next + 1)
+		return
+	}
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
+	if a.claims[topic][p] != cs || cs.next.Load() != next || cs.stalled.Load() != 0 {
+		return // delivered, reported or revoked meanwhile
+	}
+	a.reportStall(topic, p, cs, "a record waits at its next offset", waited, next, hwm)
+}
+
+// recordAt fetches topic/partition p from offset off, once, from its
+// leader, and reports whether the answer holds a record at or past off
+// that a consumer would deliver: not a control record (a transaction
+// marker), and — for a consumer that reads committed data only — not one
+// of an aborted transaction. Fetch v4, the oldest Kafka 4 serves.
+func recordAt(client sarama.Client, topic string, p int32, off int64, readCommitted bool) (bool, error) {
+	b, err := client.Leader(topic, p)
+	if err != nil {
+		return false, err
+	}
+	req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 1, MaxBytes: 1 << 20, Isolation: sarama.ReadUncommitted}
+	if readCommitted {
+		req.Isolation = sarama.ReadCommitted
+	}
+	req.AddBlock(topic, p, off, 1<<20, -1)
+	resp, err := b.Fetch(req)
+	if err != nil {
+		return false, err
+	}
+	block := resp.GetBlock(topic, p)
+	if block == nil {
+		return false, fmt.Errorf("no answer for %s/%d", topic, p)
+	}
+	if block.Err != sarama.ErrNoError {
+		return false, block.Err
+	}
+	aborted := map[int64]bool{}
+	for _, t := range block.AbortedTransactions {
+		aborted[t.ProducerID] = true
+	}
+	for _, recs := range block.RecordsSet {
+		rb := recs.RecordBatch
+		if rb == nil {
+			if recs.MsgSet != nil {
+				for _, m := range recs.MsgSet.Messages {
+					if m.Offset >= off {
+						return true, nil
+					}
+				}
+			}
+			continue
+		}
+		if rb.Control || (readCommitted && rb.IsTransactional && aborted[rb.ProducerID]) {
+			continue
+		}
+		for _, r := range rb.Records {
+			if rb.FirstOffset+r.OffsetDelta >= off {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // unclaimedRefreshAfter is how long a partition of the session's tasks may

@@ -28,3 +28,8 @@ func SetStallAfter(d time.Duration) (reset func()) {
 	stallAfter = d
 	return func() { stallAfter = was }
 }
+
+// RecordAt reports whether a consumer (one that reads committed data only,
+// if readCommitted) would receive a record at or past off of
+// topic/partition p; see probeGap.
+var RecordAt = recordAt

@@ -267,6 +267,10 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 	a.claimMu.Unlock()
 	cs := a.newClaimState(claim)
 	a.claimMu.Lock()
+	a.cfg.logger.Debug("claim started", slog.String("application_id", a.cfg.appID), slog.String("topic", claim.Topic()),
+		slog.Int("partition", int(claim.Partition())), slog.Int64("initial_offset", claim.InitialOffset()),
+		slog.Int64("start", cs.start), slog.Int64("high_watermark", claim.HighWaterMarkOffset()),
+		slog.Duration("resolving", time.Since(time.Unix(0, a.starting[claim.Topic()][claim.Partition()]))))
 	delete(a.starting[claim.Topic()], claim.Partition())
 	if a.claims == nil {
 		a.claims = map[string]map[int32]*claimState{}
@@ -296,6 +300,7 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 	in := a.met.recordsIn.WithLabelValues(claim.Topic())
 	msgs := claim.Messages()
 	var scratch inRecord
+	delivered := false
 	for {
 		var first *sarama.ConsumerMessage
 		select {
@@ -328,6 +333,12 @@ func (a *App) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Consum
 				cs.reached.Store(true)
 			}
 			a.delivered(cs, last)
+			if !delivered {
+				delivered = true
+				a.cfg.logger.Debug("claim delivered its first records", slog.String("application_id", a.cfg.appID),
+					slog.String("topic", claim.Topic()), slog.Int("partition", int(claim.Partition())),
+					slog.Int64("first_offset", first.Offset), slog.Int("records", n), slog.Int64("high_watermark", hwm))
+			}
 		}
 		if err != nil {
 			a.fail(err)

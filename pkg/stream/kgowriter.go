@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -148,4 +149,27 @@ func (w *kgoWriter) close() {
 			w.inflight.Wait()
 		}()
 	})
+}
+
+// kgoLogger writes kgo's log lines to the App's logger at debug level,
+// with kgo's own level as kgo_level: kgo's warnings (a broker it cannot
+// reach, a produce request it retries) are what the runtime reports itself
+// when they matter (a commit that waits for acknowledgements, a failure),
+// so they are detail for debugging, as the rest. kgo's debug level (every
+// request) is not passed on: at a few thousand requests per second it
+// would drown everything else.
+type kgoLogger struct{ l *slog.Logger }
+
+// Level implements kgo.Logger: info while the logger takes debug lines,
+// none otherwise (kgo then formats nothing).
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelNone
+}
+
+// Log implements kgo.Logger.
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	k.l.Debug(msg, append([]any{slog.String("kgo_level", level.String())}, keyvals...)...)
 }

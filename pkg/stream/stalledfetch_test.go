@@ -143,12 +143,14 @@ func TestStalledFetchesKeepInputIncomplete(t *testing.T) {
 }
 
 // TestStalledPartitionIsLogged: a partition that delivers nothing while
-// records wait is reported, once, and its recovery too. Three cases on one
+// records wait is reported, once, and its recovery too. Four cases on one
 // app: an idle partition whose last transaction left a commit marker (one
 // offset below the high watermark that is never delivered) is not a stall;
 // fetches held back by the broker while records are written are one (the
-// leader answers nothing on that connection meanwhile); and a task blocked
-// in its processor while its claim buffers records is one.
+// leader answers nothing on that connection meanwhile); a task blocked in
+// its processor while its claim buffers records is one; and a single
+// record one offset below the high watermark that the fetches do not
+// bring (while the leader answers) is one.
 func TestStalledPartitionIsLogged(t *testing.T) {
 	defer stream.SetStallAfter(700 * time.Millisecond)()
 	b, err := embedded.Start()
@@ -173,13 +175,36 @@ func TestStalledPartitionIsLogged(t *testing.T) {
 	require.NoError(t, err)
 
 	var stallUntil atomic.Int64
+	// While emptyAt > 0, the app's consumer's fetches (the ones that wait
+	// for data) are answered with no records and emptyAt as the high
+	// watermark, a little later; a one-off fetch that does not wait (the
+	// runtime's probe) is answered as usual.
+	var emptyAt atomic.Int64
 	cluster := b.Cluster()
-	cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+	cluster.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		if d := time.Until(time.Unix(0, stallUntil.Load())); d > 0 {
 			cluster.SleepControl(func() { time.Sleep(d) })
 		}
-		return nil, nil, false
+		req := kreq.(*kmsg.FetchRequest)
+		hwm := emptyAt.Load()
+		if hwm == 0 || req.MaxWaitMillis == 0 {
+			return nil, nil, false
+		}
+		cluster.SleepControl(func() { time.Sleep(20 * time.Millisecond) })
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.Version = req.Version
+		for _, rt := range req.Topics {
+			ft := kmsg.NewFetchResponseTopic()
+			ft.Topic, ft.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				fp := kmsg.NewFetchResponseTopicPartition()
+				fp.Partition, fp.HighWatermark, fp.LastStableOffset, fp.PreferredReadReplica = rp.Partition, hwm, hwm, -1
+				ft.Partitions = append(ft.Partitions, fp)
+			}
+			resp.Topics = append(resp.Topics, ft)
+		}
+		return resp, nil, true
 	})
 
 	logs := &kafkatest.LogBuffer{}
@@ -242,8 +267,26 @@ func TestStalledPartitionIsLogged(t *testing.T) {
 	require.Contains(t, logs.String(), `reason="records wait below its high watermark"`)
 	close(block)
 	require.Eventually(t, func() bool { return processed.Load() == 7 && resumed() == 2 }, 30*time.Second, 10*time.Millisecond)
+
+	// 4. One record, the only one past the next offset (as the first
+	// record of an idle partition is), that the fetches do not bring: the
+	// high watermark is one past the next offset, as after a commit marker,
+	// but this offset holds a record.
+	client, err := sarama.NewClient(brokers, kafkatest.SaramaConfig())
+	require.NoError(t, err)
+	defer client.Close()
+	end, err := client.GetOffset(in, 0, sarama.OffsetNewest)
+	require.NoError(t, err)
+	emptyAt.Store(end + 1)
+	time.Sleep(300 * time.Millisecond) // a fetch that waited for data before has been answered
+	send("unfetched")
+	require.Eventually(t, func() bool { return stalls() == 3 }, 10*time.Second, 10*time.Millisecond, "a single undelivered record not reported")
+	require.Contains(t, logs.String(), `reason="a record waits at its next offset"`)
+	require.EqualValues(t, 7, processed.Load())
+	emptyAt.Store(0)
+	require.Eventually(t, func() bool { return processed.Load() == 8 && resumed() == 3 }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, stop())
-	require.Equal(t, 2, stalls(), "each stall is reported once")
+	require.Equal(t, 3, stalls(), "each stall is reported once")
 }
 
 // TestUnstartedClaimIsLoggedAndRestarted: sarama starts a claim only once

@@ -117,6 +117,8 @@ type task struct {
 	// completeAt is the last wall-clock time the task was seen caught up
 	// (see InputCompleteAt).
 	completeAt time.Time
+	// caughtUpLogged: InputCompleteAt has logged the task's first advance.
+	caughtUpLogged bool
 	// committed is, per resolved source topic, the offset and metadata of
 	// the last successful commit (at creation: as fetched from Kafka).
 	committed map[string]committedPosition
@@ -561,6 +563,10 @@ func (c *procContext[K, V]) InputCompleteAt() time.Time {
 	if t.caughtUp == nil {
 		t.completeAt = t.env.now()
 	} else if _, asOf := t.caughtUp(); asOf.After(t.completeAt) {
+		if !t.caughtUpLogged {
+			t.caughtUpLogged = true
+			t.logger.Debug("task caught up with its input", slog.Time("as_of", asOf), slog.Time("was", t.completeAt))
+		}
 		t.completeAt = asOf
 	}
 	return t.completeAt

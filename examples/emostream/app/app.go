@@ -117,7 +117,12 @@ func Main(ctx context.Context, o Options) int {
 		fmt.Fprintf(o.Stderr, "emostream: %v (see %s)\n", oneLine(err), helpHint(o.Args))
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	if c.logLevel <= slog.LevelDebug {
+		sl := log.With(slog.String("component", "sarama"))
+		saramaLog.Store(sl)
+		defer saramaLog.CompareAndSwap(sl, nil)
+	}
 	e := env{Options: o, cfg: c, log: log}
 	e.logSecurity()
 	switch c.command {

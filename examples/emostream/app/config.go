@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"regexp"
@@ -82,6 +83,9 @@ type config struct {
 	saslPassword     string
 	// security is built from the fields above by validate.
 	security stream.Security
+
+	// logLevel is the lowest level logged (--log-level).
+	logLevel slog.Level
 }
 
 // secretFlags are flags whose values must never be printed.
@@ -177,6 +181,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.rebalancing, "rebalancing", "cooperative", "aggregator: the consumer group's rebalance protocol, `cooperative` (only the partitions that move are handed over; the others keep running) or eager (every aggregator hands over all its partitions at each rebalance); --exactly-once always rebalances eagerly, see docs/operations.md#rebalancing")
 	fs.IntVar(&c.standbyReplicas, "standby-replicas", 1, "aggregator: how many other aggregators keep a warm copy of each partition's window state by following its changelog, so a failover restores only the changelog's tail (Kafka Streams' num.standby.replicas; 0: none)")
 	aggregationsFlag(fs, c)
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "lowest `level` logged: debug, info, warn or error; debug adds the Kafka clients' own log lines (sarama's, franz-go's)")
 	fs.IntVar(&c.loadClients, "load-clients", 0, "simulated clients started by run")
 	fs.IntVar(&c.maxViewers, "max-viewers", dashboard.DefaultMaxViewers, "dashboard: most concurrent /events streams; more are answered 503 with Retry-After and the page retries")
 	fs.StringVar(&c.target, "target", "http://127.0.0.1:8080", "load: `URL` of the ingest API")

@@ -39,14 +39,14 @@ var aggregatorFlags = []string{"input-topic", "output-topic", "dlq-topic", "part
 // effect on it. A flag missing here is shown for every subcommand
 // (TestEveryFlagHasAScope keeps the list complete).
 var flagScope = map[string][]string{
-	"run":       concat(kafkaFlags, aggregatorFlags, []string{"http", "max-viewers", "load-clients", "rate", "batch"}),
-	"api":       concat(kafkaFlags, []string{"http", "input-topic", "partitions"}),
-	"aggregate": concat(kafkaFlags, aggregatorFlags, []string{"http"}),
+	"run":       concat(kafkaFlags, aggregatorFlags, []string{"http", "max-viewers", "load-clients", "rate", "batch", "log-level"}),
+	"api":       concat(kafkaFlags, []string{"http", "input-topic", "partitions", "log-level"}),
+	"aggregate": concat(kafkaFlags, aggregatorFlags, []string{"http", "log-level"}),
 	"dashboard": concat(kafkaFlags, []string{"http", "output-topic", "partitions", "window", "grace", "scale",
-		"max-viewers", "aggregations"}),
-	"load": {"target", "clients", "rate", "duration", "batch"},
+		"max-viewers", "aggregations", "log-level"}),
+	"load": {"target", "clients", "rate", "duration", "batch", "log-level"},
 	"broker": {"broker-listen", "data-dir", "partitions", "retention", "input-topic", "output-topic", "dlq-topic",
-		"aggregations", "users-topic"},
+		"aggregations", "users-topic", "log-level"},
 }
 
 func concat(lists ...[]string) []string {
