@@ -407,12 +407,13 @@ func (a *App) reportStall(topic string, p int32, cs *claimState, reason string, 
 // offset one below the high watermark hwm that cs's claim has not
 // delivered for waited: a transaction's commit or abort marker (or an
 // aborted record, for a read_committed consumer) is never delivered, and
-// is remembered in cs.probed so it is asked about once; a record that a
-// consumer of the app's isolation level would receive is a stall, reported
-// as checkStalls reports the others.
+// is remembered in cs.probed so it is asked about once; a record that the
+// app's consumer (read_committed) would receive is a stall, reported as
+// checkStalls reports the others.
 func (a *App) probeGap(topic string, p int32, cs *claimState, next, hwm int64, waited time.Duration) {
 	defer cs.probing.Store(false)
-	waiting, err := recordAt(a.client, topic, p, next, a.cfg.exactlyOnce)
+	// The app's consumer reads committed data only, whatever its guarantee.
+	waiting, err := recordAt(a.client, topic, p, next, a.client.Config().Consumer.IsolationLevel == sarama.ReadCommitted)
 	if err != nil {
 		a.cfg.logger.Debug("asking what waits below the high watermark failed", slog.String("application_id", a.cfg.appID),
 			slog.String("topic", topic), slog.Int("partition", int(p)), slog.Int64("offset", next), slog.Any("err", err))
