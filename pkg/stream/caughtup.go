@@ -457,6 +457,10 @@ func recordAt(client sarama.Client, topic string, p int32, off int64, readCommit
 	if block.Err != sarama.ErrNoError {
 		return false, block.Err
 	}
+	// The producers with an aborted transaction in the answer: their
+	// transactional batches are taken as aborted (a later committed one of
+	// the same producer is then not seen, which can only miss a warning,
+	// never raise a false one).
 	aborted := map[int64]bool{}
 	for _, t := range block.AbortedTransactions {
 		aborted[t.ProducerID] = true

@@ -26,11 +26,7 @@ func TestRecordAtTellsMarkersFromRecords(t *testing.T) {
 			kafkatest.ProduceStrings(t, brokers, plain, []kafkatest.KV{{Key: "k", Value: "v"}})
 
 			cfg := kafkatest.SaramaConfig()
-			cfg.Producer.Idempotent = true
-			cfg.Producer.RequiredAcks = sarama.WaitForAll
-			cfg.Producer.Return.Successes = true
 			cfg.Producer.Transaction.ID = kafkatest.UniqueName(t, "txn")
-			cfg.Net.MaxOpenRequests = 1
 			txn, err := sarama.NewSyncProducer(brokers, cfg)
 			require.NoError(t, err)
 			defer txn.Close()

@@ -222,11 +222,7 @@ func TestStalledPartitionIsLogged(t *testing.T) {
 	// 1. One record in a committed transaction: the partition ends with its
 	// commit marker. Idle for several stall periods: no warning.
 	tcfg := kafkatest.SaramaConfig()
-	tcfg.Producer.Idempotent = true
-	tcfg.Producer.RequiredAcks = sarama.WaitForAll
-	tcfg.Producer.Return.Successes = true
 	tcfg.Producer.Transaction.ID = kafkatest.UniqueName(t, "txn")
-	tcfg.Net.MaxOpenRequests = 1
 	txn, err := sarama.NewSyncProducer(brokers, tcfg)
 	require.NoError(t, err)
 	defer txn.Close()
