@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/emostream/emostream/pkg/stream/internal/stacks"
 )
 
 // Caught up: whether a task has processed everything its input partitions
@@ -393,7 +396,9 @@ func (a *App) checkStalls() {
 	}
 }
 
-// reportStall marks cs stalled and logs why. The caller holds claimMu.
+// reportStall marks cs stalled and logs why; at debug level it also logs
+// the stacks of sarama's and the runtime's goroutines, which say where the
+// partition's consumer waits. The caller holds claimMu.
 func (a *App) reportStall(topic string, p int32, cs *claimState, reason string, waited time.Duration, next, hwm int64) {
 	cs.stalled.Store(time.Now().UnixNano())
 	a.cfg.logger.Warn("partition stalled: no record delivered to its task",
@@ -401,6 +406,10 @@ func (a *App) reportStall(topic string, p int32, cs *claimState, reason string, 
 		slog.String("reason", reason), slog.Duration("for", waited.Round(time.Second)),
 		slog.Int64("next_offset", next), slog.Int64("high_watermark", hwm),
 		slog.Int64("fetched_high_watermark", cs.claim.HighWaterMarkOffset()), slog.Int("buffered", len(cs.claim.Messages())))
+	if a.cfg.logger.Enabled(context.Background(), slog.LevelDebug) {
+		a.cfg.logger.Debug("goroutines of the Kafka client and the runtime at the stall", slog.String("application_id", a.cfg.appID),
+			slog.String("topic", topic), slog.Int("partition", int(p)), slog.String("stacks", stacks.Kafka("", 64<<10)))
+	}
 }
 
 // probeGap asks the leader of topic/partition p what lies at next, the

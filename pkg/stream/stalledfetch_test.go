@@ -210,7 +210,7 @@ func TestStalledPartitionIsLogged(t *testing.T) {
 	logs := &kafkatest.LogBuffer{}
 	_, stop := startApp(t, top, stream.Brokers(brokers...), stream.ApplicationID(kafkatest.UniqueName(t, "app")),
 		stream.SessionTimeout(30*time.Second), stream.HeartbeatInterval(time.Second),
-		stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+		stream.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("app log:\n%s", logs.String())
@@ -283,6 +283,9 @@ func TestStalledPartitionIsLogged(t *testing.T) {
 	require.Eventually(t, func() bool { return processed.Load() == 8 && resumed() == 3 }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, stop())
 	require.Equal(t, 3, stalls(), "each stall is reported once")
+	// At debug level each report comes with the client's goroutines.
+	require.Equal(t, 3, strings.Count(logs.String(), "goroutines of the Kafka client and the runtime at the stall"))
+	require.Contains(t, logs.String(), "github.com/IBM/sarama.(*partitionConsumer)")
 }
 
 // TestUnstartedClaimIsLoggedAndRestarted: sarama starts a claim only once

@@ -1,7 +1,6 @@
 package kafkatest
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/emostream/emostream/pkg/stream/embedded"
+	"github.com/emostream/emostream/pkg/stream/internal/stacks"
 )
 
 // EnvBrokers is the environment variable naming the real Kafka brokers, as a
@@ -548,22 +547,5 @@ func toMessage(m *sarama.ConsumerMessage) Message {
 // run Kafka client or stream runtime code: where an app that wrote
 // nothing is waiting, printed when a test waits in vain for its output.
 func clientGoroutines() string {
-	var all bytes.Buffer
-	_ = pprof.Lookup("goroutine").WriteTo(&all, 2)
-	var b strings.Builder
-	b.WriteString("kafkatest: goroutines in Kafka clients and the stream runtime:\n")
-	for _, g := range strings.Split(all.String(), "\n\n") {
-		if strings.Contains(g, "kafkatest.clientGoroutines") {
-			continue
-		}
-		if strings.Contains(g, "github.com/IBM/sarama") || strings.Contains(g, "emostream/pkg/stream.") {
-			b.WriteString(g)
-			b.WriteString("\n\n")
-		}
-		if b.Len() > 200<<10 {
-			b.WriteString("(cut at 200 KiB)\n")
-			break
-		}
-	}
-	return b.String()
+	return "kafkatest: goroutines in Kafka clients and the stream runtime:\n" + stacks.Kafka("kafkatest.clientGoroutines", 200<<10)
 }
