@@ -1,6 +1,7 @@
 package app
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,16 @@ func TestParse(t *testing.T) {
 		check   func(t *testing.T, c *config)
 		wantErr string
 	}{
+		{name: "log level from the environment", env: map[string]string{"EMOSTREAM_LOG_LEVEL": "debug"}, check: func(t *testing.T, c *config) {
+			require.Equal(t, slog.LevelDebug, c.logLevel)
+		}},
+		{name: "log level flag", args: []string{"--log-level", "WARN"}, check: func(t *testing.T, c *config) {
+			require.Equal(t, slog.LevelWarn, c.logLevel)
+		}},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: `invalid value "loud" for flag --log-level`},
 		{name: "defaults", check: func(t *testing.T, c *config) {
 			require.Equal(t, "run", c.command)
+			require.Equal(t, slog.LevelInfo, c.logLevel)
 			require.Empty(t, c.brokers)
 			require.Equal(t, "127.0.0.1:9092", c.brokerListen)
 			require.Equal(t, "", c.dataDir)
