@@ -18,6 +18,13 @@ func FuzzEnvelopeRewrite(f *testing.F) {
 	f.Add(two, "in/0", int64(7), uint64(0), []byte{})
 	f.Add(two, "", int64(0), uint64(0), []byte("p"))
 	f.Add(envelope{value: []byte("v")}.encode(), "in/3", int64(1), uint64(1), []byte("w"))
+	// One position, of the writer's origin (appendEnvelope's fast path),
+	// and of another origin.
+	one := envelope{positions: []storedPosition{{originID("in/0"), 7, 1}}, value: []byte{0, 1}}.encode()
+	f.Add(one, "in/0", int64(9), uint64(0), []byte("v"))
+	f.Add(one, "in/0", int64(1<<40), uint64(1<<20), []byte{})
+	f.Add(one, "in/1", int64(9), uint64(0), []byte("v"))
+	f.Add(one[:11], "in/0", int64(9), uint64(0), []byte("v"))
 	f.Add([]byte{1, 200, 1}, "in/0", int64(1), uint64(1), []byte("w"))
 	f.Fuzz(func(t *testing.T, raw []byte, origin string, off int64, sub uint64, value []byte) {
 		p := pos(origin, off, sub)

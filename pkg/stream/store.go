@@ -181,6 +181,8 @@ type storeCore struct {
 	// changelog record.
 	dirty      map[string][]byte
 	dirtyBytes int64
+	// dirtyGen counts the times dirty was emptied (see kvStore.Update).
+	dirtyGen uint64
 	// inflight counts this store's changelog records sent to Kafka and not
 	// acknowledged yet (App only; a LocalRunner has no changelog). Added to
 	// and waited on under the task's lock.
@@ -223,6 +225,13 @@ func (c *storeCore) write(key, value []byte) error {
 // backend and the record cache share it, and value when it follows key in
 // one array (see kv.Store.PutOwned).
 func (c *storeCore) writeKV(key, value []byte) error {
+	return c.writeKVAfter(key, value, nil, false)
+}
+
+// writeKVAfter is writeKV for a caller that read key from the record cache
+// (pending) just before: held says the cache holds key, and prev is its value
+// there. It saves looking the key up again.
+func (c *storeCore) writeKVAfter(key, value, prev []byte, held bool) error {
 	if c.closed.Load() {
 		return ErrStoreClosed
 	}
@@ -244,8 +253,11 @@ func (c *storeCore) writeKV(key, value []byte) error {
 		c.dirty = map[string][]byte{}
 	}
 	delta := int64(len(value))
-	if old, ok := c.dirty[string(key)]; ok {
-		delta -= int64(len(old))
+	if !held {
+		prev, held = c.dirty[string(key)]
+	}
+	if held {
+		delta -= int64(len(prev))
 	} else {
 		delta += int64(len(key)) + cacheEntryOverhead
 	}
@@ -257,6 +269,20 @@ func (c *storeCore) writeKV(key, value []byte) error {
 		c.task.flushStores()
 	}
 	return nil
+}
+
+// pending returns what the record cache holds for key: its value (nil for a
+// deletion), whether that is a value, and whether the cache holds the key at
+// all. A held value is the backend's own (writeKV gives both the same bytes),
+// so a caller may read it instead of the backend's. Only the task's
+// goroutine, holding the task's lock, may call it: the cache is not
+// safe for interactive queries' goroutines.
+func (c *storeCore) pending(key []byte) (value []byte, found, ok bool) {
+	if len(c.dirty) == 0 {
+		return nil, false, false
+	}
+	value, ok = c.dirty[string(key)]
+	return value, value != nil, ok
 }
 
 // flush sends the store's held-back changelog writes. The runtime calls it
@@ -274,6 +300,7 @@ func (c *storeCore) flush() {
 		c.task.sendChangelog(c, key, v)
 	}
 	clear(c.dirty)
+	c.dirtyGen++
 	c.task.env.recordCache().used.Add(-c.dirtyBytes)
 	c.dirtyBytes = 0
 }
@@ -337,12 +364,12 @@ func (s *kvStore[K, V]) Put(key K, v V) error {
 	if s.core.closed.Load() {
 		return ErrStoreClosed
 	}
-	return s.write(kb, nil, writePosition{}, v)
+	return s.write(kb, nil, writePosition{}, v, false)
 }
 
 // write stores v under kb in the envelope raw (nil: a new one) with
 // position p added.
-func (s *kvStore[K, V]) write(kb, raw []byte, p writePosition, v V) error {
+func (s *kvStore[K, V]) write(kb, raw []byte, p writePosition, v V, held bool) error {
 	if s.va != nil {
 		// One allocation: key and envelope, with room for a value as long
 		// as the last one, which the serde appends to.
@@ -359,7 +386,7 @@ func (s *kvStore[K, V]) write(kb, raw []byte, p writePosition, v V) error {
 			// A shorter value than the hint: no spare capacity is kept.
 			kv = append(make([]byte, 0, len(kv)), kv...)
 		}
-		return s.core.writeKV(kv[:len(kb)], kv[len(kb):])
+		return s.core.writeKVAfter(kv[:len(kb)], kv[len(kb):], raw, held)
 	}
 	vb, err := s.vs.Serialize(v)
 	if err != nil {
@@ -369,7 +396,7 @@ func (s *kvStore[K, V]) write(kb, raw []byte, p writePosition, v V) error {
 	if err != nil {
 		return err
 	}
-	return s.core.writeKV(kv[:len(kb)], kv[len(kb):])
+	return s.core.writeKVAfter(kv[:len(kb)], kv[len(kb):], raw, held)
 }
 
 func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V, bool, error) {
@@ -382,10 +409,16 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 		return zero, false, ErrStoreClosed
 	}
 	// The stored envelope is read in place: it is only parsed, never kept
-	// or modified, and the new one is written to a fresh buffer.
-	raw, found, err := s.core.backend.GetShared(kb)
-	if err != nil {
-		return zero, false, err
+	// or modified, and the new one is written to a fresh buffer. A key
+	// written since the last flush is read from the record cache, which
+	// holds the same bytes as the backend, without a descent of the
+	// backend's tree (a key updated by every few records, issue #14).
+	raw, found, cached := s.core.pending(kb)
+	gen := s.core.dirtyGen
+	if !cached {
+		if raw, found, err = s.core.backend.GetShared(kb); err != nil {
+			return zero, false, err
+		}
 	}
 	var pos writePosition
 	if !s.noDedup {
@@ -411,7 +444,9 @@ func (s *kvStore[K, V]) Update(key K, fn func(old V, found bool) (V, error)) (V,
 	if !found {
 		raw = nil
 	}
-	if err := s.write(kb, raw, pos, nv); err != nil {
+	// fn could have made the cache flush (by writing to another store):
+	// then what pending said no longer holds.
+	if err := s.write(kb, raw, pos, nv, cached && gen == s.core.dirtyGen); err != nil {
 		return zero, false, err
 	}
 	return nv, true, nil
@@ -431,7 +466,7 @@ func (s *kvStore[K, V]) Create(key K, v V) error {
 	if !s.noDedup {
 		pos = s.core.task.nextWritePosition()
 	}
-	return s.write(kb, nil, pos, v)
+	return s.write(kb, nil, pos, v, false)
 }
 
 func (s *kvStore[K, V]) Delete(key K) error {
@@ -689,6 +724,14 @@ func rewriteEnvelope(prefix, raw []byte, p writePosition, value []byte) ([]byte,
 // appendEnvelope is rewriteEnvelope without the value: the new buffer ends
 // with the envelope's header and has room for valueLen more bytes.
 func appendEnvelope(prefix, raw []byte, p writePosition, valueLen int) ([]byte, error) {
+	if p.dedup() && onlyPositionOf(raw, p.id) {
+		// The common case, a store fed by one input partition: the old
+		// envelope holds one position, of p's origin, which p replaces.
+		b := make([]byte, 0, len(prefix)+2+positionSize(p.offset, p.sub)+valueLen)
+		b = append(b, prefix...)
+		b = append(b, envelopeVersion, 1) // one position (uvarint 1)
+		return appendPosition(b, p.id, p.offset, p.sub), nil
+	}
 	var n uint64
 	size := len(prefix) + 1 + valueLen
 	if raw != nil {
@@ -721,6 +764,21 @@ func appendEnvelope(prefix, raw []byte, p writePosition, valueLen int) ([]byte, 
 		b = appendPosition(b, p.id, p.offset, p.sub)
 	}
 	return b, nil
+}
+
+// onlyPositionOf reports whether raw is a well-formed current-version
+// envelope header holding exactly one position, of origin id (the value
+// after it is not looked at).
+func onlyPositionOf(raw []byte, id uint64) bool {
+	if len(raw) < 12 || raw[0] != envelopeVersion || raw[1] != 1 || binary.BigEndian.Uint64(raw[2:]) != id {
+		return false
+	}
+	_, k := binary.Uvarint(raw[10:])
+	if k <= 0 {
+		return false
+	}
+	_, k2 := binary.Uvarint(raw[10+k:])
+	return k2 > 0
 }
 
 // positionSize is the encoded size of a position (appendPosition).

@@ -77,8 +77,13 @@ type task struct {
 	mu      sync.Mutex
 	sources map[string]func(*inRecord) // resolved topic -> source input
 	origins map[string]string          // resolved topic -> "topic/partition"
-	stores  map[string]*storeCore
-	closers []func() error
+	// lastTopic is the previous record's topic, lastIn and lastOrigin its
+	// entries in sources and origins (see process).
+	lastTopic  string
+	lastIn     func(*inRecord)
+	lastOrigin string
+	stores     map[string]*storeCore
+	closers    []func() error
 	// caughtUp reports whether the task has processed everything its input
 	// partitions held, and as of when; nil means always, as of now
 	// (LocalRunner).
@@ -243,18 +248,23 @@ func (t *task) process(r *inRecord) error {
 	if t.closed || t.closing || t.lost.Load() {
 		return nil
 	}
-	in, ok := t.sources[r.topic]
-	if !ok {
-		return fmt.Errorf("stream: task %v has no source for topic %s", t.id, r.topic)
+	// The topic of the previous record is nearly always this one's: its
+	// source and origin are kept to skip two map lookups per record.
+	in, origin := t.lastIn, t.lastOrigin
+	if in == nil || r.topic != t.lastTopic {
+		var ok bool
+		if in, ok = t.sources[r.topic]; !ok {
+			return fmt.Errorf("stream: task %v has no source for topic %s", t.id, r.topic)
+		}
+		if origin, ok = t.origins[r.topic]; !ok {
+			origin = fmt.Sprintf("%s/%d", r.topic, r.partition)
+			t.origins[r.topic] = origin
+		}
+		t.lastTopic, t.lastIn, t.lastOrigin = r.topic, in, origin
 	}
 	t.cur.meta = RecordMetadata{Topic: r.topic, Partition: r.partition, Offset: r.offset}
 	t.cur.inRecord = true
 	t.cur.raw = r
-	origin, ok := t.origins[r.topic]
-	if !ok {
-		origin = fmt.Sprintf("%s/%d", r.topic, r.partition)
-		t.origins[r.topic] = origin
-	}
 	t.cur.origin, t.cur.offset, t.cur.base = origin, r.offset, 0
 	t.cur.writes, t.cur.sends = 0, 0
 	// A repartitioned record keeps the position of the input it came from, so
@@ -428,6 +438,7 @@ func (t *task) discardDirty() {
 			rc.used.Add(-c.dirtyBytes)
 		}
 		clear(c.dirty)
+		c.dirtyGen++
 		c.dirtyBytes = 0
 	}
 }
