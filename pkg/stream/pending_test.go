@@ -147,3 +147,26 @@ func TestUpdateReadsTheRecordCache(t *testing.T) {
 	sameAsBackend()
 	accounted()
 }
+
+// TestGetReadsStoredBytesInPlace: KeyValueStore.Get parses the stored entry
+// in place (kv.Store.GetShared) instead of copying it and collecting its
+// dedup positions: reading a count allocates only its serialized key.
+func TestGetReadsStoredBytesInPlace(t *testing.T) {
+	b := NewBuilder()
+	b.AddStore(KeyValueStoreBuilder("counts", String(), Int64()))
+	b.AddStore(KeyValueStoreBuilder("other", String(), Int64()))
+	src := Source(b, "in", String(), String())
+	Process(src, "count", func() Processor[string, string, string, string] { return &cacheCounter{} }, "counts", "other")
+	task, pipe := pipeTask(t, b)
+	defer task.mu.Unlock()
+	for i := range 10 {
+		pipe(int64(i), "a", "x")
+	}
+	s := task.stores["counts"].typed.(KeyValueStore[string, int64])
+	v, found, err := s.Get("a")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, int64(10), v)
+	allocs := testing.AllocsPerRun(100, func() { _, _, _ = s.Get("a") })
+	require.LessOrEqual(t, allocs, 1.0, "allocations per Get")
+}

@@ -14,7 +14,8 @@ type Serde[T any] interface {
 	// always yields the same bytes, because keys are compared as bytes in stores
 	// and partitioners.
 	Serialize(v T) ([]byte, error)
-	// Deserialize decodes b. It must not keep a reference to b.
+	// Deserialize decodes b. It must not keep a reference to b, nor modify
+	// it: state stores pass their stored bytes themselves.
 	Deserialize(b []byte) (T, error)
 }
 

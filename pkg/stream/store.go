@@ -324,16 +324,21 @@ func newKVStore[K, V any](c *storeCore, ks Serde[K], vs Serde[V], noDedup bool) 
 
 func (s *kvStore[K, V]) Name() string { return s.core.name }
 
-func (s *kvStore[K, V]) get(kb []byte) (envelope, bool, error) {
+// get returns the user value stored under kb, a slice of the stored bytes.
+func (s *kvStore[K, V]) get(kb []byte) ([]byte, bool, error) {
 	if s.core.closed.Load() {
-		return envelope{}, false, ErrStoreClosed
+		return nil, false, ErrStoreClosed
 	}
-	raw, found, err := s.core.backend.Get(kb)
+	// The stored bytes themselves, not a copy: the envelope is only parsed
+	// and the value only deserialized (Serde.Deserialize neither keeps nor
+	// modifies its input), and a backend never modifies a value it handed
+	// out (kv.Store.GetShared).
+	raw, found, err := s.core.backend.GetShared(kb)
 	if err != nil || !found {
-		return envelope{}, false, err
+		return nil, false, err
 	}
-	env, err := decodeEnvelope(raw)
-	return env, err == nil, err
+	value, err := eachPosition(raw, func(uint64, int64, uint64) {})
+	return value, err == nil, err
 }
 
 func (s *kvStore[K, V]) Get(key K) (V, bool, error) {
@@ -342,11 +347,11 @@ func (s *kvStore[K, V]) Get(key K) (V, bool, error) {
 	if err != nil {
 		return zero, false, err
 	}
-	env, found, err := s.get(kb)
+	value, found, err := s.get(kb)
 	if err != nil || !found {
 		return zero, false, err
 	}
-	v, err := s.vs.Deserialize(env.value)
+	v, err := s.vs.Deserialize(value)
 	return v, err == nil, err
 }
 
