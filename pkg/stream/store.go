@@ -299,9 +299,17 @@ func (c *storeCore) flush() {
 		}
 		c.task.sendChangelog(c, key, v)
 	}
+	c.dropDirty()
+}
+
+// dropDirty empties the store's part of the record cache (sent or given up)
+// and returns its bytes to the App's budget.
+func (c *storeCore) dropDirty() {
+	if rc := c.task.env.recordCache(); rc != nil {
+		rc.used.Add(-c.dirtyBytes)
+	}
 	clear(c.dirty)
 	c.dirtyGen++
-	c.task.env.recordCache().used.Add(-c.dirtyBytes)
 	c.dirtyBytes = 0
 }
 

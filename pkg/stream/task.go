@@ -434,12 +434,7 @@ func (t *task) flushStores() {
 // lost task). The caller holds mu.
 func (t *task) discardDirty() {
 	for _, c := range t.stores {
-		if rc := t.env.recordCache(); rc != nil {
-			rc.used.Add(-c.dirtyBytes)
-		}
-		clear(c.dirty)
-		c.dirtyGen++
-		c.dirtyBytes = 0
+		c.dropDirty()
 	}
 }
 
