@@ -86,17 +86,10 @@ func TestFlushSendsStoresInDeclarationOrder(t *testing.T) {
 	b.AddStore(KeyValueStoreBuilder("second", String(), String()))
 	src := Source(b, "in", String(), String())
 	Process(src, "pair", func() Processor[string, string, string, string] { return &pairWriter{} }, "second", "first")
-	top, err := b.Build()
-	require.NoError(t, err)
-	require.Equal(t, []string{"first", "second"}, top.subs[0].stores, "declaration order, not the processor's order")
-
-	l, err := NewLocalRunner(top)
-	require.NoError(t, err)
-	env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: 1000}, unacked: map[*storeCore]int{}}
-	task, err := newTask(top, top.subs[0], 0, env, taskStart{})
-	require.NoError(t, err)
-	task.mu.Lock()
+	task, env := ackingTask(t, b, 1000)
 	defer task.mu.Unlock()
+	require.Equal(t, []string{"first", "second"}, task.sub.stores, "declaration order, not the processor's order")
+
 	for i := range 200 {
 		k := fmt.Sprintf("k%03d", i%40)
 		r := &inRecord{topic: "in", offset: int64(i), key: []byte(k), value: []byte("v"), timestamp: time.UnixMilli(int64(i))}

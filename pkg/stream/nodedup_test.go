@@ -12,18 +12,26 @@ import (
 // record of topic "in" at an offset (its timestamp in milliseconds too).
 func pipeTask(t *testing.T, b *Builder) (*task, func(off int64, k, v string)) {
 	t.Helper()
-	top, err := b.Build()
-	require.NoError(t, err)
-	l, err := NewLocalRunner(top)
-	require.NoError(t, err)
-	env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: 1 << 20}, unacked: map[*storeCore]int{}}
-	task, err := newTask(top, top.subs[0], 0, env, taskStart{})
-	require.NoError(t, err)
-	task.mu.Lock()
+	task, _ := ackingTask(t, b, 1<<20)
 	return task, func(off int64, k, v string) {
 		r := &inRecord{topic: "in", offset: off, key: []byte(k), value: []byte(v), timestamp: time.UnixMilli(off)}
 		require.NoError(t, task.process(r))
 	}
+}
+
+// ackingTask builds b's first sub-topology as a task, locked, of an
+// ackingEnv whose record cache holds budget bytes.
+func ackingTask(t *testing.T, b *Builder, budget int64) (*task, *ackingEnv) {
+	t.Helper()
+	top, err := b.Build()
+	require.NoError(t, err)
+	l, err := NewLocalRunner(top)
+	require.NoError(t, err)
+	env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: budget}, unacked: map[*storeCore]int{}}
+	task, err := newTask(top, top.subs[0], 0, env, taskStart{})
+	require.NoError(t, err)
+	task.mu.Lock()
+	return task, env
 }
 
 // TestWithoutDedupPut: a Put into a store WithoutDedup writes without

@@ -51,21 +51,19 @@ func (c *cacheCounter) Close() error { return nil }
 // record (recognised as applied) and a flush caused from inside Update's
 // function, after which the cache's byte accounting still matches its
 // entries.
-func TestUpdateReadsTheRecordCache(t *testing.T) {
+// cacheCounterTopology counts "in" with a cacheCounter.
+func cacheCounterTopology() *Builder {
 	b := NewBuilder()
 	b.AddStore(KeyValueStoreBuilder("counts", String(), Int64()))
 	b.AddStore(KeyValueStoreBuilder("other", String(), Int64()))
 	src := Source(b, "in", String(), String())
 	Process(src, "count", func() Processor[string, string, string, string] { return &cacheCounter{} }, "counts", "other")
-	top, err := b.Build()
-	require.NoError(t, err)
-	l, err := NewLocalRunner(top)
-	require.NoError(t, err)
+	return b
+}
+
+func TestUpdateReadsTheRecordCache(t *testing.T) {
 	// Room for a few keys: the 50 puts of a "spill" overflow it.
-	env := &ackingEnv{LocalRunner: l, rc: &recordCache{max: 2000}, unacked: map[*storeCore]int{}}
-	task, err := newTask(top, top.subs[0], 0, env, taskStart{})
-	require.NoError(t, err)
-	task.mu.Lock()
+	task, env := ackingTask(t, cacheCounterTopology(), 2000)
 	defer task.mu.Unlock()
 	counts := task.stores["counts"]
 	off := int64(0)
@@ -152,12 +150,7 @@ func TestUpdateReadsTheRecordCache(t *testing.T) {
 // in place (kv.Store.GetShared) instead of copying it and collecting its
 // dedup positions: reading a count allocates only its serialized key.
 func TestGetReadsStoredBytesInPlace(t *testing.T) {
-	b := NewBuilder()
-	b.AddStore(KeyValueStoreBuilder("counts", String(), Int64()))
-	b.AddStore(KeyValueStoreBuilder("other", String(), Int64()))
-	src := Source(b, "in", String(), String())
-	Process(src, "count", func() Processor[string, string, string, string] { return &cacheCounter{} }, "counts", "other")
-	task, pipe := pipeTask(t, b)
+	task, pipe := pipeTask(t, cacheCounterTopology())
 	defer task.mu.Unlock()
 	for i := range 10 {
 		pipe(int64(i), "a", "x")
