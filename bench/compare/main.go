@@ -349,7 +349,7 @@ func run(ctx context.Context, cfg *config) error {
 // sources).
 func buildAll(cfg *config, work string, bins map[string]string) error {
 	goTool := envOr("GO", "go")
-	for _, name := range []string{"ours", "goka"} {
+	for _, name := range []string{"ours", "goka", "floor"} {
 		out := filepath.Join(work, "bench-"+name)
 		cmd := exec.Command(goTool, "build", "-o", out, "./bench/"+name)
 		cmd.Dir = cfg.root
