@@ -140,13 +140,14 @@ func aggregate[K, V, A, O any](g *stream.GroupedStream[K, V], w Windows, initial
 	b.AddStore(stream.KeyValueStoreBuilder(mainStore, stream.Serde[[]byte](rawSerde{}), stream.Serde[timed[A]](newTimedSerde(aggSerde)), mainOpts...))
 	b.AddStore(stream.KeyValueStoreBuilder(indexStore, stream.Serde[[]byte](rawSerde{}), stream.Int64(), append([]stream.StoreOpt{stream.WithoutDedup()}, o.storeOpts...)...))
 	ks := g.KeySerde()
+	ka, _ := ks.(stream.SerdeAppender[K])
 	var lead int64
 	if o.emit == UntilWindowCloses {
 		lead = w.suppressLead()
 	}
 	return stream.Process(src, o.name, func() stream.Processor[K, V, Windowed[K], O] {
 		return &aggProcessor[K, V, A, O]{
-			w: w, o: o, wall: wall, ks: ks, mainName: mainStore, indexName: indexStore, keysName: keysStore,
+			w: w, o: o, wall: wall, ks: ks, ka: ka, mainName: mainStore, indexName: indexStore, keysName: keysStore,
 			session: session, sliding: sliding, merge: merger, out: out, tombstones: tombstones && o.emit == OnWindowUpdate,
 			final: o.emit != OnWindowUpdate, lead: lead, derived: !session && !sliding && !legacyIndexFormat,
 			init: initializer, agg: aggregator, first: first, closedTo: math.MinInt64, persisted: math.MinInt64, durable: math.MinInt64,
@@ -194,9 +195,8 @@ type aggProcessor[K, V, A, O any] struct {
 	creator stream.KeyValueCreator[[]byte, timed[A]]
 	ikBuf   []byte // scratch index key for isNew
 	kbBuf   []byte // scratch serialized key of a time window's record
-	// ka is ks as a SerdeAppender (nil: it is none), looked up once.
-	ka       stream.SerdeAppender[K]
-	kaLooked bool
+	// ka is ks as a SerdeAppender (nil: it is none).
+	ka stream.SerdeAppender[K]
 	// newShare counts up (to newShareMax) for each window a record created
 	// and down for each it found: isNew looks windows up in the open set only
 	// while most records create one (many keys). With few keys, where nearly
@@ -388,7 +388,7 @@ func (p *aggProcessor[K, V, A, O]) Process(ctx stream.ProcessorContext[Windowed[
 	}
 	var kb []byte
 	var err error
-	if ka := p.keyAppender(); ka != nil && !p.session && !p.sliding {
+	if ka := p.ka; ka != nil && !p.session && !p.sliding {
 		// A time window's record uses its key's bytes only while it is
 		// processed (every store write and index entry copies them), so
 		// they go to a buffer kept between records: one allocation less
@@ -496,15 +496,6 @@ func (p *aggProcessor[K, V, A, O]) processTime(ctx stream.ProcessorContext[Windo
 		return p.reject(ctx, "late")
 	}
 	return nil
-}
-
-// keyAppender returns the key serde as a SerdeAppender, or nil.
-func (p *aggProcessor[K, V, A, O]) keyAppender() stream.SerdeAppender[K] {
-	if !p.kaLooked {
-		p.ka, _ = p.ks.(stream.SerdeAppender[K])
-		p.kaLooked = true
-	}
-	return p.ka
 }
 
 // isNew reports whether the window [start, end) of key kb is known to have
