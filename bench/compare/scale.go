@@ -302,7 +302,7 @@ func runScale(ctx context.Context, cfg *config) error {
 				decode bool
 				to     *float64
 			}{{"sarama", false, &floor.SaramaCPU}, {"kgo", false, &floor.KgoCPU}, {"sarama", true, &floor.SaramaDecodeCPU}} {
-				fr, err := runFloor(ctx, cfg, br, bins["floor"], in, n+d.sentinelCount(), f.client, f.decode)
+				fr, err := runFloor(ctx, br, bins["floor"], in, n+d.sentinelCount(), f.client, f.decode)
 				if err != nil {
 					logf("floor %s (decode %v): FAILED: %v", f.client, f.decode, err)
 					continue
@@ -363,7 +363,7 @@ type floorResult struct {
 
 // runFloor runs bench/floor on topic: the given Kafka client reads its n
 // records and does nothing else (decode: decodes each value as an event).
-func runFloor(ctx context.Context, cfg *config, br *broker, bin, topic string, n int, client string, decode bool) (*floorResult, error) {
+func runFloor(ctx context.Context, br *broker, bin, topic string, n int, client string, decode bool) (*floorResult, error) {
 	args := []string{"-brokers", strings.Join(br.brokers, ","), "-topic", topic, "-records", strconv.Itoa(n), "-client", client}
 	if decode {
 		args = append(args, "-decode")

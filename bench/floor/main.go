@@ -28,15 +28,14 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/emostream/emostream/bench/internal/harness"
 	"github.com/emostream/emostream/examples/emostream/wire"
 )
 
@@ -63,7 +62,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	group := "emostream-floor-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	bs := strings.Split(*brokers, ",")
+	bs := harness.SplitList(*brokers)
 	var err error
 	switch *client {
 	case "sarama":
@@ -76,7 +75,7 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	c := cpuSeconds()
+	c := harness.SelfCPUSeconds()
 	out, _ := json.Marshal(result{Client: *client, Records: *records, WallS: time.Since(start).Seconds(), CPUS: c, CPUPerRecU: c / float64(*records) * 1e6})
 	fmt.Println(string(out))
 }
@@ -174,14 +173,6 @@ func readKgo(ctx context.Context, brokers []string, group, topic string, n int64
 		})
 	}
 	return failed
-}
-
-// cpuSeconds is the process's user + system CPU time so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
 }
 
 func fatal(err error) {
